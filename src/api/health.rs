@@ -1,0 +1,138 @@
+//! Liveness, readiness and the formats this service converts.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::{ApiState, Tag};
+use crate::convert::{DocFormat, Family, OutputFormat};
+
+/// Liveness: the process answers.
+#[derive(Debug, Object)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// Each dependency's state: `ok`, or what is wrong.
+#[derive(Debug, Object)]
+pub struct ReadinessChecks {
+    pub database: String,
+    pub storage: String,
+    /// `not used` in a process that does not convert (`offload api`).
+    pub converter: String,
+}
+
+/// Readiness, part by part.
+#[derive(Debug, Object)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: String,
+    pub checks: ReadinessChecks,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// Every dependency works.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// At least one dependency is down; `checks` says which.
+    #[oai(status = 503)]
+    Unavailable(Json<Readiness>),
+}
+
+/// An input format.
+#[derive(Debug, Object)]
+pub struct InputFormat {
+    /// File extension, e.g. `pptx`.
+    pub extension: String,
+    pub media_type: String,
+    /// `presentation`, `text` or `spreadsheet`.
+    pub family: String,
+}
+
+/// What goes in and what comes out.
+#[derive(Debug, Object)]
+pub struct Formats {
+    pub inputs: Vec<InputFormat>,
+    /// Output format names for the `format` field of an export: `pdf`.
+    pub outputs: Vec<String>,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+pub struct HealthApi;
+
+fn check<E: std::fmt::Display>(r: Result<(), E>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[OpenApi(tag = "Tag::Service")]
+impl HealthApi {
+    /// Liveness
+    ///
+    /// 200 whenever the process can answer HTTP.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Json<Health> {
+        Json(Health { status: "ok".into() })
+    }
+
+    /// Readiness
+    ///
+    /// Checks the database, the storage and (in processes that convert) LibreOffice. 503
+    /// with the failing part named when one is down.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: Data<&Arc<ApiState>>) -> ReadyResponse {
+                let (database, storage) = tokio::join!(state.queue.ping(), state.storage.check());
+        let converter = if state.runs_worker {
+            check(state.converter.availability().map_err(|why| format!("LibreOffice missing: {why}")))
+        } else {
+            "not used".into()
+        };
+        let checks = ReadinessChecks {
+            database: check(database),
+            storage: check(storage),
+            converter,
+        };
+        let ok = [&checks.database, &checks.storage].iter().all(|c| *c == "ok")
+            && (checks.converter == "ok" || checks.converter == "not used");
+        let body = Readiness {
+            status: if ok { "ready" } else { "unavailable" }.into(),
+            checks,
+        };
+        if ok {
+            ReadyResponse::Ready(Json(body))
+        } else {
+            ReadyResponse::Unavailable(Json(body))
+        }
+    }
+
+    /// Supported formats
+    ///
+    /// The document types `POST /exports` accepts (detected from content) and the outputs.
+    #[oai(path = "/api/v1/formats", method = "get", operation_id = "list_formats")]
+    async fn formats(&self, state: Data<&Arc<ApiState>>) -> Json<Formats> {
+        let family = |f: Family| match f {
+            Family::Presentation => "presentation",
+            Family::Text => "text",
+            Family::Spreadsheet => "spreadsheet",
+        };
+        Json(Formats {
+            inputs: DocFormat::ALL
+                .iter()
+                .map(|f| InputFormat {
+                    extension: f.extension().into(),
+                    media_type: f.media_type().into(),
+                    family: family(f.family()).into(),
+                })
+                .collect(),
+            outputs: vec![OutputFormat::Pdf.extension().into()],
+            max_upload_bytes: state.max_upload_bytes,
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! `/api/v1/jobs…`: submit argument-only jobs, follow, list, download, cancel, retry, delete.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use poem::Body;
+use poem_openapi::param::{Header, Path, Query};
+use poem::web::Data;
+use poem_openapi::payload::{Binary, EventStream, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::errors::ApiError;
+use super::exports::Accepted;
+use super::models::Job;
+use super::{ApiState, Tag};
+use crate::events::next_change_of;
+use crate::jobs::JobStatus;
+use crate::queue::{JobRecord, ListFilter};
+use crate::storage;
+
+/// Most jobs one batch may create.
+pub const MAX_BATCH: usize = 1000;
+const DEFAULT_PAGE: u32 = 50;
+/// How often an event stream re-reads its job when no change arrives on this process's feed
+/// (changes written by other processes).
+const EVENTS_POLL: Duration = Duration::from_millis(250);
+
+/// An argument-only job to create.
+#[derive(Debug, Object)]
+pub struct NewJobRequest {
+    /// A registered argument-only kind, e.g. `noop` or `sleep`.
+    pub kind: String,
+    /// The kind's arguments; `sleep` takes `{"seconds": 2.5, "fail_times": 1}`.
+    pub args: Option<serde_json::Value>,
+}
+
+/// Several argument-only jobs, created in one transaction.
+#[derive(Debug, Object)]
+pub struct BatchRequest {
+    /// 1 to 1,000 jobs.
+    pub jobs: Vec<NewJobRequest>,
+}
+
+/// The jobs a batch created, in request order.
+#[derive(Debug, Object)]
+pub struct BatchCreated {
+    pub jobs: Vec<Job>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Object)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum BatchAccepted {
+    /// All jobs were created.
+    #[oai(status = 202)]
+    Accepted(Json<BatchCreated>),
+}
+
+#[derive(ApiResponse)]
+pub enum Retried {
+    /// Back in the queue.
+    #[oai(status = 202)]
+    Accepted(Json<Job>),
+}
+
+#[derive(ApiResponse)]
+pub enum Deleted {
+    /// The job and its files are gone.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+#[derive(ApiResponse)]
+pub enum ResultDownload {
+    /// The result file, streamed.
+    #[oai(status = 200, content_type = "application/pdf")]
+    File(
+        Binary<Body>,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+}
+
+pub struct JobsApi;
+
+fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::bad_request("invalid_cursor", "parameter cursor: not a cursor returned by this API");
+    let (at, id) = cursor.split_once('_').ok_or_else(bad)?;
+    let at = at.parse::<i64>().map_err(|_| bad())?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((at, id.to_string()))
+}
+
+fn make_cursor(row: &JobRecord) -> String {
+    format!("{}_{}", row.created_at, row.id)
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Jobs")]
+impl JobsApi {
+    /// Submit an argument-only job
+    ///
+    /// For kinds that take no document (`noop`, `sleep`, ...). Answers at once with the job.
+    #[oai(path = "/jobs", method = "post", operation_id = "create_job")]
+    async fn create_job(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        body: Json<NewJobRequest>,
+        /// Retrying a request with the same key returns the job the first one created.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<Accepted, ApiError> {
+                let key = super::idempotency_key(idempotency_key.0)?;
+        if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
+            return Ok(Accepted::job(existing));
+        }
+        let mut job = state.new_job(body.0, "body")?;
+        job.idempotency_key = key;
+        let mut created = state.queue.enqueue(vec![job]).await?;
+        Ok(Accepted::job(created.remove(0).job.into()))
+    }
+
+    /// Submit many argument-only jobs at once
+    ///
+    /// Up to 1,000 jobs in one transaction: all are created or none.
+    #[oai(path = "/jobs/batch", method = "post", operation_id = "create_jobs_batch")]
+    async fn create_batch(&self,
+        state: Data<&Arc<ApiState>>, body: Json<BatchRequest>) -> Result<BatchAccepted, ApiError> {
+                let n = body.0.jobs.len();
+        if n == 0 || n > MAX_BATCH {
+            return Err(ApiError::invalid(
+                "invalid_arguments",
+                format!("field jobs: {n} jobs; a batch holds 1 to {MAX_BATCH}"),
+            ));
+        }
+        let jobs = body
+            .0
+            .jobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, req)| state.new_job(req, &format!("jobs[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let created = state.queue.enqueue(jobs).await?;
+        Ok(BatchAccepted::Accepted(Json(BatchCreated {
+            jobs: created.into_iter().map(|e| e.job.into()).collect(),
+        })))
+    }
+
+    /// Get a job
+    ///
+    /// Status, progress, attempts, error and result of one job.
+    #[oai(path = "/jobs/:id", method = "get", operation_id = "get_job")]
+    async fn get_job(&self,
+        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<Json<Job>, ApiError> {
+        let row = state.queue.get(id.0).await?.ok_or_else(|| ApiError::job_not_found(id.0))?;
+        Ok(Json(row.into()))
+    }
+
+    /// List jobs
+    ///
+    /// Newest first, optionally filtered by status and kind. Page with `cursor`.
+    #[oai(path = "/jobs", method = "get", operation_id = "list_jobs")]
+    async fn list_jobs(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        /// Only jobs in this status.
+        status: Query<Option<JobStatus>>,
+        /// Only jobs of this kind.
+        kind: Query<Option<String>>,
+        /// Page size, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<JobPage>, ApiError> {
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE);
+        let filter = ListFilter {
+            status: status.0,
+            kind: kind.0,
+            // One extra row tells whether another page exists.
+            limit: limit + 1,
+            before: cursor.0.as_deref().map(parse_cursor).transpose()?,
+        };
+        let mut rows = state.queue.list(&filter).await?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(make_cursor)
+        } else {
+            None
+        };
+        Ok(Json(JobPage {
+            jobs: rows.into_iter().map(Job::from).collect(),
+            next_cursor,
+        }))
+    }
+
+    /// Download a job's result
+    ///
+    /// Streams the result file as an attachment. 409 while the job has not succeeded.
+    #[oai(path = "/jobs/:id/result", method = "get", operation_id = "get_job_result")]
+    async fn get_result(&self,
+        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<ResultDownload, ApiError> {
+        let row = state.queue.get(id.0).await?.ok_or_else(|| ApiError::job_not_found(id.0))?;
+        if row.status() != JobStatus::Succeeded {
+            return Err(ApiError::conflict(
+                "result_not_ready",
+                format!("the job is {}; a result exists only once it has succeeded", row.status),
+            ));
+        }
+        let Some(key) = row.result_key.as_deref() else {
+            return Err(ApiError::not_found("no_result", format!("jobs of kind {} make no result file", row.kind)));
+        };
+        let stream = state.storage.stream(key).await?;
+        let filename = row.result_filename.as_deref().unwrap_or("result");
+        Ok(ResultDownload::File(
+            Binary(Body::from_bytes_stream(stream)),
+            storage::content_disposition(filename),
+            u64::try_from(row.result_size.unwrap_or(0)).unwrap_or(0),
+        ))
+    }
+
+    /// Follow a job live
+    ///
+    /// Server-sent events: the job (as JSON) now and after every change of status or
+    /// progress; the stream ends after a final status. Reconnecting is always safe.
+    #[oai(path = "/jobs/:id/events", method = "get", operation_id = "get_job_events")]
+    async fn events(&self,
+        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<EventStream<BoxStream<'static, Job>>, ApiError> {
+        let first = state.queue.get(id.0).await?.ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let stream = job_updates(Arc::clone(state.0), first);
+        Ok(EventStream::new(stream.boxed()).keep_alive(Duration::from_secs(15)))
+    }
+
+    /// Cancel a job
+    ///
+    /// Cancels a queued or running job; a running conversion is stopped. 409 if it already
+    /// finished.
+    #[oai(path = "/jobs/:id/cancel", method = "post", operation_id = "cancel_job")]
+    async fn cancel(&self,
+        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<Json<Job>, ApiError> {
+        Ok(Json(state.queue.cancel(id.0).await?.into()))
+    }
+
+    /// Retry a job
+    ///
+    /// Puts a failed or cancelled job back in the queue with fresh attempts. 409 otherwise.
+    #[oai(path = "/jobs/:id/retry", method = "post", operation_id = "retry_job")]
+    async fn retry(&self,
+        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<Retried, ApiError> {
+        Ok(Retried::Accepted(Json(state.queue.retry(id.0).await?.into())))
+    }
+
+    /// Delete a job
+    ///
+    /// Deletes the job and its stored files; a running attempt is stopped.
+    #[oai(path = "/jobs/:id", method = "delete", operation_id = "delete_job")]
+    async fn delete(&self,
+        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<Deleted, ApiError> {
+        state.queue.delete(id.0).await?.ok_or_else(|| ApiError::job_not_found(id.0))?;
+        if let Err(e) = state.storage.delete_job(id.0).await {
+            // The row is gone, so nothing can reach the files; log and move on.
+            tracing::warn!(job_id = %id.0, error = %e, "could not delete stored files");
+        }
+        Ok(Deleted::NoContent)
+    }
+}
+
+/// The job now, then after every change, ending after a final status (or when the job is
+/// deleted). Changes made in this process arrive at once; others within [`EVENTS_POLL`].
+fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<Item = Job> + Send {
+    struct Watch {
+        state: Arc<ApiState>,
+        id: Uuid,
+        changes: tokio::sync::broadcast::Receiver<crate::events::Change>,
+        pending: Option<JobRecord>,
+        last_update: Option<(i64, String)>,
+        finished: bool,
+    }
+    let watch = Watch {
+        id: first.uuid(),
+        changes: state.queue.feed().subscribe(),
+        state,
+        pending: Some(first),
+        last_update: None,
+        finished: false,
+    };
+    futures::stream::unfold(watch, |mut w| async move {
+        if w.finished {
+            return None;
+        }
+        loop {
+            let row = match w.pending.take() {
+                Some(row) => row,
+                None => {
+                    let _ = tokio::time::timeout(EVENTS_POLL, next_change_of(&mut w.changes, w.id)).await;
+                    match w.state.queue.get(w.id).await {
+                        Ok(Some(row)) => row,
+                        Ok(None) => return None,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let stamp = (row.updated_at, row.status.clone());
+            if w.last_update.as_ref() == Some(&stamp) {
+                continue;
+            }
+            w.last_update = Some(stamp);
+            w.finished = row.status().is_final();
+            return Some((Job::from(row), w));
+        }
+    })
+}

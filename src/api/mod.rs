@@ -1,0 +1,133 @@
+//! The HTTP API: typed poem-openapi operations (so the spec and Swagger UI come from the
+//! code), plus the routes around them (`/docs`, `/openapi.json`).
+//!
+//! One file per resource: [`exports`] (uploads), [`jobs`] (everything about a job),
+//! [`health`] (liveness, readiness, formats). [`errors`] is the single place where errors
+//! become statuses.
+
+pub mod errors;
+pub mod exports;
+pub mod health;
+pub mod jobs;
+pub mod models;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::convert::Converter;
+use crate::jobs::Registry;
+use crate::queue::{NewJob, Queue};
+use crate::storage::Storage;
+use errors::ApiError;
+use models::Job;
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+#[derive(Tags)]
+pub enum Tag {
+    /// Upload documents to convert.
+    Exports,
+    /// Follow, list, download, cancel, retry and delete jobs.
+    Jobs,
+    /// Health, readiness and capabilities.
+    Service,
+}
+
+/// What every handler shares.
+pub struct ApiState {
+    pub queue: Queue,
+    pub storage: Storage,
+    pub registry: Registry,
+    pub converter: Arc<dyn Converter>,
+    pub max_upload_bytes: u64,
+    /// Whether this process converts (then `/readyz` requires a working converter).
+    pub runs_worker: bool,
+}
+
+impl ApiState {
+    fn max_attempts(&self, kind: &str) -> u32 {
+        self.registry.policy(kind).map(|p| p.max_attempts).unwrap_or(1)
+    }
+
+    /// The job an earlier request with this idempotency key created, if any.
+    async fn find_idempotent(&self, key: Option<&str>) -> Result<Option<Job>, ApiError> {
+        let Some(key) = key else { return Ok(None) };
+        Ok(self.queue.find_by_idempotency_key(key).await?.map(Job::from))
+    }
+
+    /// Validates an argument-only job request; `field` names it in errors.
+    fn new_job(&self, req: jobs::NewJobRequest, field: &str) -> Result<NewJob, ApiError> {
+        let kind = self.registry.get(&req.kind).ok_or_else(|| {
+            ApiError::invalid(
+                "unknown_kind",
+                format!("{field}.kind: unknown kind {:?}; known: {}", req.kind, self.registry.names().join(", ")),
+            )
+        })?;
+        if kind.takes_upload() {
+            return Err(ApiError::invalid(
+                "upload_required",
+                format!("{field}.kind: {:?} jobs take a document; create them with POST /api/v1/exports", req.kind),
+            ));
+        }
+        let args = req.args.unwrap_or_else(|| serde_json::json!({}));
+        kind.check_args(&args)
+            .map_err(|why| ApiError::invalid("invalid_arguments", format!("{field}.args: {why}")))?;
+        Ok(NewJob {
+            id: uuid::Uuid::new_v4(),
+            kind: kind.name().to_string(),
+            args,
+            max_attempts: kind.policy().max_attempts,
+            idempotency_key: None,
+            input: None,
+        })
+    }
+}
+
+/// Checks an `Idempotency-Key` header value.
+fn idempotency_key(key: Option<String>) -> Result<Option<String>, ApiError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("header Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The API operations (stateless: handlers get [`ApiState`] through `Data`).
+pub type Operations = (exports::ExportsApi, jobs::JobsApi, health::HealthApi);
+
+/// The OpenAPI service: every typed operation. Needs no running parts, so the spec can be
+/// printed without a database (`offload openapi`).
+pub fn service() -> OpenApiService<Operations, ()> {
+    OpenApiService::new(
+        (exports::ExportsApi, jobs::JobsApi, health::HealthApi),
+        "offload",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Takes slow work out of web requests: upload a document, get a job id at once, follow \
+         its progress live and download the PDF. Every error is `{code, message}` JSON.",
+    )
+}
+
+/// The spec as JSON, exactly as `GET /openapi.json` serves it.
+pub fn spec_json() -> String {
+    service().spec()
+}
+
+/// All HTTP routes of the API listener.
+pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
+    let api = service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", api)
+        .data(state)
+        .catch_all_error(errors::json_errors)
+}

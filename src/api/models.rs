@@ -1,0 +1,118 @@
+//! The JSON objects of the API (the contract's Job object and friends), and their mapping from
+//! stored rows.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+use uuid::Uuid;
+
+use crate::jobs::JobStatus;
+use crate::queue::JobRecord;
+
+/// Progress of the current attempt.
+#[derive(Debug, Clone, Object)]
+pub struct Progress {
+    /// 0 to 100.
+    pub percent: u8,
+    /// The current stage, e.g. `converting 5 slides`.
+    pub message: String,
+}
+
+/// Why the job failed (or why its last attempt failed, while it waits to retry).
+#[derive(Debug, Clone, Object)]
+pub struct JobErrorInfo {
+    /// Stable snake_case code, e.g. `document_corrupt`, `timeout`, `converter_unavailable`.
+    pub code: String,
+    /// Human readable.
+    pub message: String,
+}
+
+/// The uploaded document.
+#[derive(Debug, Clone, Object)]
+pub struct InputInfo {
+    /// The client's filename, sanitised.
+    pub filename: String,
+    /// The detected type (from the bytes, not the client's claim).
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// The result file.
+#[derive(Debug, Clone, Object)]
+pub struct ResultInfo {
+    pub filename: String,
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Where to download it (`GET`).
+    pub url: String,
+}
+
+/// A job: what was asked, where it is, and what came out.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Job")]
+pub struct Job {
+    pub id: Uuid,
+    /// `export`, `noop`, `sleep`, or a kind added by the embedding application.
+    pub kind: String,
+    pub status: JobStatus,
+    pub progress: Progress,
+    /// Attempts started so far.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub error: Option<JobErrorInfo>,
+    pub input: Option<InputInfo>,
+    pub result: Option<ResultInfo>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn timestamp(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+fn size(bytes: Option<i64>) -> u64 {
+    u64::try_from(bytes.unwrap_or(0)).unwrap_or(0)
+}
+
+impl From<JobRecord> for Job {
+    fn from(r: JobRecord) -> Self {
+        let id = r.uuid();
+        let error = match (r.error_code, r.error_message) {
+            (Some(code), message) => Some(JobErrorInfo {
+                code,
+                message: message.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let input = r.input_key.as_ref().map(|_| InputInfo {
+            filename: r.input_filename.clone().unwrap_or_default(),
+            content_type: r.input_content_type.clone().unwrap_or_default(),
+            size: size(r.input_size),
+        });
+        let result = r.result_key.as_ref().map(|_| ResultInfo {
+            filename: r.result_filename.clone().unwrap_or_default(),
+            content_type: r.result_content_type.clone().unwrap_or_default(),
+            size: size(r.result_size),
+            url: format!("/api/v1/jobs/{id}/result"),
+        });
+        Job {
+            id,
+            status: JobStatus::parse(&r.status).unwrap_or(JobStatus::Failed),
+            kind: r.kind,
+            progress: Progress {
+                percent: u8::try_from(r.progress_percent.clamp(0, 100)).unwrap_or(0),
+                message: r.progress_message.unwrap_or_default(),
+            },
+            attempts: u32::try_from(r.attempts).unwrap_or(0),
+            max_attempts: u32::try_from(r.max_attempts).unwrap_or(0),
+            error,
+            input,
+            result,
+            created_at: timestamp(r.created_at),
+            started_at: r.started_at.map(timestamp),
+            finished_at: r.finished_at.map(timestamp),
+        }
+    }
+}

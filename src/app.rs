@@ -1,0 +1,156 @@
+//! [`Application`]: the parts wired together for one role — API, worker, or both.
+//!
+//! `build` connects, migrates and binds (port 0 works, for tests); `run_until_stopped` serves
+//! until the shutdown future completes, then stops taking work and gives running jobs the
+//! grace period. Jobs still running after it go back to the queue (their lease runs out and
+//! another worker re-runs them); they are never marked failed for a shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::FutureExt;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::Server;
+
+use crate::api::{self, ApiState};
+use crate::convert::libreoffice::LibreOffice;
+use crate::convert::Converter;
+use crate::jobs::runner::Runtime;
+use crate::jobs::{kinds, Registry};
+use crate::queue::Queue;
+use crate::settings::Settings;
+use crate::storage::Storage;
+
+/// Which parts run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// API and an in-process worker (`offload serve`).
+    Serve,
+    /// API only (`offload api`).
+    Api,
+    /// Worker only (`offload worker`).
+    Worker,
+}
+
+impl Role {
+    fn serves_http(self) -> bool {
+        matches!(self, Role::Serve | Role::Api)
+    }
+
+    fn runs_worker(self) -> bool {
+        matches!(self, Role::Serve | Role::Worker)
+    }
+}
+
+pub struct Application {
+    role: Role,
+    settings: Settings,
+    acceptor: Option<TcpAcceptor>,
+    state: Arc<ApiState>,
+    runtime: Arc<Runtime>,
+}
+
+impl Application {
+    /// Builds with the built-in kinds.
+    pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Self> {
+        Self::build_with(settings, role, |registry| registry).await
+    }
+
+    /// Builds with the built-in kinds plus whatever `extend` registers — the way an embedding
+    /// application adds its own kinds.
+    pub async fn build_with(
+        settings: Settings,
+        role: Role,
+        extend: impl FnOnce(Registry) -> Registry,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let queue = Queue::connect(&settings)
+            .await
+            .context("DATABASE_URL: cannot connect")?;
+        queue.migrate().await.context("DATABASE_URL: cannot migrate")?;
+        let storage = Storage::open(&settings.storage_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("STORAGE_URL: {e}"))?;
+        let converter: Arc<dyn Converter> = Arc::new(LibreOffice::new(&settings.soffice_path));
+        if role.runs_worker() {
+            if let Err(why) = converter.availability() {
+                tracing::warn!(%why, "LibreOffice is missing: export jobs will fail with converter_unavailable");
+            }
+        }
+        let registry = extend(kinds::builtin(&settings, converter.clone()));
+        let acceptor = match role.serves_http() {
+            true => Some(bind(&settings).await?),
+            false => None,
+        };
+        let runtime = Arc::new(Runtime::new(queue.clone(), storage.clone(), registry.clone(), settings.work_dir()));
+        let state = Arc::new(ApiState {
+            queue,
+            storage,
+            registry,
+            converter,
+            max_upload_bytes: settings.max_upload_bytes,
+            runs_worker: role.runs_worker(),
+        });
+        Ok(Self { role, settings, acceptor, state, runtime })
+    }
+
+    /// The bound API address (`None` for a worker-only process).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        let addr = self.acceptor.as_ref()?.local_addr().into_iter().next()?;
+        addr.as_socket_addr().copied()
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.state.queue
+    }
+
+    /// Serves until `shutdown` completes, then drains for the grace period.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let shutdown = shutdown.boxed().shared();
+        let grace = self.settings.shutdown_grace();
+        let http = self.acceptor.map(|acceptor| {
+            let routes = api::routes(self.state.clone());
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                Server::new_with_acceptor(acceptor)
+                    .run_with_graceful_shutdown(routes, signal, Some(grace))
+                    .await
+            })
+        });
+        let worker = self.role.runs_worker().then(|| {
+            let monitor = apalis::prelude::Monitor::new().shutdown_timeout(grace);
+            let monitor = self.state.queue.register_workers(monitor, self.runtime.clone());
+            let signal = shutdown.clone().map(Ok);
+            tokio::spawn(async move { monitor.run_with_signal(signal).await })
+        });
+        if let Some(http) = http {
+            http.await?.context("HTTP server")?;
+        }
+        if let Some(worker) = worker {
+            if let Err(e) = worker.await? {
+                tracing::warn!(error = %e, "workers stopped with an error");
+            }
+        }
+        self.state.queue.close().await;
+        Ok(())
+    }
+}
+
+async fn bind(settings: &Settings) -> anyhow::Result<TcpAcceptor> {
+    let addr = settings.bind_socket()?;
+    TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))
+}
+
+/// Creates or upgrades the schema, then returns (`offload migrate`).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    settings.validate()?;
+    let queue = Queue::connect(settings).await.context("DATABASE_URL: cannot connect")?;
+    queue.migrate().await.context("DATABASE_URL: cannot migrate")?;
+    queue.close().await;
+    Ok(())
+}

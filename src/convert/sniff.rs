@@ -1,0 +1,334 @@
+//! What a document really is, from its bytes — never from its name or the client's claim.
+//!
+//! - [`detect`] runs at upload: cheap, tolerant of damage (a truncated OOXML package is still
+//!   recognised from its local file headers so that its job can fail with a clear reason).
+//! - [`inspect`] runs in the worker before LibreOffice sees the file: full package check,
+//!   encryption, zip-bomb limits, and the page/slide/sheet count shown as progress.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use super::DocFormat;
+use crate::jobs::JobError;
+
+const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
+const OLE2_MAGIC: &[u8; 8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+const RTF_MAGIC: &[u8; 5] = b"{\\rtf";
+
+/// Why an upload is not accepted as a document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SniffError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Recognises the format of an uploaded file. `claimed_ext` (from the filename) is only used
+/// where the bytes cannot say: an encrypted OOXML package looks the same for all three types.
+pub fn detect<F: Read + Seek>(file: &mut F, claimed_ext: Option<&str>) -> Result<DocFormat, SniffError> {
+    let mut head = [0u8; 8];
+    let n = read_up_to(file, &mut head).map_err(|e| SniffError::Unsupported(e.to_string()))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| SniffError::Unsupported(e.to_string()))?;
+    let head = &head[..n];
+    if head.is_empty() {
+        return Err(SniffError::Empty);
+    }
+    if head.starts_with(ZIP_MAGIC) {
+        return detect_zip(file);
+    }
+    if head == OLE2_MAGIC {
+        return detect_ole2(file, claimed_ext);
+    }
+    if head.starts_with(RTF_MAGIC) {
+        return Ok(DocFormat::Rtf);
+    }
+    Err(SniffError::Unsupported(
+        "not an office document (no OOXML, OpenDocument, legacy Office or RTF signature)".into(),
+    ))
+}
+
+fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn detect_zip<F: Read + Seek>(file: &mut F) -> Result<DocFormat, SniffError> {
+    let names = match zip::ZipArchive::new(&mut *file) {
+        Ok(archive) => archive.file_names().map(str::to_owned).collect::<Vec<_>>(),
+        // No central directory (e.g. a truncated upload): read what the local headers say.
+        Err(_) => {
+            file.seek(SeekFrom::Start(0)).map_err(|e| SniffError::Unsupported(e.to_string()))?;
+            local_header_names(file, 256)
+        }
+    };
+    if names.iter().any(|n| n == "mimetype") {
+        if let Some(format) = odf_format(file) {
+            return Ok(format);
+        }
+    }
+    ooxml_format(&names).ok_or_else(|| {
+        SniffError::Unsupported("a ZIP archive, but not an OOXML or OpenDocument package".into())
+    })
+}
+
+/// The OOXML type from its main part (`[Content_Types].xml` must be present).
+fn ooxml_format(names: &[String]) -> Option<DocFormat> {
+    if !names.iter().any(|n| n == "[Content_Types].xml") {
+        return None;
+    }
+    let has = |part: &str| names.iter().any(|n| n == part);
+    if has("ppt/presentation.xml") {
+        Some(DocFormat::Pptx)
+    } else if has("word/document.xml") {
+        Some(DocFormat::Docx)
+    } else if has("xl/workbook.xml") {
+        Some(DocFormat::Xlsx)
+    } else {
+        None
+    }
+}
+
+/// ODF packages start with an uncompressed `mimetype` entry naming the type.
+fn odf_format<F: Read + Seek>(file: &mut F) -> Option<DocFormat> {
+    file.seek(SeekFrom::Start(0)).ok()?;
+    let mut head = [0u8; 120];
+    let n = read_up_to(file, &mut head).ok()?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    let mime = text.split("mimetype").nth(1)?;
+    const ODF: [(&str, DocFormat); 3] = [
+        ("application/vnd.oasis.opendocument.presentation", DocFormat::Odp),
+        ("application/vnd.oasis.opendocument.text", DocFormat::Odt),
+        ("application/vnd.oasis.opendocument.spreadsheet", DocFormat::Ods),
+    ];
+    ODF.iter().find(|(m, _)| mime.starts_with(m)).map(|(_, f)| *f)
+}
+
+/// Names from the local file headers, front to back, for archives without a readable
+/// central directory. Stops at anything that does not parse.
+fn local_header_names<R: Read + Seek>(r: &mut R, max: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut header = [0u8; 30];
+    while names.len() < max {
+        if read_up_to(r, &mut header).unwrap_or(0) < 30 || &header[..4] != ZIP_MAGIC {
+            break;
+        }
+        let le16 = |i: usize| u16::from_le_bytes([header[i], header[i + 1]]) as u64;
+        let le32 = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]) as u64;
+        let (flags, compressed, name_len, extra_len) = (le16(6), le32(18), le16(26), le16(28));
+        let mut name = vec![0u8; name_len as usize];
+        if read_up_to(r, &mut name).unwrap_or(0) < name.len() {
+            break;
+        }
+        names.push(String::from_utf8_lossy(&name).into_owned());
+        // Bit 3: sizes follow the data, so the next header cannot be found from here.
+        if flags & 0x08 != 0 || r.seek(SeekFrom::Current((extra_len + compressed) as i64)).is_err() {
+            break;
+        }
+    }
+    names
+}
+
+fn detect_ole2<F: Read + Seek>(file: &mut F, claimed_ext: Option<&str>) -> Result<DocFormat, SniffError> {
+    let cfb = cfb::CompoundFile::open(&mut *file)
+        .map_err(|e| SniffError::Unsupported(format!("a damaged legacy Office file: {e}")))?;
+    let has = |name: &str| cfb.exists(format!("/{name}"));
+    if has("EncryptedPackage") {
+        // An encrypted OOXML file: the type is inside the encryption. Keep the claim so the
+        // job can report `document_encrypted` for the right format.
+        return Ok(claimed_ext
+            .and_then(DocFormat::from_extension)
+            .filter(|f| f.is_ooxml())
+            .unwrap_or(DocFormat::Docx));
+    }
+    if has("PowerPoint Document") {
+        Ok(DocFormat::Ppt)
+    } else if has("WordDocument") {
+        Ok(DocFormat::Doc)
+    } else if has("Workbook") || has("Book") {
+        Ok(DocFormat::Xls)
+    } else {
+        Err(SniffError::Unsupported(
+            "a legacy Office container, but not a Word, Excel or PowerPoint document".into(),
+        ))
+    }
+}
+
+/// Limits checked before LibreOffice opens a package.
+#[derive(Debug, Clone)]
+pub struct PackageLimits {
+    pub max_entries: usize,
+    pub max_uncompressed: u64,
+    pub max_ratio: u64,
+}
+
+impl Default for PackageLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_uncompressed: 1024 * 1024 * 1024,
+            max_ratio: 200,
+        }
+    }
+}
+
+/// What the worker learns about a document before converting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocInfo {
+    /// Slides, sheets or pages, when the package says.
+    pub count: Option<u32>,
+}
+
+impl DocInfo {
+    /// A progress message such as "5 slides".
+    pub fn describe(&self, format: DocFormat) -> Option<String> {
+        let n = self.count?;
+        let unit = format.family().unit();
+        Some(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }))
+    }
+}
+
+/// Checks a stored document before conversion. Errors are fatal: the same bytes will fail the
+/// same way on every attempt.
+pub fn inspect(path: &Path, format: DocFormat, limits: &PackageLimits) -> Result<DocInfo, JobError> {
+    let mut file = std::fs::File::open(path).map_err(JobError::internal)?;
+    if format.is_ooxml() || format.is_odf() {
+        inspect_zip(&mut file, format, limits)
+    } else if matches!(format, DocFormat::Doc | DocFormat::Xls | DocFormat::Ppt) {
+        inspect_ole2(&mut file)
+    } else {
+        Ok(DocInfo { count: None })
+    }
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> JobError {
+    JobError::fatal(
+        "document_corrupt",
+        format!("the document is damaged or incomplete and cannot be opened ({detail})"),
+    )
+}
+
+fn inspect_ole2(file: &mut std::fs::File) -> Result<DocInfo, JobError> {
+    let cfb = cfb::CompoundFile::open(file).map_err(corrupt)?;
+    if cfb.exists("/EncryptedPackage") || cfb.exists("/EncryptionInfo") {
+        return Err(encrypted());
+    }
+    Ok(DocInfo { count: None })
+}
+
+fn encrypted() -> JobError {
+    JobError::fatal(
+        "document_encrypted",
+        "the document is password-protected; remove the password and upload it again",
+    )
+}
+
+fn inspect_zip(file: &mut std::fs::File, format: DocFormat, limits: &PackageLimits) -> Result<DocInfo, JobError> {
+    // An encrypted OOXML upload is an OLE2 file, whatever its claimed type.
+    let mut magic = [0u8; 8];
+    let n = read_up_to(file, &mut magic).map_err(JobError::internal)?;
+    if &magic[..n] == OLE2_MAGIC {
+        return Err(encrypted());
+    }
+    file.seek(SeekFrom::Start(0)).map_err(JobError::internal)?;
+    let mut archive = zip::ZipArchive::new(file).map_err(corrupt)?;
+    check_package_limits(&mut archive, limits)?;
+    let names: Vec<String> = archive.file_names().map(str::to_owned).collect();
+    let count_matching = |prefix: &str| {
+        names
+            .iter()
+            .filter(|n| {
+                n.strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(".xml"))
+                    .is_some_and(|num| !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .count() as u32
+    };
+    let count = match format {
+        DocFormat::Pptx => Some(count_matching("ppt/slides/slide")),
+        DocFormat::Xlsx => Some(count_matching("xl/worksheets/sheet")),
+        // Word's own page count (docProps/app.xml) is whatever the last editor saved, often
+        // wrong; pages are only known after layout, so text documents report none here.
+        _ => None,
+    };
+    Ok(DocInfo { count })
+}
+
+/// Zip-bomb guards: entry count, total uncompressed size, and per-entry compression ratio,
+/// all from the central directory (nothing is decompressed).
+fn check_package_limits<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, limits: &PackageLimits) -> Result<(), JobError> {
+    let too_large = |why: String| JobError::fatal("document_too_large", why);
+    if archive.len() > limits.max_entries {
+        return Err(too_large(format!(
+            "the package has {} parts; the limit is {}",
+            archive.len(),
+            limits.max_entries
+        )));
+    }
+    let mut total: u64 = 0;
+    for i in 0..archive.len() {
+        let entry = archive.by_index_raw(i).map_err(corrupt)?;
+        total = total.saturating_add(entry.size());
+        let ratio = entry.size() / entry.compressed_size().max(1);
+        if entry.size() > 1024 * 1024 && ratio > limits.max_ratio {
+            return Err(too_large(format!(
+                "part {:?} expands {ratio}:1 (a zip bomb?); the limit is {}:1",
+                entry.name(),
+                limits.max_ratio
+            )));
+        }
+    }
+    if total > limits.max_uncompressed {
+        return Err(too_large(format!(
+            "the package expands to {total} bytes; the limit is {}",
+            limits.max_uncompressed
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Write};
+
+    fn zip_with(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut buf = Cursor::new(Vec::new());
+        let mut w = zip::ZipWriter::new(&mut buf);
+        for (name, data) in entries {
+            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap();
+        buf.into_inner()
+    }
+
+    #[test]
+    fn ooxml_types_come_from_the_main_part() {
+        let pptx = zip_with(&[("[Content_Types].xml", b"x"), ("ppt/presentation.xml", b"x")]);
+        assert_eq!(detect(&mut Cursor::new(pptx), Some("docx")), Ok(DocFormat::Pptx));
+        let other = zip_with(&[("hello.txt", b"x")]);
+        assert!(matches!(detect(&mut Cursor::new(other), None), Err(SniffError::Unsupported(_))));
+    }
+
+    #[test]
+    fn a_truncated_package_is_still_recognised() {
+        let mut docx = zip_with(&[("[Content_Types].xml", b"x"), ("word/document.xml", b"hello")]);
+        docx.truncate(docx.len() - 30);
+        assert_eq!(detect(&mut Cursor::new(docx), None), Ok(DocFormat::Docx));
+    }
+
+    #[test]
+    fn text_and_empty_files_are_refused() {
+        assert_eq!(detect(&mut Cursor::new(Vec::new()), None), Err(SniffError::Empty));
+        let text = b"just some text pretending to be a deck".to_vec();
+        assert!(matches!(detect(&mut Cursor::new(text), Some("pptx")), Err(SniffError::Unsupported(_))));
+        assert_eq!(detect(&mut Cursor::new(b"{\\rtf1 hi}".to_vec()), None), Ok(DocFormat::Rtf));
+    }
+}

@@ -1,0 +1,110 @@
+//! In-process notifications: the job change feed and the worker wake-ups.
+//!
+//! - [`Feed`] carries "job X changed (to status S)" from whoever wrote the change in this
+//!   process to whoever waits on it here: SSE streams and the cancel watcher of a running
+//!   attempt. Changes written by *other* processes are not on the feed; its readers also poll
+//!   the database on a short interval, so the feed only makes the common case instant.
+//! - [`Wakers`] lets an enqueue in this process wake this process's idle worker of that kind at
+//!   once instead of at its next poll.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use futures::channel::mpsc;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::jobs::JobStatus;
+
+/// One change of one job. `status` is `None` when the job was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub job: Uuid,
+    pub status: Option<JobStatus>,
+}
+
+/// Broadcast of job changes made in this process.
+#[derive(Clone, Debug)]
+pub struct Feed {
+    tx: broadcast::Sender<Change>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        // Readers that lag simply re-read the database, so a modest buffer is enough.
+        let (tx, _) = broadcast::channel(1024);
+        Self { tx }
+    }
+}
+
+impl Feed {
+    pub fn publish(&self, change: Change) {
+        // No subscribers is normal (nobody watching this job).
+        let _ = self.tx.send(change);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.tx.subscribe()
+    }
+}
+
+/// Waits until `rx` reports a change of `job` (returning it), or the feed lags or closes
+/// (returning `None`: the caller should re-read the database).
+pub async fn next_change_of(rx: &mut broadcast::Receiver<Change>, job: Uuid) -> Option<Change> {
+    loop {
+        match rx.recv().await {
+            Ok(change) if change.job == job => return Some(change),
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(_)) => return None,
+            Err(broadcast::error::RecvError::Closed) => {
+                // The feed lives as long as the app; park rather than spin.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Per-kind wake-up channels for this process's workers.
+#[derive(Clone, Default)]
+pub struct Wakers {
+    senders: Arc<Mutex<HashMap<String, Vec<mpsc::UnboundedSender<()>>>>>,
+}
+
+impl Wakers {
+    /// A stream that yields whenever a job of `kind` is enqueued in this process.
+    pub fn stream(&self, kind: &str) -> WakeStream {
+        let (tx, rx) = mpsc::unbounded();
+        self.senders
+            .lock()
+            .expect("wakers lock")
+            .entry(kind.to_string())
+            .or_default()
+            .push(tx);
+        WakeStream { rx: Mutex::new(rx) }
+    }
+
+    pub fn wake(&self, kind: &str) {
+        let mut senders = self.senders.lock().expect("wakers lock");
+        if let Some(list) = senders.get_mut(kind) {
+            list.retain(|tx| tx.unbounded_send(()).is_ok());
+        }
+    }
+}
+
+/// See [`Wakers::stream`]. `Sync` (apalis polling strategies require it) through a mutex that
+/// only the worker's own poll ever takes.
+pub struct WakeStream {
+    rx: Mutex<mpsc::UnboundedReceiver<()>>,
+}
+
+impl Stream for WakeStream {
+    type Item = ();
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        let mut rx = self.rx.lock().expect("wake stream lock");
+        Pin::new(&mut *rx).poll_next(cx)
+    }
+}

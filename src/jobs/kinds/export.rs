@@ -1,0 +1,96 @@
+//! `export`: an uploaded office document to PDF.
+//!
+//! Stages, as progress: `downloading input` → `inspecting` → `converting N slides` →
+//! `storing result` (the runner) → `done`.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::convert::sniff::{self, PackageLimits};
+use crate::convert::{Converter, DocFormat, OutputFormat};
+use crate::jobs::{JobContext, JobError, JobKind, JobOutput, OutputFile, Policy};
+use crate::settings::Settings;
+
+pub struct Export {
+    converter: Arc<dyn Converter>,
+    timeout: std::time::Duration,
+    concurrency: usize,
+    limits: PackageLimits,
+}
+
+impl Export {
+    pub fn new(converter: Arc<dyn Converter>, settings: &Settings) -> Self {
+        Self {
+            converter,
+            timeout: settings.export_timeout(),
+            concurrency: settings.concurrency,
+            limits: PackageLimits::default(),
+        }
+    }
+}
+
+/// Arguments of an export; the API builds them from the multipart form.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportArgs {
+    /// Output format; `pdf`.
+    pub format: String,
+}
+
+impl JobKind for Export {
+    const NAME: &'static str = "export";
+    type Args = ExportArgs;
+    const TAKES_UPLOAD: bool = true;
+
+    fn policy(&self, defaults: Policy) -> Policy {
+        // One claimed job per free slot: an idle worker elsewhere can take the rest.
+        Policy {
+            timeout: self.timeout,
+            concurrency: self.concurrency,
+            batch_size: self.concurrency,
+            ..defaults
+        }
+    }
+
+    fn validate(&self, args: &ExportArgs) -> Result<(), String> {
+        OutputFormat::parse(&args.format)
+            .map(|_| ())
+            .ok_or_else(|| format!("format {:?} is not supported; use \"pdf\"", args.format))
+    }
+
+    async fn run(&self, ctx: JobContext, args: ExportArgs) -> Result<JobOutput, JobError> {
+        let out = OutputFormat::parse(&args.format)
+            .ok_or_else(|| JobError::fatal("invalid_arguments", "unsupported output format"))?;
+        self.converter
+            .availability()
+            .map_err(|why| JobError::fatal("converter_unavailable", format!("LibreOffice is not available on this worker: {why}")))?;
+        let input = ctx.input().cloned().ok_or_else(|| JobError::fatal("missing_input", "no document"))?;
+        let format = DocFormat::from_extension(&input.format)
+            .ok_or_else(|| JobError::fatal("unsupported_type", format!("unknown stored format {:?}", input.format)))?;
+
+        ctx.progress(5, "downloading input").await?;
+        let path = ctx.fetch_input().await?;
+        ctx.progress(10, "inspecting").await?;
+        let (checked, limits) = (path.clone(), self.limits.clone());
+        let info = tokio::task::spawn_blocking(move || sniff::inspect(&checked, format, &limits))
+            .await
+            .map_err(JobError::internal)??;
+        let what = info.describe(format).map(|d| format!("converting {d}")).unwrap_or_else(|| "converting".into());
+        ctx.progress(30, what).await?;
+        let converted = self
+            .converter
+            .convert(&path, format, ctx.work_dir(), ctx.cancel_token())
+            .await?;
+        ctx.progress(90, format!("converted {} pages", converted.pages)).await?;
+        let stem = std::path::Path::new(&input.filename)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "document".into());
+        Ok(JobOutput::file(OutputFile {
+            path: converted.path,
+            filename: format!("{stem}.{}", out.extension()),
+            content_type: out.media_type().to_string(),
+        }))
+    }
+}

@@ -1,0 +1,35 @@
+//! The built-in job kinds. They use only the public [`super::JobKind`] trait, exactly as an
+//! application embedding offload would to add its own.
+
+pub mod export;
+pub mod noop;
+pub mod sleep;
+
+use std::sync::Arc;
+
+use super::{Policy, Registry};
+use crate::convert::Converter;
+use crate::settings::Settings;
+
+pub use export::Export;
+pub use noop::Noop;
+pub use sleep::Sleep;
+
+/// Service-wide defaults every kind starts from.
+pub fn default_policy(settings: &Settings) -> Policy {
+    Policy {
+        max_attempts: settings.max_attempts,
+        timeout: std::time::Duration::from_secs(3600),
+        concurrency: 32,
+        batch_size: 32,
+        backoff: settings.retry_backoff(),
+    }
+}
+
+/// `export`, `noop` and `sleep`, configured from `settings`.
+pub fn builtin(settings: &Settings, converter: Arc<dyn Converter>) -> Registry {
+    Registry::new(default_policy(settings))
+        .register(Export::new(converter, settings))
+        .register(Noop)
+        .register(Sleep)
+}

@@ -1,0 +1,29 @@
+//! `noop`: does nothing and succeeds — the unit of the queue benchmarks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::jobs::{JobContext, JobError, JobKind, JobOutput, Policy};
+
+pub struct Noop;
+
+/// `noop` takes no arguments (any object is accepted and ignored).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NoopArgs {}
+
+impl JobKind for Noop {
+    const NAME: &'static str = "noop";
+    type Args = NoopArgs;
+
+    fn policy(&self, defaults: Policy) -> Policy {
+        // Tiny jobs: fetch many at once, run many at once.
+        Policy {
+            concurrency: 64,
+            batch_size: 64,
+            ..defaults
+        }
+    }
+
+    async fn run(&self, _ctx: JobContext, _args: NoopArgs) -> Result<JobOutput, JobError> {
+        Ok(JobOutput::none())
+    }
+}

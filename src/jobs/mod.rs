@@ -1,0 +1,245 @@
+//! Jobs: the [`JobKind`] trait every kind implements, the errors a kind returns, and the
+//! [`Registry`] that the API and the workers share.
+//!
+//! The built-in kinds (`export`, `noop`, `sleep` in [`kinds`]) use exactly this public trait, the
+//! way an application embedding offload as a library adds its own:
+//!
+//! ```no_run
+//! use offload::jobs::{JobContext, JobError, JobKind, JobOutput};
+//!
+//! struct Thumbnail;
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct ThumbArgs { width: u32 }
+//!
+//! impl JobKind for Thumbnail {
+//!     const NAME: &'static str = "thumbnail";
+//!     type Args = ThumbArgs;
+//!     async fn run(&self, ctx: JobContext, args: ThumbArgs) -> Result<JobOutput, JobError> {
+//!         ctx.progress(50, format!("resizing to {}px", args.width)).await?;
+//!         Ok(JobOutput::none())
+//!     }
+//! }
+//! ```
+
+pub mod context;
+pub mod kinds;
+pub mod runner;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use context::JobContext;
+pub use state::JobStatus;
+
+/// How the workers treat jobs of one kind.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Attempts before the job is `failed` for good (the first run counts).
+    pub max_attempts: u32,
+    /// Limit of one attempt; past it the attempt fails with code `timeout` (retryable).
+    pub timeout: Duration,
+    /// Attempts of this kind running at once in one worker process.
+    pub concurrency: usize,
+    /// Jobs a worker claims per fetch. Keep it at `concurrency` for slow jobs so one worker
+    /// does not hoard work that an idle worker could start; raise it for tiny jobs.
+    pub batch_size: usize,
+    /// First retry delay; doubles per attempt with jitter, capped at a minute.
+    pub backoff: Duration,
+}
+
+/// A kind of job: its arguments, its policy and what it does.
+pub trait JobKind: Send + Sync + 'static {
+    /// The kind's name in the API and its queue name. Renaming a kind strands its queued jobs.
+    const NAME: &'static str;
+    /// The `args` of `POST /jobs` (or what the API builds for an upload).
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// Jobs of this kind carry an uploaded document and are created by `POST /exports`;
+    /// the others are argument-only and created by `POST /jobs`.
+    const TAKES_UPLOAD: bool = false;
+
+    /// Adjust the service-wide defaults for this kind.
+    fn policy(&self, defaults: Policy) -> Policy {
+        defaults
+    }
+
+    /// Checks arguments at submit time; an `Err` becomes a 422 naming the problem.
+    fn validate(&self, _args: &Self::Args) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Runs one attempt. Report progress through `ctx`; return a fatal [`JobError`] for
+    /// problems a retry cannot fix and a retryable one for the rest.
+    fn run(
+        &self,
+        ctx: JobContext,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<JobOutput, JobError>> + Send;
+}
+
+/// What an attempt produced.
+#[derive(Debug, Default)]
+pub struct JobOutput {
+    /// A file to publish as the job's result (it is uploaded to storage by the runner).
+    pub file: Option<OutputFile>,
+}
+
+impl JobOutput {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn file(file: OutputFile) -> Self {
+        Self { file: Some(file) }
+    }
+}
+
+/// A result file on local disk, usually inside [`JobContext::work_dir`].
+#[derive(Debug, Clone)]
+pub struct OutputFile {
+    pub path: PathBuf,
+    pub filename: String,
+    pub content_type: String,
+}
+
+/// Why an attempt failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{code}: {message}")]
+pub struct JobError {
+    /// snake_case, stable: clients branch on it.
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// `false`: fail now without further attempts (bad input, unsupported type, ...).
+    pub retryable: bool,
+}
+
+impl JobError {
+    /// A problem that another attempt will not fix; the job fails at once.
+    pub fn fatal(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// A problem that may pass (a crash, a timeout, an outage); the job is retried with backoff.
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// An unexpected internal failure (database, storage); retried.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Self::retryable("internal", err.to_string())
+    }
+}
+
+/// A kind with its types erased, so kinds of different `Args` live in one registry.
+pub(crate) trait ErasedKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn takes_upload(&self) -> bool;
+    fn policy(&self) -> &Policy;
+    fn check_args(&self, args: &serde_json::Value) -> Result<(), String>;
+    fn run(
+        &self,
+        ctx: JobContext,
+        args: serde_json::Value,
+    ) -> BoxFuture<'static, Result<JobOutput, JobError>>;
+}
+
+struct Registered<K> {
+    kind: Arc<K>,
+    policy: Policy,
+}
+
+impl<K: JobKind> ErasedKind for Registered<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn takes_upload(&self) -> bool {
+        K::TAKES_UPLOAD
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn check_args(&self, args: &serde_json::Value) -> Result<(), String> {
+        let parsed: K::Args = serde_json::from_value(args.clone()).map_err(|e| e.to_string())?;
+        self.kind.validate(&parsed)
+    }
+
+    fn run(
+        &self,
+        ctx: JobContext,
+        args: serde_json::Value,
+    ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let kind = self.kind.clone();
+        Box::pin(async move {
+            let args: K::Args = serde_json::from_value(args).map_err(|e| {
+                JobError::fatal("invalid_arguments", format!("stored arguments do not parse: {e}"))
+            })?;
+            kind.run(ctx, args).await
+        })
+    }
+}
+
+/// The kinds this process knows, by name. The API and the workers must share one registry.
+#[derive(Clone)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn ErasedKind>>,
+    defaults: Policy,
+}
+
+impl Registry {
+    /// An empty registry whose kinds start from `defaults`.
+    pub fn new(defaults: Policy) -> Self {
+        Self {
+            kinds: BTreeMap::new(),
+            defaults,
+        }
+    }
+
+    /// Adds a kind; a second kind with the same name replaces the first.
+    pub fn register<K: JobKind>(mut self, kind: K) -> Self {
+        let policy = kind.policy(self.defaults.clone());
+        let entry = Registered {
+            kind: Arc::new(kind),
+            policy,
+        };
+        self.kinds.insert(K::NAME, Arc::new(entry));
+        self
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn ErasedKind>> {
+        self.kinds.get(name)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<dyn ErasedKind>> {
+        self.kinds.values()
+    }
+
+    /// Names of all registered kinds, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+
+    /// The policy of a registered kind.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.kinds.get(name).map(|k| k.policy())
+    }
+}

@@ -1,0 +1,279 @@
+//! The worker side of a job: from an apalis task to one attempt of a [`super::JobKind`].
+//!
+//! apalis fetches the task, holds its lock with heartbeats, and wraps our [`handle`] in its
+//! tower layers: concurrency limit, retry with exponential backoff and jitter, a backstop
+//! timeout, panic catching and tracing. For each attempt [`handle`]:
+//! 1. starts the attempt in our table ([`Queue::begin_attempt`]; nothing to do if the job was
+//!    cancelled, deleted or re-queued under a newer task),
+//! 2. runs the kind with its time limit, a cancel watcher and a scratch directory,
+//! 3. publishes the result (file to storage, row to `succeeded`) or records the failure,
+//! 4. tells apalis whether to retry: a retryable error with attempts left returns a plain
+//!    error (the retry layer backs off and calls us again); anything final returns
+//!    [`AbortError`], which apalis never retries.
+//!
+//! The attempt runs on its own tokio task: apalis polls all of a worker's jobs from one task,
+//! and a spawned task lets attempts use both cores. Dropping the handler (backstop timeout,
+//! shutdown) aborts that task, which drops the kind's future and kills its child processes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::layers::retry::HasherRng;
+use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
+use apalis::prelude::*;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{ErasedKind, JobContext, JobError, JobOutput, JobStatus, Policy, Registry};
+use crate::events::{Change, Wakers, next_change_of};
+use crate::queue::{Failure, JobRecord, Lease, Queue, ResultFile, TaskRef};
+use crate::storage::{self, Storage};
+
+/// How long past a kind's own time limit the apalis timeout layer waits before dropping a
+/// stuck attempt (e.g. one blocked on a database that went away).
+const BACKSTOP_GRACE: Duration = Duration::from_secs(30);
+/// How often a running attempt re-reads its job's status to notice a cancel made by another
+/// process (cancels made in this process arrive at once through the feed).
+const CANCEL_POLL: Duration = Duration::from_millis(500);
+/// Backoff ceiling between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Everything a worker needs, shared by all its attempts.
+pub struct Runtime {
+    queue: Queue,
+    storage: Storage,
+    registry: Registry,
+    work_dir: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(queue: Queue, storage: Storage, registry: Registry, work_dir: PathBuf) -> Self {
+        Self {
+            queue,
+            storage,
+            registry,
+            work_dir,
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn wakers(&self) -> &Wakers {
+        self.queue.wakers()
+    }
+}
+
+/// A worker name unique to this process and start (SQLite refuses a reused name for a while).
+pub(crate) fn worker_name(kind: &str, restarts: usize) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    let nonce = &Uuid::new_v4().simple().to_string()[..8];
+    format!("{kind}@{host}-{}-{nonce}-{restarts}", std::process::id())
+}
+
+/// apalis's retry layer: `max_attempts - 1` retries after the first run, exponential backoff
+/// from `policy.backoff` doubling to a minute, with jitter so retries of many jobs spread out.
+pub(crate) fn retry_policy(policy: &Policy) -> BackoffRetryPolicy<ExponentialBackoff<HasherRng>> {
+    let min = policy.backoff.max(Duration::from_millis(1));
+    let backoff = ExponentialBackoffMaker::new(min, MAX_BACKOFF.max(min), 0.5, HasherRng::default())
+        .expect("backoff bounds are ordered and jitter is in range")
+        .make_backoff();
+    RetryPolicy::retries(policy.max_attempts.saturating_sub(1) as usize).with_backoff(backoff)
+}
+
+pub(crate) fn backstop_timeout(policy: &Policy) -> Duration {
+    policy.timeout + BACKSTOP_GRACE
+}
+
+/// Aborts a spawned task when dropped, so that dropping a handler stops its attempt.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How an attempt ended, from apalis's point of view.
+enum Stop {
+    /// Try again after backoff.
+    Retry(JobError),
+    /// Do not try again (success is `Ok`).
+    Final(String),
+}
+
+/// The apalis handler for every kind's queue.
+pub(crate) async fn handle(
+    task: TaskRef,
+    task_id: TaskId,
+    attempt: Attempt,
+    rt: Data<Arc<Runtime>>,
+) -> Result<(), BoxDynError> {
+    let rt = Arc::clone(&rt);
+    let span = tracing::info_span!("job", job_id = %task.job_id, task_id = %task_id);
+    let run = run_attempt(rt, task.job_id, task_id.to_string(), attempt.current());
+    let mut work = AbortOnDrop(tokio::spawn(run.instrument(span)));
+    match (&mut work.0).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(Stop::Retry(err))) => Err(Box::new(err)),
+        Ok(Err(Stop::Final(reason))) => Err(Box::new(AbortError::new(reason))),
+        Err(join) => Err(Box::new(AbortError::new(format!("attempt crashed: {join}")))),
+    }
+}
+
+async fn run_attempt(rt: Arc<Runtime>, job: Uuid, task_id: String, apalis_attempt: usize) -> Result<(), Stop> {
+    let row = match rt.queue.begin_attempt(job, &task_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            tracing::debug!("nothing to run: the job was cancelled, deleted or re-queued");
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start the attempt");
+            return Err(Stop::Retry(JobError::internal(e)));
+        }
+    };
+    let lease = row.lease();
+    tracing::info!(kind = %row.kind, attempt = lease.attempt, "attempt started");
+    let result = match rt.registry.get(&row.kind) {
+        None => Err(Outcome::Failed(JobError::fatal(
+            "unknown_kind",
+            format!("no worker handles kind {:?}", row.kind),
+        ))),
+        Some(_) if row.attempts > row.max_attempts => Err(Outcome::Failed(JobError::fatal(
+            "attempts_exhausted",
+            format!("all {} attempts were used (the last ones were lost to crashes)", row.max_attempts),
+        ))),
+        Some(kind) => run_kind(&rt, kind.as_ref(), &row).await,
+    };
+    let result = match result {
+        Ok(()) => return Ok(()),
+        Err(Outcome::Cancelled) => {
+            tracing::info!("attempt stopped: the job was cancelled or deleted");
+            return Err(Stop::Final("cancelled".into()));
+        }
+        Err(Outcome::Failed(err)) => err,
+    };
+    let max = u64::try_from(row.max_attempts).unwrap_or(1);
+    let is_final = !result.retryable || lease.attempt as u64 >= max || apalis_attempt as u64 >= max;
+    tracing::warn!(code = %result.code, message = %result.message, is_final, "attempt failed");
+    let failure = Failure {
+        code: &result.code,
+        message: &result.message,
+        is_final,
+    };
+    if let Err(e) = rt.queue.fail(&lease, &failure).await {
+        tracing::error!(error = %e, "could not record the failure");
+    }
+    if is_final {
+        Err(Stop::Final(result.to_string()))
+    } else {
+        Err(Stop::Retry(result))
+    }
+}
+
+enum Outcome {
+    Failed(JobError),
+    Cancelled,
+}
+
+impl From<JobError> for Outcome {
+    fn from(e: JobError) -> Self {
+        Outcome::Failed(e)
+    }
+}
+
+/// Runs the kind within its limit and publishes what it made. The scratch directory lives
+/// exactly as long as this call.
+async fn run_kind(rt: &Runtime, kind: &dyn ErasedKind, row: &JobRecord) -> Result<(), Outcome> {
+    let policy = kind.policy();
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("offload-{}-", row.id))
+        .tempdir_in(&rt.work_dir)
+        .map_err(|e| JobError::retryable("scratch_unavailable", e.to_string()))?;
+    let token = CancellationToken::new();
+    let ctx = JobContext::new(row, rt.queue.clone(), rt.storage.clone(), scratch.path(), token.clone());
+    let _watcher = AbortOnDrop(tokio::spawn(watch_cancel(rt.queue.clone(), row.uuid(), token.clone())));
+    let output = tokio::select! {
+        r = tokio::time::timeout(policy.timeout, kind.run(ctx.clone(), row.args_json())) => match r {
+            Ok(output) => output,
+            Err(_) => Err(JobError::retryable(
+                "timeout",
+                format!("the attempt took longer than {}s and was stopped", policy.timeout.as_secs()),
+            )),
+        },
+        _ = token.cancelled() => return Err(Outcome::Cancelled),
+    };
+    match output {
+        Ok(output) => publish(rt, &row.lease(), output).await,
+        Err(_) if token.is_cancelled() => Err(Outcome::Cancelled),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores the result file (if any) and marks the job `succeeded`, fenced by the lease.
+async fn publish(rt: &Runtime, lease: &Lease, output: JobOutput) -> Result<(), Outcome> {
+    let stored = match output.file {
+        None => None,
+        Some(file) => {
+            let key = storage::result_key(lease.job, &lease.task_id, lease.attempt);
+            let size = rt
+                .storage
+                .put_file(&key, &file.path)
+                .await
+                .map_err(|e| JobError::retryable("storage_unavailable", e.to_string()))?;
+            Some(ResultFile {
+                key,
+                filename: file.filename,
+                content_type: file.content_type,
+                size: i64::try_from(size).unwrap_or(i64::MAX),
+            })
+        }
+    };
+    match rt.queue.succeed(lease, stored.as_ref()).await.map_err(JobError::internal)? {
+        Some(_) => {
+            tracing::info!("attempt succeeded");
+            Ok(())
+        }
+        None => {
+            // Cancelled, deleted or superseded meanwhile: this attempt's file is nobody's.
+            if let Some(file) = stored {
+                let _ = rt.storage.delete(&file.key).await;
+            }
+            Err(Outcome::Cancelled)
+        }
+    }
+}
+
+/// Cancels `token` once the job is no longer `running` for us: cancelled or deleted (seen at
+/// once on this process's feed, or within [`CANCEL_POLL`] from another process).
+async fn watch_cancel(queue: Queue, job: Uuid, token: CancellationToken) {
+    let mut changes = queue.feed().subscribe();
+    let mut tick = tokio::time::interval(CANCEL_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            change = next_change_of(&mut changes, job) => match change {
+                Some(Change { status: Some(JobStatus::Running), .. }) => continue,
+                Some(_) => {
+                    token.cancel();
+                    return;
+                }
+                None => {}
+            },
+            _ = tick.tick() => {}
+        }
+        match queue.status(job).await {
+            Ok(Some(JobStatus::Running)) | Err(_) => {}
+            Ok(_) => {
+                token.cancel();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! offload takes slow work out of web requests: a client uploads a document and gets a job id
+//! at once; a durable queue in a real database holds the job; a worker converts it with
+//! retries, backoff, timeouts and cancellation; the client follows progress live and
+//! downloads the result.
+//!
+//! # Layout
+//!
+//! - [`cli`], [`settings`], [`telemetry`], [`shutdown`]: the process around the service —
+//!   command line, typed settings (flags → env → defaults), logs, signals.
+//! - [`app`]: [`app::Application`] wires the parts for one role (API, worker, or both).
+//! - [`api`]: the HTTP API (poem-openapi), one file per resource; `api::errors` maps every
+//!   error to a status in one place.
+//! - [`queue`]: the one seam to the database (Postgres or SQLite): job rows, state
+//!   transitions, apalis tasks and workers.
+//! - [`jobs`]: the [`jobs::JobKind`] trait, the registry, the runner that executes attempts,
+//!   and the built-in kinds (`export`, `noop`, `sleep`).
+//! - [`convert`]: document type detection and the LibreOffice converter.
+//! - [`storage`]: inputs and results in object storage (opendal), under service-made keys.
+//! - [`events`]: in-process notifications (job changes for SSE and cancels; worker wake-ups).
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod convert;
+pub mod events;
+pub mod jobs;
+pub mod queue;
+pub mod settings;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;

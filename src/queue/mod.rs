@@ -1,0 +1,599 @@
+//! The one seam to the database: job rows, state transitions and apalis tasks, on Postgres or
+//! SQLite. Nothing outside this module knows which engine it talks to.
+//!
+//! Two kinds of rows live in the database:
+//! - our `offload_jobs` table (migrations in `migrations/{postgres,sqlite}`): everything the API
+//!   shows — status, progress, attempts, errors, input/result file info, idempotency key;
+//! - apalis's task table, which carries `{"job_id": ...}` to the workers and owns fetching,
+//!   locking, heartbeats and orphan recovery.
+//!
+//! A submit writes both in one transaction, so an accepted job always has its task. The worker
+//! side moves our row through its states with *fenced* updates: every write of an attempt is
+//! conditioned on `(task_id, attempts)` — the attempt's lease — so an attempt that was declared
+//! dead and comes back cannot overwrite a newer attempt's result.
+//!
+//! Our table uses portable column types (TEXT ids, BIGINT microsecond timestamps) so that one
+//! set of SQL statements ([`sql`]) serves both engines; only apalis's tables and bulk inserts
+//! differ ([`postgres`], [`sqlite`]).
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::SqlStr;
+use ulid::Ulid;
+use uuid::Uuid;
+
+use crate::events::{Change, Feed, Wakers};
+use crate::jobs::JobStatus;
+use crate::settings::{DatabaseKind, Settings};
+
+/// The payload apalis carries for every job: a pointer to our row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub job_id: Uuid,
+}
+
+/// A row of `offload_jobs`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRecord {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub args: String,
+    pub task_id: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub progress_percent: i64,
+    pub progress_message: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub input_key: Option<String>,
+    pub input_filename: Option<String>,
+    pub input_content_type: Option<String>,
+    pub input_size: Option<i64>,
+    pub input_format: Option<String>,
+    pub result_key: Option<String>,
+    pub result_filename: Option<String>,
+    pub result_content_type: Option<String>,
+    pub result_size: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl JobRecord {
+    pub fn uuid(&self) -> Uuid {
+        Uuid::parse_str(&self.id).expect("job ids are uuids")
+    }
+
+    pub fn status(&self) -> JobStatus {
+        JobStatus::parse(&self.status).expect("status column holds a known status")
+    }
+
+    pub fn args_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.args).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The attempt this row is currently leased to.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            job: self.uuid(),
+            task_id: self.task_id.clone(),
+            attempt: self.attempts,
+        }
+    }
+}
+
+/// A stored input document.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    /// The detected document format (e.g. `pptx`), never the client's claim.
+    pub format: String,
+}
+
+/// A stored result file.
+#[derive(Debug, Clone)]
+pub struct ResultFile {
+    pub key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub kind: String,
+    pub args: serde_json::Value,
+    pub max_attempts: u32,
+    pub idempotency_key: Option<String>,
+    pub input: Option<InputFile>,
+}
+
+/// The result of a submit: the job, and whether this call created it (an idempotency key
+/// seen before returns the earlier job with `created: false`).
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub job: JobRecord,
+    pub created: bool,
+}
+
+/// One attempt's claim on a job; every write of the attempt is fenced by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job: Uuid,
+    pub task_id: String,
+    pub attempt: i64,
+}
+
+/// Filters and page of `GET /jobs`, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<String>,
+    pub limit: u32,
+    /// Exclusive upper bound `(created_at, id)` from the previous page.
+    pub before: Option<(i64, String)>,
+}
+
+/// How an attempt failed, as stored.
+#[derive(Debug, Clone)]
+pub struct Failure<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    /// No attempt follows: the job becomes `failed`; otherwise it goes back to `queued`.
+    pub is_final: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("no such job")]
+    NotFound,
+    #[error("the job is {0}")]
+    WrongState(JobStatus),
+}
+
+/// The connection pool of the configured engine.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Runs the same statement text on whichever pool is configured. Both arms compile the body
+/// separately, so it may only use types both engines encode and decode alike.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Postgres($pool) => $body,
+            Db::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// The statements on apalis's tables, which differ per engine.
+#[derive(Debug)]
+pub(crate) struct Dialect {
+    begin_write: &'static str,
+    /// Binds `(task id, kind, payload, max attempts)` as `$1..$4`.
+    insert_task: &'static str,
+    delete_task: &'static str,
+    kill_pending_task: &'static str,
+}
+
+/// Knobs the queue needs from the settings.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub lease: Duration,
+    pub poll_interval: Duration,
+}
+
+impl QueueConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            lease: settings.worker_lease(),
+            poll_interval: settings.poll_interval(),
+        }
+    }
+
+    /// Heartbeats run three times per lease, so one late heartbeat does not lose a live job.
+    pub fn heartbeat(&self) -> Duration {
+        self.lease / 3
+    }
+}
+
+/// The queue: our job rows plus apalis tasks, behind one API. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    pub(crate) db: Db,
+    feed: Feed,
+    wakers: Wakers,
+    config: Arc<QueueConfig>,
+}
+
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn new_task_id() -> String {
+    Ulid::generate().to_string()
+}
+
+/// What apalis stores as the task's arguments (its JSON codec's encoding of [`TaskRef`]).
+fn task_payload(job_id: Uuid) -> Vec<u8> {
+    serde_json::to_vec(&TaskRef { job_id }).expect("task ref serializes")
+}
+
+impl Queue {
+    /// Connects to `DATABASE_URL` (creating a SQLite file and its directory if missing).
+    pub async fn connect(settings: &Settings) -> Result<Self, QueueError> {
+        let db = match settings.database_kind().map_err(|e| sqlx::Error::Configuration(e.into()))? {
+            DatabaseKind::Postgres => Db::Postgres(postgres::connect(&settings.database_url).await?),
+            DatabaseKind::Sqlite => Db::Sqlite(sqlite::connect(&settings.database_url).await?),
+        };
+        Ok(Self {
+            db,
+            feed: Feed::default(),
+            wakers: Wakers::default(),
+            config: Arc::new(QueueConfig::from_settings(settings)),
+        })
+    }
+
+    /// Creates or upgrades apalis's tables and ours.
+    pub async fn migrate(&self) -> Result<(), QueueError> {
+        match &self.db {
+            Db::Postgres(pool) => postgres::migrate(pool).await,
+            Db::Sqlite(pool) => sqlite::migrate(pool).await,
+        }
+    }
+
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    pub(crate) fn wakers(&self) -> &Wakers {
+        &self.wakers
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self.db {
+            Db::Postgres(_) => "postgres",
+            Db::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Readiness probe.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        on_db!(&self.db, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_db!(&self.db, pool => pool.close().await)
+    }
+
+    fn sql(&self, text: &'static str) -> SqlStr {
+        sql::for_engine(&self.db, text)
+    }
+
+    fn dialect(&self) -> &'static Dialect {
+        match self.db {
+            Db::Postgres(_) => &postgres::DIALECT,
+            Db::Sqlite(_) => &sqlite::DIALECT,
+        }
+    }
+
+    fn publish(&self, job: &JobRecord) {
+        self.feed.publish(Change {
+            job: job.uuid(),
+            status: Some(job.status()),
+        });
+    }
+
+    /// Creates jobs (one transaction for all of them) and their apalis tasks.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, QueueError> {
+        let (insert, by_key) = (self.sql(sql::INSERT), self.sql(sql::BY_IDEMPOTENCY_KEY));
+        let d = self.dialect();
+        let now = now_micros();
+        let mut out = Vec::with_capacity(jobs.len());
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            for job in &jobs {
+                let task_id = new_task_id();
+                let input = job.input.as_ref();
+                let inserted = sqlx::query_as::<_, JobRecord>(insert.clone())
+                    .bind(job.id.to_string())
+                    .bind(&job.kind)
+                    .bind(job.args.to_string())
+                    .bind(&task_id)
+                    .bind(i64::from(job.max_attempts))
+                    .bind(input.map(|i| i.key.as_str()))
+                    .bind(input.map(|i| i.filename.as_str()))
+                    .bind(input.map(|i| i.content_type.as_str()))
+                    .bind(input.map(|i| i.size))
+                    .bind(input.map(|i| i.format.as_str()))
+                    .bind(job.idempotency_key.as_deref())
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let enqueued = match inserted {
+                    Some(row) => {
+                        sqlx::query(d.insert_task)
+                            .bind(&task_id)
+                            .bind(&job.kind)
+                            .bind(task_payload(job.id))
+                            .bind(row.max_attempts as i32)
+                            .execute(&mut *tx)
+                            .await?;
+                        Enqueued { job: row, created: true }
+                    }
+                    // The idempotency key was used before: hand back that job.
+                    None => Enqueued {
+                        job: sqlx::query_as::<_, JobRecord>(by_key.clone())
+                            .bind(job.idempotency_key.as_deref())
+                            .fetch_one(&mut *tx)
+                            .await?,
+                        created: false,
+                    },
+                };
+                out.push(enqueued);
+            }
+            tx.commit().await?;
+        });
+        let mut woken = std::collections::BTreeSet::new();
+        for e in out.iter().filter(|e| e.created) {
+            self.publish(&e.job);
+            woken.insert(e.job.kind.clone());
+        }
+        for kind in woken {
+            self.wakers.wake(&kind);
+        }
+        Ok(out)
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
+        let q = self.sql(sql::GET);
+        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    pub async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
+        let q = self.sql(sql::BY_IDEMPOTENCY_KEY);
+        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
+            .bind(key)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, QueueError> {
+        let q = self.sql(sql::LIST);
+        let (before_at, before_id) = match &filter.before {
+            Some((at, id)) => (Some(*at), Some(id.clone())),
+            None => (None, None),
+        };
+        let rows = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(filter.kind.as_deref())
+            .bind(before_at)
+            .bind(before_id.as_deref())
+            .bind(i64::from(filter.limit))
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// Cancels a queued or running job. A running attempt notices through the feed (this
+    /// process) or its next poll (other processes) and stops.
+    pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, QueueError> {
+        let q = self.sql(sql::CANCEL);
+        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
+            .bind(id.to_string())
+            .bind(now_micros())
+            .fetch_optional(pool)
+            .await)?;
+        let row = self.transitioned(id, row).await?;
+        // Keep apalis from handing out a task that would only find the job cancelled.
+        let kill = self.dialect().kill_pending_task;
+        on_db!(&self.db, pool => sqlx::query(kill).bind(&row.task_id).execute(pool).await.map(|_| ()))?;
+        self.publish(&row);
+        Ok(row)
+    }
+
+    /// Puts a failed or cancelled job back in the queue with a fresh set of attempts, under a
+    /// new apalis task (so a straggler of the old task cannot run it).
+    pub async fn retry(&self, id: Uuid) -> Result<JobRecord, QueueError> {
+        let (q, d, task_id) = (self.sql(sql::RETRY), self.dialect(), new_task_id());
+        let row = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let row = sqlx::query_as::<_, JobRecord>(q)
+                .bind(id.to_string())
+                .bind(&task_id)
+                .bind(now_micros())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = &row {
+                sqlx::query(d.insert_task)
+                    .bind(&task_id)
+                    .bind(&row.kind)
+                    .bind(task_payload(id))
+                    .bind(row.max_attempts as i32)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            row
+        });
+        let row = self.transitioned(id, row).await?;
+        self.publish(&row);
+        self.wakers.wake(&row.kind);
+        Ok(row)
+    }
+
+    /// Deletes the job row and its apalis task; returns the row so the caller can remove the
+    /// stored files. A running attempt finds its lease gone and stops.
+    pub async fn delete(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
+        let (q, d) = (self.sql(sql::DELETE), self.dialect());
+        let row = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let row = sqlx::query_as::<_, JobRecord>(q)
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = &row {
+                sqlx::query(d.delete_task).bind(&row.task_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            row
+        });
+        if row.is_some() {
+            self.feed.publish(Change { job: id, status: None });
+        }
+        Ok(row)
+    }
+
+    /// `Some(row)` when a guarded update applied; otherwise tells a missing job from a job in
+    /// the wrong state.
+    async fn transitioned(&self, id: Uuid, row: Option<JobRecord>) -> Result<JobRecord, QueueError> {
+        match row {
+            Some(row) => Ok(row),
+            None => match self.get(id).await? {
+                None => Err(QueueError::NotFound),
+                Some(current) => Err(QueueError::WrongState(current.status())),
+            },
+        }
+    }
+
+    /// Starts an attempt of the job carried by apalis task `task_id`: `running`, one more
+    /// attempt. `None` when there is nothing to run — the job was cancelled, deleted, already
+    /// finished, or re-queued under a newer task.
+    pub async fn begin_attempt(&self, id: Uuid, task_id: &str) -> Result<Option<JobRecord>, QueueError> {
+        let q = self.sql(sql::BEGIN_ATTEMPT);
+        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
+            .bind(id.to_string())
+            .bind(task_id)
+            .bind(now_micros())
+            .fetch_optional(pool)
+            .await)?;
+        if let Some(row) = &row {
+            self.publish(row);
+        }
+        Ok(row)
+    }
+
+    /// Records progress; `false` when the lease is gone (cancelled, deleted, superseded).
+    pub async fn progress(&self, lease: &Lease, percent: u8, message: &str) -> Result<bool, QueueError> {
+        let q = self.sql(sql::PROGRESS);
+        let affected = on_db!(&self.db, pool => sqlx::query(q)
+            .bind(lease.job.to_string())
+            .bind(&lease.task_id)
+            .bind(lease.attempt)
+            .bind(i64::from(percent.min(100)))
+            .bind(message)
+            .bind(now_micros())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        let applied = affected == 1;
+        if applied {
+            self.feed.publish(Change {
+                job: lease.job,
+                status: Some(JobStatus::Running),
+            });
+        }
+        Ok(applied)
+    }
+
+    /// Marks the attempt's job `succeeded`; `None` when the lease is gone.
+    pub async fn succeed(&self, lease: &Lease, result: Option<&ResultFile>) -> Result<Option<JobRecord>, QueueError> {
+        let q = self.sql(sql::SUCCEED);
+        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
+            .bind(lease.job.to_string())
+            .bind(&lease.task_id)
+            .bind(lease.attempt)
+            .bind(result.map(|r| r.key.as_str()))
+            .bind(result.map(|r| r.filename.as_str()))
+            .bind(result.map(|r| r.content_type.as_str()))
+            .bind(result.map(|r| r.size))
+            .bind(now_micros())
+            .fetch_optional(pool)
+            .await)?;
+        if let Some(row) = &row {
+            self.publish(row);
+        }
+        Ok(row)
+    }
+
+    /// Records a failed attempt: back to `queued` (with the error shown) or `failed` for good.
+    /// `None` when the lease is gone.
+    pub async fn fail(&self, lease: &Lease, failure: &Failure<'_>) -> Result<Option<JobRecord>, QueueError> {
+        let q = self.sql(sql::FAIL);
+        let (status, finished) = if failure.is_final {
+            (JobStatus::Failed, Some(now_micros()))
+        } else {
+            (JobStatus::Queued, None)
+        };
+        let message = if failure.is_final { "failed" } else { "waiting to retry" };
+        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
+            .bind(lease.job.to_string())
+            .bind(&lease.task_id)
+            .bind(lease.attempt)
+            .bind(status.as_str())
+            .bind(failure.code)
+            .bind(failure.message)
+            .bind(finished)
+            .bind(now_micros())
+            .bind(message)
+            .fetch_optional(pool)
+            .await)?;
+        if let Some(row) = &row {
+            self.publish(row);
+        }
+        Ok(row)
+    }
+
+    /// The job's status, or `None` if it no longer exists.
+    pub async fn status(&self, id: Uuid) -> Result<Option<JobStatus>, QueueError> {
+        let q = self.sql(sql::STATUS);
+        let s: Option<String> = on_db!(&self.db, pool => sqlx::query_scalar(q)
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await)?;
+        Ok(s.and_then(|s| JobStatus::parse(&s)))
+    }
+
+    /// Registers one apalis worker per kind on `monitor`, pulling from this database.
+    pub(crate) fn register_workers(
+        &self,
+        monitor: apalis::prelude::Monitor,
+        runtime: Arc<crate::jobs::runner::Runtime>,
+    ) -> apalis::prelude::Monitor {
+        match &self.db {
+            Db::Postgres(pool) => postgres::register_workers(monitor, pool, runtime, &self.config),
+            Db::Sqlite(pool) => sqlite::register_workers(monitor, pool, runtime, &self.config),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! SQL on `offload_jobs` shared by both engines.
+//!
+//! Statements are written with Postgres's `$N` placeholders. SQLite reads `$N` as a *named*
+//! parameter numbered by first appearance, which would silently misbind a statement that
+//! mentions `$3` before `$2`; [`for_engine`] rewrites them to SQLite's positional `?N`.
+
+use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
+
+use super::Db;
+
+/// The statement for `db`. Built only from the constants below, never from input.
+pub(super) fn for_engine(db: &Db, text: &'static str) -> SqlStr {
+    match db {
+        Db::Postgres(_) => text.into_sql_str(),
+        Db::Sqlite(_) => AssertSqlSafe(text.replace('$', "?")).into_sql_str(),
+    }
+}
+
+pub(super) const GET: &str = "SELECT * FROM offload_jobs WHERE id = $1";
+
+pub(super) const STATUS: &str = "SELECT status FROM offload_jobs WHERE id = $1";
+
+pub(super) const LIST: &str = "\
+SELECT * FROM offload_jobs
+WHERE ($1 IS NULL OR status = $1)
+  AND ($2 IS NULL OR kind = $2)
+  AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))
+ORDER BY created_at DESC, id DESC
+LIMIT $5";
+
+pub(super) const INSERT: &str = "\
+INSERT INTO offload_jobs (
+    id, kind, status, args, task_id, attempts, max_attempts, progress_percent, progress_message,
+    input_key, input_filename, input_content_type, input_size, input_format,
+    idempotency_key, created_at, updated_at)
+VALUES ($1, $2, 'queued', $3, $4, 0, $5, 0, 'queued', $6, $7, $8, $9, $10, $11, $12, $12)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *";
+
+pub(super) const BY_IDEMPOTENCY_KEY: &str =
+    "SELECT * FROM offload_jobs WHERE idempotency_key = $1";
+
+pub(super) const CANCEL: &str = "\
+UPDATE offload_jobs
+SET status = 'cancelled', progress_message = 'cancelled', finished_at = $2, updated_at = $2
+WHERE id = $1 AND status IN ('queued', 'running')
+RETURNING *";
+
+pub(super) const RETRY: &str = "\
+UPDATE offload_jobs
+SET status = 'queued', task_id = $2, attempts = 0, error_code = NULL, error_message = NULL,
+    progress_percent = 0, progress_message = 'queued', started_at = NULL, finished_at = NULL,
+    updated_at = $3
+WHERE id = $1 AND status IN ('failed', 'cancelled')
+RETURNING *";
+
+pub(super) const DELETE: &str = "DELETE FROM offload_jobs WHERE id = $1 RETURNING *";
+
+pub(super) const BEGIN_ATTEMPT: &str = "\
+UPDATE offload_jobs
+SET status = 'running', attempts = attempts + 1, progress_percent = 0,
+    progress_message = 'started', started_at = COALESCE(started_at, $3), updated_at = $3
+WHERE id = $1 AND task_id = $2 AND status IN ('queued', 'running')
+RETURNING *";
+
+pub(super) const PROGRESS: &str = "\
+UPDATE offload_jobs
+SET progress_percent = $4, progress_message = $5, updated_at = $6
+WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'";
+
+pub(super) const SUCCEED: &str = "\
+UPDATE offload_jobs
+SET status = 'succeeded', progress_percent = 100, progress_message = 'done',
+    error_code = NULL, error_message = NULL,
+    result_key = $4, result_filename = $5, result_content_type = $6, result_size = $7,
+    finished_at = $8, updated_at = $8
+WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
+RETURNING *";
+
+pub(super) const FAIL: &str = "\
+UPDATE offload_jobs
+SET status = $4, error_code = $5, error_message = $6, finished_at = $7, updated_at = $8,
+    progress_message = $9
+WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
+RETURNING *";

@@ -1,0 +1,96 @@
+//! SQLite: pool, migrations, apalis's `Jobs` rows, and workers woken in-process or by polling.
+//!
+//! Durability: every connection runs in WAL mode with `synchronous = NORMAL`, so a committed
+//! job survives a process crash and a power cut loses at most the last transactions that were
+//! never acknowledged to a client. We run apalis's migrations ourselves instead of its `setup()`,
+//! which would switch a pooled connection to `synchronous = OFF`.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_sqlite::{Config, SqliteStorage};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use super::{Dialect, QueueConfig, QueueError, TaskRef};
+use crate::jobs::runner::{self, Runtime};
+
+/// apalis's side of the queue in SQLite. Placeholders are numbered like Postgres's so the
+/// caller binds the same values in the same order.
+pub(super) const DIALECT: Dialect = Dialect {
+    // A transaction that writes more than once takes the write lock up front: a deferred one
+    // that upgrades from read to write can fail with SQLITE_BUSY instead of waiting.
+    begin_write: "BEGIN IMMEDIATE",
+    insert_task: "\
+INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority)
+VALUES (?3, ?1, ?2, 'Pending', 0, ?4, strftime('%s', 'now'), 0)",
+    delete_task: "DELETE FROM Jobs WHERE id = ?1",
+    kill_pending_task: "\
+UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now')
+WHERE id = ?1 AND status IN ('Pending', 'Failed')",
+};
+
+pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    if let Some(dir) = options.get_filename().parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| sqlx::Error::Configuration(e.into()))?;
+        }
+    }
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+}
+
+pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), QueueError> {
+    SqliteStorage::migrations().run(pool).await?;
+    let mut ours = sqlx::migrate!("./migrations/sqlite");
+    // apalis's migrations use the default `_sqlx_migrations` table here; ours get their own.
+    ours.dangerous_set_table_name("offload_migrations");
+    ours.run(pool).await?;
+    Ok(())
+}
+
+pub(super) fn register_workers(
+    mut monitor: Monitor,
+    pool: &SqlitePool,
+    rt: Arc<Runtime>,
+    config: &QueueConfig,
+) -> Monitor {
+    for kind in rt.registry().iter() {
+        let (name, policy) = (kind.name(), kind.policy().clone());
+        let (pool, rt, config) = (pool.clone(), rt.clone(), config.clone());
+        monitor = monitor.register(move |restarts| {
+            let storage_config = Config::default()
+                .queue(name)
+                .batch_size(policy.batch_size)
+                .heartbeat_interval(config.heartbeat())
+                .missed_heartbeats(3);
+            // SQLite has no NOTIFY: this process's inserts wake the worker directly, other
+            // processes' inserts are found by the interval poll.
+            let strategy = Strategy::new()
+                .stream(rt.wakers().stream(name))
+                .interval(config.poll_interval);
+            let backend = SqliteStorage::<TaskRef>::new(&pool)
+                .with_config(storage_config)
+                .poll_with_strategy(strategy);
+            WorkerBuilder::new(runner::worker_name(name, restarts))
+                .backend(backend)
+                .data(rt.clone())
+                .concurrency(policy.concurrency)
+                .retry(runner::retry_policy(&policy))
+                .timeout(runner::backstop_timeout(&policy))
+                .catch_panic()
+                .build(runner::handle)
+        });
+    }
+    monitor
+}

@@ -1,0 +1,206 @@
+//! Typed settings: command-line flags, then environment variables, then defaults.
+//!
+//! clap does the layering (`#[arg(long, env = ...)]`); [`Settings::validate`] then checks every
+//! value once at start-up and turns a bad one into a one-line [`SettingsError`] that names the
+//! environment variable, so an operator sees `BIND_ADDR: ...` rather than a stack trace.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Every knob of the service. Field docs double as `--help` text.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Job database: `sqlite://PATH` (created if missing) or `postgres://user:pass@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://./data/offload.db", global = true)]
+    pub database_url: String,
+
+    /// Object store for inputs and results: `fs://DIR` (S3 and Azure come with their own issue).
+    #[arg(long, env = "STORAGE_URL", default_value = "fs://./data/files", global = true)]
+    pub storage_url: String,
+
+    /// Address the HTTP API listens on.
+    #[arg(long = "bind", env = "BIND_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    pub bind_addr: String,
+
+    /// Concurrent export conversions per worker process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2, global = true)]
+    pub concurrency: usize,
+
+    /// Largest accepted upload, in bytes.
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024, global = true)]
+    pub max_upload_bytes: u64,
+
+    /// Attempts a job gets before it is `failed` for good.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5, global = true)]
+    pub max_attempts: u32,
+
+    /// First retry delay in milliseconds; doubles per attempt (with jitter) up to 60 s.
+    #[arg(long, env = "RETRY_BACKOFF_MS", default_value_t = 1000, global = true)]
+    pub retry_backoff_ms: u64,
+
+    /// Time limit of one export attempt, in seconds.
+    #[arg(long, env = "EXPORT_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    pub export_timeout_secs: u64,
+
+    /// How long a dead worker's jobs stay locked before another worker takes them, in seconds.
+    #[arg(long, env = "WORKER_LEASE_SECS", default_value_t = 6, global = true)]
+    pub worker_lease_secs: u64,
+
+    /// How often idle workers look for due jobs (retries, delayed jobs, other processes' inserts).
+    #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 500, global = true)]
+    pub poll_interval_ms: u64,
+
+    /// Grace period for running jobs on SIGINT/SIGTERM, in seconds.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30, global = true)]
+    pub shutdown_grace_secs: u64,
+
+    /// The LibreOffice binary.
+    #[arg(long, env = "SOFFICE_PATH", default_value = "soffice", global = true)]
+    pub soffice_path: String,
+
+    /// Directory for per-job scratch space and LibreOffice profiles (default: the system temp dir).
+    #[arg(long, env = "WORK_DIR", global = true)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// A setting that cannot be used, with the variable that holds it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct SettingsError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn bad(setting: &'static str, problem: impl Into<String>) -> SettingsError {
+    SettingsError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+/// Which database engine a `DATABASE_URL` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl Settings {
+    /// Defaults for everything, as if no flag or variable were set.
+    pub fn defaults() -> Self {
+        use clap::{FromArgMatches, Parser};
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        // Parse an empty command line without reading the environment's values: clap's
+        // `env` lookups are the only way in, so build from the defaults explicitly.
+        let cmd = <Only as clap::CommandFactory>::command();
+        let cmd = cmd.mut_args(|a| a.env(None::<&str>));
+        let matches = cmd.get_matches_from(["offload"]);
+        Only::from_arg_matches(&matches).expect("defaults parse").settings
+    }
+
+    /// Checks every setting once; the first bad one stops start-up.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.database_kind()?;
+        self.bind_socket()?;
+        crate::storage::StorageUrl::parse(&self.storage_url)
+            .map_err(|e| bad("STORAGE_URL", e))?;
+        if self.concurrency == 0 {
+            return Err(bad("WORKER_CONCURRENCY", "must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(bad("MAX_ATTEMPTS", "must be at least 1"));
+        }
+        if self.max_upload_bytes == 0 {
+            return Err(bad("MAX_UPLOAD_BYTES", "must be at least 1"));
+        }
+        if self.export_timeout_secs == 0 {
+            return Err(bad("EXPORT_TIMEOUT_SECS", "must be at least 1"));
+        }
+        if self.worker_lease_secs < 2 {
+            return Err(bad("WORKER_LEASE_SECS", "must be at least 2 (heartbeats run every third of it)"));
+        }
+        if self.poll_interval_ms == 0 {
+            return Err(bad("POLL_INTERVAL_MS", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn database_kind(&self) -> Result<DatabaseKind, SettingsError> {
+        let url = self.database_url.as_str();
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseKind::Postgres)
+        } else {
+            Err(bad(
+                "DATABASE_URL",
+                format!("expected sqlite://PATH or postgres://..., got {url:?}"),
+            ))
+        }
+    }
+
+    pub fn bind_socket(&self) -> Result<SocketAddr, SettingsError> {
+        self.bind_addr
+            .parse()
+            .map_err(|_| bad("BIND_ADDR", format!("not a socket address (host:port): {:?}", self.bind_addr)))
+    }
+
+    pub fn export_timeout(&self) -> Duration {
+        Duration::from_secs(self.export_timeout_secs)
+    }
+
+    pub fn retry_backoff(&self) -> Duration {
+        Duration::from_millis(self.retry_backoff_ms)
+    }
+
+    pub fn worker_lease(&self) -> Duration {
+        Duration::from_secs(self.worker_lease_secs)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        self.work_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_contract() {
+        let s = Settings::defaults();
+        s.validate().unwrap();
+        assert_eq!(s.database_url, "sqlite://./data/offload.db");
+        assert_eq!(s.storage_url, "fs://./data/files");
+        assert_eq!(s.bind_addr, "127.0.0.1:8080");
+        assert_eq!(s.max_attempts, 5);
+    }
+
+    #[test]
+    fn a_bad_setting_names_its_variable() {
+        let mut s = Settings::defaults();
+        s.bind_addr = "nonsense".into();
+        assert!(s.validate().unwrap_err().to_string().starts_with("BIND_ADDR: "));
+        let mut s = Settings::defaults();
+        s.database_url = "mysql://x".into();
+        assert!(s.validate().unwrap_err().to_string().starts_with("DATABASE_URL: "));
+        let mut s = Settings::defaults();
+        s.storage_url = "ftp://x".into();
+        assert!(s.validate().unwrap_err().to_string().starts_with("STORAGE_URL: "));
+    }
+}

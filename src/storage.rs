@@ -1,0 +1,230 @@
+//! Object storage for inputs and results, through opendal.
+//!
+//! Keys are made by the service from the job id only (`jobs/{id}/input`, `jobs/{id}/result`):
+//! a user-supplied filename never reaches a key, so no upload can name a path. Filenames live
+//! in the job row as metadata and are sanitised where they are shown ([`content_disposition`]).
+
+use std::path::Path;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use opendal::Operator;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+/// Chunk size for streaming copies: large enough for object stores' multipart minimums.
+const CHUNK: usize = 8 * 1024 * 1024;
+const READ_BUF: usize = 256 * 1024;
+
+/// A parsed `STORAGE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    Fs { root: String },
+}
+
+impl StorageUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(root) = url.strip_prefix("fs://") {
+            if root.is_empty() {
+                return Err("fs:// needs a directory, e.g. fs://./data/files".into());
+            }
+            return Ok(Self::Fs { root: root.to_string() });
+        }
+        Err(format!("expected fs://DIR, got {url:?}"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage: {0}")]
+    Backend(#[from] opendal::Error),
+    #[error("storage io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("upload exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+impl StorageError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::Backend(e) if e.kind() == opendal::ErrorKind::NotFound)
+    }
+}
+
+/// The store, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    op: Operator,
+}
+
+/// Where a job's uploaded document lives.
+pub fn input_key(job: Uuid) -> String {
+    format!("jobs/{job}/input")
+}
+
+/// Where one attempt writes its result. Keyed by attempt so that an attempt that lost its
+/// lease (and may still be uploading) can never overwrite the result of the attempt that won.
+pub fn result_key(job: Uuid, task_id: &str, attempt: i64) -> String {
+    format!("jobs/{job}/result-{task_id}-{attempt}")
+}
+
+fn job_prefix(job: Uuid) -> String {
+    format!("jobs/{job}/")
+}
+
+impl Storage {
+    pub async fn open(url: &str) -> Result<Self, String> {
+        let op = match StorageUrl::parse(url)? {
+            StorageUrl::Fs { root } => {
+                std::fs::create_dir_all(&root)
+                    .map_err(|e| format!("cannot create storage directory {root:?}: {e}"))?;
+                let root = std::fs::canonicalize(&root)
+                    .map_err(|e| format!("cannot resolve storage directory {root:?}: {e}"))?;
+                let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
+                Operator::new(builder).map_err(|e| e.to_string())?
+            }
+        };
+        Ok(Self { op })
+    }
+
+    /// Readiness probe: the store answers a listing of its root.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        self.op.check().await?;
+        Ok(())
+    }
+
+    /// Streams `reader` into `key`, failing with [`StorageError::TooLarge`] past `limit` bytes
+    /// (the partial object is removed). Returns the byte count.
+    pub async fn put_reader(
+        &self,
+        key: &str,
+        mut reader: impl AsyncRead + Unpin,
+        limit: u64,
+    ) -> Result<u64, StorageError> {
+        let mut writer = self.op.writer_with(key).chunk(CHUNK).await?;
+        let mut buf = vec![0u8; READ_BUF];
+        let mut total: u64 = 0;
+        loop {
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > limit {
+                let _ = writer.abort().await;
+                let _ = self.op.delete(key).await;
+                return Err(StorageError::TooLarge { limit });
+            }
+            writer.write(Bytes::copy_from_slice(&buf[..n])).await?;
+        }
+        writer.close().await?;
+        Ok(total)
+    }
+
+    pub async fn put_file(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
+        let file = tokio::fs::File::open(path).await?;
+        self.put_reader(key, file, u64::MAX).await
+    }
+
+    /// Copies `key` into a local file (the worker's scratch copy of an input).
+    pub async fn download(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
+        let mut stream = self.stream(key).await?;
+        let mut file = tokio::fs::File::create(path).await?;
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            total += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(total)
+    }
+
+    /// The object as a stream of chunks, for HTTP responses; memory stays at one chunk.
+    pub async fn stream(
+        &self,
+        key: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, StorageError>
+    {
+        let reader = self.op.reader_with(key).chunk(READ_BUF).await?;
+        let stream = reader.into_bytes_stream(..).await?;
+        Ok(stream.map_err(std::io::Error::other))
+    }
+
+    /// Removes every object of a job; missing objects are fine.
+    pub async fn delete_job(&self, job: Uuid) -> Result<(), StorageError> {
+        self.op.delete_with(&job_prefix(job)).recursive(true).await?;
+        Ok(())
+    }
+
+    /// Removes one object; a missing object is fine.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.op.delete(key).await?;
+        Ok(())
+    }
+}
+
+/// A `Content-Disposition: attachment` value safe for any user-supplied filename: an ASCII
+/// fallback with quotes, backslashes, control characters and path separators replaced, plus
+/// the RFC 5987 `filename*` form carrying the original name percent-encoded.
+pub fn content_disposition(filename: &str) -> String {
+    let base = sanitize_filename(filename);
+    let ascii: String = base
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
+        .map(|c| if c == '"' || c == '\\' { '_' } else { c })
+        .collect();
+    let mut encoded = String::new();
+    for b in base.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// A display filename: the last path component, without control characters, at most 200
+/// characters; empty names become `file`.
+pub fn sanitize_filename(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let clean = clean.trim().trim_start_matches('.').to_string();
+    if clean.is_empty() { "file".to_string() } else { clean }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_reduced_to_a_harmless_last_component() {
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("C:\\x\\deck.pptx"), "deck.pptx");
+        assert_eq!(sanitize_filename("a\r\nSet-Cookie: x.pptx"), "aSet-Cookie: x.pptx");
+        assert_eq!(sanitize_filename(".."), "file");
+        assert_eq!(sanitize_filename(""), "file");
+    }
+
+    #[test]
+    fn content_disposition_has_no_injection_and_keeps_unicode() {
+        let v = content_disposition("évé \"x\"\r\n.pdf");
+        assert!(!v.contains('\r') && !v.contains('\n'));
+        assert!(v.starts_with("attachment; filename=\"_v_ _x_.pdf\""), "{v}");
+        assert!(v.contains("filename*=UTF-8''%C3%A9v%C3%A9%20%22x%22.pdf"), "{v}");
+    }
+
+    #[test]
+    fn storage_urls_parse() {
+        assert_eq!(
+            StorageUrl::parse("fs://./data/files").unwrap(),
+            StorageUrl::Fs { root: "./data/files".into() }
+        );
+        assert!(StorageUrl::parse("fs://").is_err());
+        assert!(StorageUrl::parse("gopher://x").is_err());
+    }
+}
