@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures::FutureExt;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::api::{self, ApiState};
-use crate::convert::libreoffice::LibreOffice;
 use crate::convert::Converter;
+use crate::convert::libreoffice::LibreOffice;
 use crate::jobs::runner::Runtime;
-use crate::jobs::{kinds, Registry};
+use crate::jobs::{Registry, kinds};
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::storage::Storage;
@@ -69,22 +69,30 @@ impl Application {
         let queue = Queue::connect(&settings)
             .await
             .context("DATABASE_URL: cannot connect")?;
-        queue.migrate().await.context("DATABASE_URL: cannot migrate")?;
+        queue
+            .migrate()
+            .await
+            .context("DATABASE_URL: cannot migrate")?;
         let storage = Storage::open(&settings.storage_url)
             .await
             .map_err(|e| anyhow::anyhow!("STORAGE_URL: {e}"))?;
         let converter: Arc<dyn Converter> = Arc::new(LibreOffice::new(&settings.soffice_path));
-        if role.runs_worker() {
-            if let Err(why) = converter.availability() {
-                tracing::warn!(%why, "LibreOffice is missing: export jobs will fail with converter_unavailable");
-            }
+        if role.runs_worker()
+            && let Err(why) = converter.availability()
+        {
+            tracing::warn!(%why, "LibreOffice is missing: export jobs will fail with converter_unavailable");
         }
         let registry = extend(kinds::builtin(&settings, converter.clone()));
         let acceptor = match role.serves_http() {
             true => Some(bind(&settings).await?),
             false => None,
         };
-        let runtime = Arc::new(Runtime::new(queue.clone(), storage.clone(), registry.clone(), settings.work_dir()));
+        let runtime = Arc::new(Runtime::new(
+            queue.clone(),
+            storage.clone(),
+            registry.clone(),
+            settings.work_dir(),
+        ));
         let state = Arc::new(ApiState {
             queue,
             storage,
@@ -93,7 +101,13 @@ impl Application {
             max_upload_bytes: settings.max_upload_bytes,
             runs_worker: role.runs_worker(),
         });
-        Ok(Self { role, settings, acceptor, state, runtime })
+        Ok(Self {
+            role,
+            settings,
+            acceptor,
+            state,
+            runtime,
+        })
     }
 
     /// The bound API address (`None` for a worker-only process).
@@ -107,7 +121,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains for the grace period.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
         let grace = self.settings.shutdown_grace();
         let http = self.acceptor.map(|acceptor| {
@@ -121,17 +138,20 @@ impl Application {
         });
         let worker = self.role.runs_worker().then(|| {
             let monitor = apalis::prelude::Monitor::new().shutdown_timeout(grace);
-            let monitor = self.state.queue.register_workers(monitor, self.runtime.clone());
+            let monitor = self
+                .state
+                .queue
+                .register_workers(monitor, self.runtime.clone());
             let signal = shutdown.clone().map(Ok);
             tokio::spawn(async move { monitor.run_with_signal(signal).await })
         });
         if let Some(http) = http {
             http.await?.context("HTTP server")?;
         }
-        if let Some(worker) = worker {
-            if let Err(e) = worker.await? {
-                tracing::warn!(error = %e, "workers stopped with an error");
-            }
+        if let Some(worker) = worker
+            && let Err(e) = worker.await?
+        {
+            tracing::warn!(error = %e, "workers stopped with an error");
         }
         self.state.queue.close().await;
         Ok(())
@@ -149,8 +169,13 @@ async fn bind(settings: &Settings) -> anyhow::Result<TcpAcceptor> {
 /// Creates or upgrades the schema, then returns (`offload migrate`).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     settings.validate()?;
-    let queue = Queue::connect(settings).await.context("DATABASE_URL: cannot connect")?;
-    queue.migrate().await.context("DATABASE_URL: cannot migrate")?;
+    let queue = Queue::connect(settings)
+        .await
+        .context("DATABASE_URL: cannot connect")?;
+    queue
+        .migrate()
+        .await
+        .context("DATABASE_URL: cannot migrate")?;
     queue.close().await;
     Ok(())
 }

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "offload", version, about = "Durable document-export jobs over HTTP.")]
+#[command(
+    name = "offload",
+    version,
+    about = "Durable document-export jobs over HTTP."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: Settings,

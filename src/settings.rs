@@ -14,15 +14,30 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Job database: `sqlite://PATH` (created if missing) or `postgres://user:pass@host/db`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://./data/offload.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://./data/offload.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Object store for inputs and results: `fs://DIR` (S3 and Azure come with their own issue).
-    #[arg(long, env = "STORAGE_URL", default_value = "fs://./data/files", global = true)]
+    #[arg(
+        long,
+        env = "STORAGE_URL",
+        default_value = "fs://./data/files",
+        global = true
+    )]
     pub storage_url: String,
 
     /// Address the HTTP API listens on.
-    #[arg(long = "bind", env = "BIND_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long = "bind",
+        env = "BIND_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub bind_addr: String,
 
     /// Concurrent export conversions per worker process.
@@ -42,7 +57,12 @@ pub struct Settings {
     pub retry_backoff_ms: u64,
 
     /// Time limit of one export attempt, in seconds.
-    #[arg(long, env = "EXPORT_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    #[arg(
+        long,
+        env = "EXPORT_TIMEOUT_SECS",
+        default_value_t = 120,
+        global = true
+    )]
     pub export_timeout_secs: u64,
 
     /// How long a dead worker's jobs stay locked before another worker takes them, in seconds.
@@ -102,15 +122,16 @@ impl Settings {
         let cmd = <Only as clap::CommandFactory>::command();
         let cmd = cmd.mut_args(|a| a.env(None::<&str>));
         let matches = cmd.get_matches_from(["offload"]);
-        Only::from_arg_matches(&matches).expect("defaults parse").settings
+        Only::from_arg_matches(&matches)
+            .expect("defaults parse")
+            .settings
     }
 
     /// Checks every setting once; the first bad one stops start-up.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.database_kind()?;
         self.bind_socket()?;
-        crate::storage::StorageUrl::parse(&self.storage_url)
-            .map_err(|e| bad("STORAGE_URL", e))?;
+        crate::storage::StorageUrl::parse(&self.storage_url).map_err(|e| bad("STORAGE_URL", e))?;
         if self.concurrency == 0 {
             return Err(bad("WORKER_CONCURRENCY", "must be at least 1"));
         }
@@ -124,7 +145,10 @@ impl Settings {
             return Err(bad("EXPORT_TIMEOUT_SECS", "must be at least 1"));
         }
         if self.worker_lease_secs < 2 {
-            return Err(bad("WORKER_LEASE_SECS", "must be at least 2 (heartbeats run every third of it)"));
+            return Err(bad(
+                "WORKER_LEASE_SECS",
+                "must be at least 2 (heartbeats run every third of it)",
+            ));
         }
         if self.poll_interval_ms == 0 {
             return Err(bad("POLL_INTERVAL_MS", "must be at least 1"));
@@ -147,9 +171,12 @@ impl Settings {
     }
 
     pub fn bind_socket(&self) -> Result<SocketAddr, SettingsError> {
-        self.bind_addr
-            .parse()
-            .map_err(|_| bad("BIND_ADDR", format!("not a socket address (host:port): {:?}", self.bind_addr)))
+        self.bind_addr.parse().map_err(|_| {
+            bad(
+                "BIND_ADDR",
+                format!("not a socket address (host:port): {:?}", self.bind_addr),
+            )
+        })
     }
 
     pub fn export_timeout(&self) -> Duration {
@@ -195,12 +222,27 @@ mod tests {
     fn a_bad_setting_names_its_variable() {
         let mut s = Settings::defaults();
         s.bind_addr = "nonsense".into();
-        assert!(s.validate().unwrap_err().to_string().starts_with("BIND_ADDR: "));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("BIND_ADDR: ")
+        );
         let mut s = Settings::defaults();
         s.database_url = "mysql://x".into();
-        assert!(s.validate().unwrap_err().to_string().starts_with("DATABASE_URL: "));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("DATABASE_URL: ")
+        );
         let mut s = Settings::defaults();
         s.storage_url = "ftp://x".into();
-        assert!(s.validate().unwrap_err().to_string().starts_with("STORAGE_URL: "));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("STORAGE_URL: ")
+        );
     }
 }

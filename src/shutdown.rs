@@ -11,7 +11,9 @@ pub async fn signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    tracing::info!("shutting down: no new jobs; running jobs get the grace period (signal again to exit now)");
+    tracing::info!(
+        "shutting down: no new jobs; running jobs get the grace period (signal again to exit now)"
+    );
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}

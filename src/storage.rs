@@ -28,7 +28,9 @@ impl StorageUrl {
             if root.is_empty() {
                 return Err("fs:// needs a directory, e.g. fs://./data/files".into());
             }
-            return Ok(Self::Fs { root: root.to_string() });
+            return Ok(Self::Fs {
+                root: root.to_string(),
+            });
         }
         Err(format!("expected fs://DIR, got {url:?}"))
     }
@@ -152,7 +154,10 @@ impl Storage {
 
     /// Removes every object of a job; missing objects are fine.
     pub async fn delete_job(&self, job: Uuid) -> Result<(), StorageError> {
-        self.op.delete_with(&job_prefix(job)).recursive(true).await?;
+        self.op
+            .delete_with(&job_prefix(job))
+            .recursive(true)
+            .await?;
         Ok(())
     }
 
@@ -170,7 +175,13 @@ pub fn content_disposition(filename: &str) -> String {
     let base = sanitize_filename(filename);
     let ascii: String = base
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .map(|c| if c == '"' || c == '\\' { '_' } else { c })
         .collect();
     let mut encoded = String::new();
@@ -188,13 +199,13 @@ pub fn content_disposition(filename: &str) -> String {
 /// characters; empty names become `file`.
 pub fn sanitize_filename(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = last
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let clean: String = last.chars().filter(|c| !c.is_control()).take(200).collect();
     let clean = clean.trim().trim_start_matches('.').to_string();
-    if clean.is_empty() { "file".to_string() } else { clean }
+    if clean.is_empty() {
+        "file".to_string()
+    } else {
+        clean
+    }
 }
 
 #[cfg(test)]
@@ -205,7 +216,10 @@ mod tests {
     fn filenames_are_reduced_to_a_harmless_last_component() {
         assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
         assert_eq!(sanitize_filename("C:\\x\\deck.pptx"), "deck.pptx");
-        assert_eq!(sanitize_filename("a\r\nSet-Cookie: x.pptx"), "aSet-Cookie: x.pptx");
+        assert_eq!(
+            sanitize_filename("a\r\nSet-Cookie: x.pptx"),
+            "aSet-Cookie: x.pptx"
+        );
         assert_eq!(sanitize_filename(".."), "file");
         assert_eq!(sanitize_filename(""), "file");
     }
@@ -215,14 +229,19 @@ mod tests {
         let v = content_disposition("évé \"x\"\r\n.pdf");
         assert!(!v.contains('\r') && !v.contains('\n'));
         assert!(v.starts_with("attachment; filename=\"_v_ _x_.pdf\""), "{v}");
-        assert!(v.contains("filename*=UTF-8''%C3%A9v%C3%A9%20%22x%22.pdf"), "{v}");
+        assert!(
+            v.contains("filename*=UTF-8''%C3%A9v%C3%A9%20%22x%22.pdf"),
+            "{v}"
+        );
     }
 
     #[test]
     fn storage_urls_parse() {
         assert_eq!(
             StorageUrl::parse("fs://./data/files").unwrap(),
-            StorageUrl::Fs { root: "./data/files".into() }
+            StorageUrl::Fs {
+                root: "./data/files".into()
+            }
         );
         assert!(StorageUrl::parse("fs://").is_err());
         assert!(StorageUrl::parse("gopher://x").is_err());

@@ -90,7 +90,10 @@ impl ApiError {
     /// Logs `cause` once; the client sees only that something went wrong.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::Internal(body("internal", "an unexpected error occurred; it has been logged"))
+        Self::Internal(body(
+            "internal",
+            "an unexpected error occurred; it has been logged",
+        ))
     }
 
     pub fn job_not_found(id: impl std::fmt::Display) -> Self {
@@ -102,12 +105,16 @@ impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::NotFound => ApiError::not_found("job_not_found", "no such job"),
-            QueueError::WrongState(s) => {
-                ApiError::conflict("wrong_state", format!("the job is {s}, which does not allow this"))
-            }
+            QueueError::WrongState(s) => ApiError::conflict(
+                "wrong_state",
+                format!("the job is {s}, which does not allow this"),
+            ),
             QueueError::Db(err) if is_outage(&err) => {
                 tracing::warn!(error = %err, "database unavailable");
-                ApiError::unavailable("database_unavailable", "the database is unavailable; try again shortly")
+                ApiError::unavailable(
+                    "database_unavailable",
+                    "the database is unavailable; try again shortly",
+                )
             }
             other => ApiError::internal(other),
         }
@@ -117,12 +124,15 @@ impl From<QueueError> for ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::TooLarge { limit } => {
-                ApiError::too_large(format!("field file: the upload exceeds the limit of {limit} bytes"))
-            }
+            StorageError::TooLarge { limit } => ApiError::too_large(format!(
+                "field file: the upload exceeds the limit of {limit} bytes"
+            )),
             other => {
                 tracing::warn!(error = %other, "storage unavailable");
-                ApiError::unavailable("storage_unavailable", "file storage is unavailable; try again shortly")
+                ApiError::unavailable(
+                    "storage_unavailable",
+                    "file storage is unavailable; try again shortly",
+                )
             }
         }
     }
@@ -132,7 +142,10 @@ impl From<StorageError> for ApiError {
 fn is_outage(err: &sqlx::Error) -> bool {
     matches!(
         err,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
     ) || matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")))
 }
 
@@ -154,15 +167,22 @@ pub async fn json_errors(err: poem::Error) -> Response {
 /// A code and a message naming the offending part, for errors raised before our handlers run.
 fn describe(err: &poem::Error) -> (&'static str, String) {
     use poem_openapi::error::{
-        ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError, ParseRequestPayloadError,
+        ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError,
+        ParseRequestPayloadError,
     };
     if let Some(e) = err.downcast_ref::<ParseParamError>() {
-        return ("invalid_parameter", format!("parameter {}: {}", e.name, e.reason));
+        return (
+            "invalid_parameter",
+            format!("parameter {}: {}", e.name, e.reason),
+        );
     }
     if let Some(e) = err.downcast_ref::<ParsePathError>() {
         // poem-openapi renames path parameters internally (`param0`); every path of this API
         // has exactly one, the job id.
-        return ("invalid_parameter", format!("path parameter id: {}", e.reason));
+        return (
+            "invalid_parameter",
+            format!("path parameter id: {}", e.reason),
+        );
     }
     if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
         return ("invalid_body", format!("body: {}", e.reason));
@@ -175,9 +195,15 @@ fn describe(err: &poem::Error) -> (&'static str, String) {
     }
     match err.status().as_u16() {
         404 => ("not_found", "no such route".into()),
-        405 => ("method_not_allowed", "this route does not accept that method".into()),
+        405 => (
+            "method_not_allowed",
+            "this route does not accept that method".into(),
+        ),
         413 => ("too_large", err.to_string()),
         400..=499 => ("bad_request", err.to_string()),
-        _ => ("internal", "an unexpected error occurred; it has been logged".into()),
+        _ => (
+            "internal",
+            "an unexpected error occurred; it has been logged".into(),
+        ),
     }
 }

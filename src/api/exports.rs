@@ -3,8 +3,8 @@
 use std::io::Seek;
 use std::sync::Arc;
 
-use poem_openapi::param::Header;
 use poem::web::Data;
+use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi};
@@ -15,8 +15,8 @@ use super::models::Job;
 use super::{ApiState, Tag};
 use crate::convert::sniff::{self, SniffError};
 use crate::convert::{DocFormat, OutputFormat};
-use crate::jobs::kinds::Export;
 use crate::jobs::JobKind;
+use crate::jobs::kinds::Export;
 use crate::queue::{InputFile, NewJob};
 use crate::storage;
 
@@ -64,10 +64,13 @@ impl ExportsApi {
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
     ) -> Result<Accepted, ApiError> {
-                let key = super::idempotency_key(idempotency_key.0)?;
+        let key = super::idempotency_key(idempotency_key.0)?;
         let format = form.format.as_deref().unwrap_or("pdf");
         let output = OutputFormat::parse(format).ok_or_else(|| {
-            ApiError::invalid("invalid_arguments", format!("field format: {format:?} is not supported; use \"pdf\""))
+            ApiError::invalid(
+                "invalid_arguments",
+                format!("field format: {format:?} is not supported; use \"pdf\""),
+            )
         })?;
         if form.file.size() as u64 > state.max_upload_bytes {
             return Err(ApiError::too_large(format!(
@@ -85,7 +88,11 @@ impl ExportsApi {
         let input_key = storage::input_key(id);
         let size = state
             .storage
-            .put_reader(&input_key, tokio::fs::File::from_std(file), state.max_upload_bytes)
+            .put_reader(
+                &input_key,
+                tokio::fs::File::from_std(file),
+                state.max_upload_bytes,
+            )
             .await?;
         let job = NewJob {
             id,
@@ -117,7 +124,10 @@ impl ExportsApi {
 }
 
 /// Reads the spooled upload's real type; the file comes back rewound for storing.
-async fn sniff_upload(upload: Upload, filename: &str) -> Result<(DocFormat, std::fs::File), ApiError> {
+async fn sniff_upload(
+    upload: Upload,
+    filename: &str,
+) -> Result<(DocFormat, std::fs::File), ApiError> {
     let claimed_ext = std::path::Path::new(filename)
         .extension()
         .map(|e| e.to_string_lossy().into_owned());
@@ -128,7 +138,10 @@ async fn sniff_upload(upload: Upload, filename: &str) -> Result<(DocFormat, std:
         file.rewind().map_err(ApiError::internal)?;
         match detected {
             Ok(format) => Ok((format, file)),
-            Err(SniffError::Empty) => Err(ApiError::bad_request("empty_file", "field file: the upload is empty")),
+            Err(SniffError::Empty) => Err(ApiError::bad_request(
+                "empty_file",
+                "field file: the upload is empty",
+            )),
             Err(SniffError::Unsupported(why)) => Err(ApiError::unsupported_type(format!(
                 "field file: {why}; supported: pptx, ppt, odp, docx, doc, odt, rtf, xlsx, xls, ods"
             ))),

@@ -79,7 +79,9 @@ impl HealthApi {
     /// 200 whenever the process can answer HTTP.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<Health> {
-        Json(Health { status: "ok".into() })
+        Json(Health {
+            status: "ok".into(),
+        })
     }
 
     /// Readiness
@@ -88,9 +90,14 @@ impl HealthApi {
     /// with the failing part named when one is down.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<ApiState>>) -> ReadyResponse {
-                let (database, storage) = tokio::join!(state.queue.ping(), state.storage.check());
+        let (database, storage) = tokio::join!(state.queue.ping(), state.storage.check());
         let converter = if state.runs_worker {
-            check(state.converter.availability().map_err(|why| format!("LibreOffice missing: {why}")))
+            check(
+                state
+                    .converter
+                    .availability()
+                    .map_err(|why| format!("LibreOffice missing: {why}")),
+            )
         } else {
             "not used".into()
         };
@@ -99,7 +106,9 @@ impl HealthApi {
             storage: check(storage),
             converter,
         };
-        let ok = [&checks.database, &checks.storage].iter().all(|c| *c == "ok")
+        let ok = [&checks.database, &checks.storage]
+            .iter()
+            .all(|c| *c == "ok")
             && (checks.converter == "ok" || checks.converter == "not used");
         let body = Readiness {
             status: if ok { "ready" } else { "unavailable" }.into(),
@@ -115,7 +124,11 @@ impl HealthApi {
     /// Supported formats
     ///
     /// The document types `POST /exports` accepts (detected from content) and the outputs.
-    #[oai(path = "/api/v1/formats", method = "get", operation_id = "list_formats")]
+    #[oai(
+        path = "/api/v1/formats",
+        method = "get",
+        operation_id = "list_formats"
+    )]
     async fn formats(&self, state: Data<&Arc<ApiState>>) -> Json<Formats> {
         let family = |f: Family| match f {
             Family::Presentation => "presentation",

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use poem::Body;
-use poem_openapi::param::{Header, Path, Query};
 use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, EventStream, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use super::body::JsonBody;
 use super::errors::ApiError;
 use super::exports::Accepted;
 use super::models::Job;
@@ -29,7 +30,7 @@ const DEFAULT_PAGE: u32 = 50;
 const EVENTS_POLL: Duration = Duration::from_millis(250);
 
 /// An argument-only job to create.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
 pub struct NewJobRequest {
     /// A registered argument-only kind, e.g. `noop` or `sleep`.
     pub kind: String,
@@ -38,7 +39,7 @@ pub struct NewJobRequest {
 }
 
 /// Several argument-only jobs, created in one transaction.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
 pub struct BatchRequest {
     /// 1 to 1,000 jobs.
     pub jobs: Vec<NewJobRequest>,
@@ -93,7 +94,12 @@ pub enum ResultDownload {
 pub struct JobsApi;
 
 fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
-    let bad = || ApiError::bad_request("invalid_cursor", "parameter cursor: not a cursor returned by this API");
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "parameter cursor: not a cursor returned by this API",
+        )
+    };
     let (at, id) = cursor.split_once('_').ok_or_else(bad)?;
     let at = at.parse::<i64>().map_err(|_| bad())?;
     let id = Uuid::parse_str(id).map_err(|_| bad())?;
@@ -113,12 +119,12 @@ impl JobsApi {
     async fn create_job(
         &self,
         state: Data<&Arc<ApiState>>,
-        body: Json<NewJobRequest>,
+        body: JsonBody<NewJobRequest>,
         /// Retrying a request with the same key returns the job the first one created.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
     ) -> Result<Accepted, ApiError> {
-                let key = super::idempotency_key(idempotency_key.0)?;
+        let key = super::idempotency_key(idempotency_key.0)?;
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));
         }
@@ -131,10 +137,17 @@ impl JobsApi {
     /// Submit many argument-only jobs at once
     ///
     /// Up to 1,000 jobs in one transaction: all are created or none.
-    #[oai(path = "/jobs/batch", method = "post", operation_id = "create_jobs_batch")]
-    async fn create_batch(&self,
-        state: Data<&Arc<ApiState>>, body: Json<BatchRequest>) -> Result<BatchAccepted, ApiError> {
-                let n = body.0.jobs.len();
+    #[oai(
+        path = "/jobs/batch",
+        method = "post",
+        operation_id = "create_jobs_batch"
+    )]
+    async fn create_batch(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        body: JsonBody<BatchRequest>,
+    ) -> Result<BatchAccepted, ApiError> {
+        let n = body.0.jobs.len();
         if n == 0 || n > MAX_BATCH {
             return Err(ApiError::invalid(
                 "invalid_arguments",
@@ -158,9 +171,16 @@ impl JobsApi {
     ///
     /// Status, progress, attempts, error and result of one job.
     #[oai(path = "/jobs/:id", method = "get", operation_id = "get_job")]
-    async fn get_job(&self,
-        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<Json<Job>, ApiError> {
-        let row = state.queue.get(id.0).await?.ok_or_else(|| ApiError::job_not_found(id.0))?;
+    async fn get_job(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        id: Path<Uuid>,
+    ) -> Result<Json<Job>, ApiError> {
+        let row = state
+            .queue
+            .get(id.0)
+            .await?
+            .ok_or_else(|| ApiError::job_not_found(id.0))?;
         Ok(Json(row.into()))
     }
 
@@ -205,18 +225,35 @@ impl JobsApi {
     /// Download a job's result
     ///
     /// Streams the result file as an attachment. 409 while the job has not succeeded.
-    #[oai(path = "/jobs/:id/result", method = "get", operation_id = "get_job_result")]
-    async fn get_result(&self,
-        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<ResultDownload, ApiError> {
-        let row = state.queue.get(id.0).await?.ok_or_else(|| ApiError::job_not_found(id.0))?;
+    #[oai(
+        path = "/jobs/:id/result",
+        method = "get",
+        operation_id = "get_job_result"
+    )]
+    async fn get_result(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        id: Path<Uuid>,
+    ) -> Result<ResultDownload, ApiError> {
+        let row = state
+            .queue
+            .get(id.0)
+            .await?
+            .ok_or_else(|| ApiError::job_not_found(id.0))?;
         if row.status() != JobStatus::Succeeded {
             return Err(ApiError::conflict(
                 "result_not_ready",
-                format!("the job is {}; a result exists only once it has succeeded", row.status),
+                format!(
+                    "the job is {}; a result exists only once it has succeeded",
+                    row.status
+                ),
             ));
         }
         let Some(key) = row.result_key.as_deref() else {
-            return Err(ApiError::not_found("no_result", format!("jobs of kind {} make no result file", row.kind)));
+            return Err(ApiError::not_found(
+                "no_result",
+                format!("jobs of kind {} make no result file", row.kind),
+            ));
         };
         let stream = state.storage.stream(key).await?;
         let filename = row.result_filename.as_deref().unwrap_or("result");
@@ -231,10 +268,21 @@ impl JobsApi {
     ///
     /// Server-sent events: the job (as JSON) now and after every change of status or
     /// progress; the stream ends after a final status. Reconnecting is always safe.
-    #[oai(path = "/jobs/:id/events", method = "get", operation_id = "get_job_events")]
-    async fn events(&self,
-        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<EventStream<BoxStream<'static, Job>>, ApiError> {
-        let first = state.queue.get(id.0).await?.ok_or_else(|| ApiError::job_not_found(id.0))?;
+    #[oai(
+        path = "/jobs/:id/events",
+        method = "get",
+        operation_id = "get_job_events"
+    )]
+    async fn events(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        id: Path<Uuid>,
+    ) -> Result<EventStream<BoxStream<'static, Job>>, ApiError> {
+        let first = state
+            .queue
+            .get(id.0)
+            .await?
+            .ok_or_else(|| ApiError::job_not_found(id.0))?;
         let stream = job_updates(Arc::clone(state.0), first);
         Ok(EventStream::new(stream.boxed()).keep_alive(Duration::from_secs(15)))
     }
@@ -243,9 +291,16 @@ impl JobsApi {
     ///
     /// Cancels a queued or running job; a running conversion is stopped. 409 if it already
     /// finished.
-    #[oai(path = "/jobs/:id/cancel", method = "post", operation_id = "cancel_job")]
-    async fn cancel(&self,
-        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<Json<Job>, ApiError> {
+    #[oai(
+        path = "/jobs/:id/cancel",
+        method = "post",
+        operation_id = "cancel_job"
+    )]
+    async fn cancel(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        id: Path<Uuid>,
+    ) -> Result<Json<Job>, ApiError> {
         Ok(Json(state.queue.cancel(id.0).await?.into()))
     }
 
@@ -253,18 +308,30 @@ impl JobsApi {
     ///
     /// Puts a failed or cancelled job back in the queue with fresh attempts. 409 otherwise.
     #[oai(path = "/jobs/:id/retry", method = "post", operation_id = "retry_job")]
-    async fn retry(&self,
-        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<Retried, ApiError> {
-        Ok(Retried::Accepted(Json(state.queue.retry(id.0).await?.into())))
+    async fn retry(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        id: Path<Uuid>,
+    ) -> Result<Retried, ApiError> {
+        Ok(Retried::Accepted(Json(
+            state.queue.retry(id.0).await?.into(),
+        )))
     }
 
     /// Delete a job
     ///
     /// Deletes the job and its stored files; a running attempt is stopped.
     #[oai(path = "/jobs/:id", method = "delete", operation_id = "delete_job")]
-    async fn delete(&self,
-        state: Data<&Arc<ApiState>>, id: Path<Uuid>) -> Result<Deleted, ApiError> {
-        state.queue.delete(id.0).await?.ok_or_else(|| ApiError::job_not_found(id.0))?;
+    async fn delete(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
+        state
+            .queue
+            .delete(id.0)
+            .await?
+            .ok_or_else(|| ApiError::job_not_found(id.0))?;
         if let Err(e) = state.storage.delete_job(id.0).await {
             // The row is gone, so nothing can reach the files; log and move on.
             tracing::warn!(job_id = %id.0, error = %e, "could not delete stored files");
@@ -300,7 +367,8 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
             let row = match w.pending.take() {
                 Some(row) => row,
                 None => {
-                    let _ = tokio::time::timeout(EVENTS_POLL, next_change_of(&mut w.changes, w.id)).await;
+                    let _ = tokio::time::timeout(EVENTS_POLL, next_change_of(&mut w.changes, w.id))
+                        .await;
                     match w.state.queue.get(w.id).await {
                         Ok(Some(row)) => row,
                         Ok(None) => return None,

@@ -5,6 +5,7 @@
 //! [`health`] (liveness, readiness, formats). [`errors`] is the single place where errors
 //! become statuses.
 
+pub mod body;
 pub mod errors;
 pub mod exports;
 pub mod health;
@@ -49,13 +50,20 @@ pub struct ApiState {
 
 impl ApiState {
     fn max_attempts(&self, kind: &str) -> u32 {
-        self.registry.policy(kind).map(|p| p.max_attempts).unwrap_or(1)
+        self.registry
+            .policy(kind)
+            .map(|p| p.max_attempts)
+            .unwrap_or(1)
     }
 
     /// The job an earlier request with this idempotency key created, if any.
     async fn find_idempotent(&self, key: Option<&str>) -> Result<Option<Job>, ApiError> {
         let Some(key) = key else { return Ok(None) };
-        Ok(self.queue.find_by_idempotency_key(key).await?.map(Job::from))
+        Ok(self
+            .queue
+            .find_by_idempotency_key(key)
+            .await?
+            .map(Job::from))
     }
 
     /// Validates an argument-only job request; `field` names it in errors.
@@ -63,18 +71,26 @@ impl ApiState {
         let kind = self.registry.get(&req.kind).ok_or_else(|| {
             ApiError::invalid(
                 "unknown_kind",
-                format!("{field}.kind: unknown kind {:?}; known: {}", req.kind, self.registry.names().join(", ")),
+                format!(
+                    "{field}.kind: unknown kind {:?}; known: {}",
+                    req.kind,
+                    self.registry.names().join(", ")
+                ),
             )
         })?;
         if kind.takes_upload() {
             return Err(ApiError::invalid(
                 "upload_required",
-                format!("{field}.kind: {:?} jobs take a document; create them with POST /api/v1/exports", req.kind),
+                format!(
+                    "{field}.kind: {:?} jobs take a document; create them with POST /api/v1/exports",
+                    req.kind
+                ),
             ));
         }
         let args = req.args.unwrap_or_else(|| serde_json::json!({}));
-        kind.check_args(&args)
-            .map_err(|why| ApiError::invalid("invalid_arguments", format!("{field}.args: {why}")))?;
+        kind.check_args(&args).map_err(|why| {
+            ApiError::invalid("invalid_arguments", format!("{field}.args: {why}"))
+        })?;
         Ok(NewJob {
             id: uuid::Uuid::new_v4(),
             kind: kind.name().to_string(),

@@ -66,7 +66,10 @@ fn resolve_binary(cmd: &str) -> Option<PathBuf> {
 pub fn write_profile(dir: &Path) -> std::io::Result<()> {
     let user = dir.join("user");
     std::fs::create_dir_all(&user)?;
-    std::fs::write(user.join("registrymodifications.xcu"), REGISTRY_MODIFICATIONS)
+    std::fs::write(
+        user.join("registrymodifications.xcu"),
+        REGISTRY_MODIFICATIONS,
+    )
 }
 
 /// `file://` URL of an absolute path, percent-encoding what a URL cannot carry.
@@ -110,7 +113,9 @@ impl Drop for ProcessGroup {
 fn unavailable(why: &str) -> JobError {
     JobError::fatal(
         "converter_unavailable",
-        format!("LibreOffice is not available on this worker ({why}); install it or set SOFFICE_PATH"),
+        format!(
+            "LibreOffice is not available on this worker ({why}); install it or set SOFFICE_PATH"
+        ),
     )
 }
 
@@ -130,7 +135,10 @@ impl Converter for LibreOffice {
         out_dir: &Path,
         cancel: CancellationToken,
     ) -> Result<Converted, JobError> {
-        let binary = self.binary.as_ref().ok_or_else(|| unavailable(&format!("{:?} not found", self.requested)))?;
+        let binary = self
+            .binary
+            .as_ref()
+            .ok_or_else(|| unavailable(&format!("{:?} not found", self.requested)))?;
         let profile = out_dir.join("lo-profile");
         let out = out_dir.join("lo-out");
         write_profile(&profile).map_err(JobError::internal)?;
@@ -138,8 +146,18 @@ impl Converter for LibreOffice {
 
         let mut cmd = tokio::process::Command::new(binary);
         cmd.arg(format!("-env:UserInstallation={}", file_url(&profile)))
-            .args(["--headless", "--invisible", "--nocrashreport", "--nodefault"])
-            .args(["--nofirststartwizard", "--nolockcheck", "--nologo", "--norestore"])
+            .args([
+                "--headless",
+                "--invisible",
+                "--nocrashreport",
+                "--nodefault",
+            ])
+            .args([
+                "--nofirststartwizard",
+                "--nolockcheck",
+                "--nologo",
+                "--norestore",
+            ])
             .args(["--convert-to", pdf_filter(format), "--outdir"])
             .arg(&out)
             .arg(input)
@@ -186,7 +204,12 @@ impl Converter for LibreOffice {
         let pages = tokio::task::spawn_blocking(move || validate_pdf(&checked))
             .await
             .map_err(JobError::internal)?
-            .map_err(|why| JobError::fatal("conversion_failed", format!("LibreOffice wrote a broken PDF: {why}")))?;
+            .map_err(|why| {
+                JobError::fatal(
+                    "conversion_failed",
+                    format!("LibreOffice wrote a broken PDF: {why}"),
+                )
+            })?;
         Ok(Converted { path: pdf, pages })
     }
 }
@@ -198,6 +221,8 @@ fn tail(log: &str) -> String {
         return "no output".into();
     }
     let start = log.len().saturating_sub(300);
-    let start = (start..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(0);
+    let start = (start..log.len())
+        .find(|&i| log.is_char_boundary(i))
+        .unwrap_or(0);
     log[start..].to_string()
 }

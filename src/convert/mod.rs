@@ -79,10 +79,14 @@ impl DocFormat {
 
     pub fn media_type(self) -> &'static str {
         match self {
-            DocFormat::Pptx => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            DocFormat::Pptx => {
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+            }
             DocFormat::Ppt => "application/vnd.ms-powerpoint",
             DocFormat::Odp => "application/vnd.oasis.opendocument.presentation",
-            DocFormat::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            DocFormat::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
             DocFormat::Doc => "application/msword",
             DocFormat::Odt => "application/vnd.oasis.opendocument.text",
             DocFormat::Rtf => "application/rtf",

@@ -26,10 +26,14 @@ pub enum SniffError {
 
 /// Recognises the format of an uploaded file. `claimed_ext` (from the filename) is only used
 /// where the bytes cannot say: an encrypted OOXML package looks the same for all three types.
-pub fn detect<F: Read + Seek>(file: &mut F, claimed_ext: Option<&str>) -> Result<DocFormat, SniffError> {
+pub fn detect<F: Read + Seek>(
+    file: &mut F,
+    claimed_ext: Option<&str>,
+) -> Result<DocFormat, SniffError> {
     let mut head = [0u8; 8];
     let n = read_up_to(file, &mut head).map_err(|e| SniffError::Unsupported(e.to_string()))?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| SniffError::Unsupported(e.to_string()))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| SniffError::Unsupported(e.to_string()))?;
     let head = &head[..n];
     if head.is_empty() {
         return Err(SniffError::Empty);
@@ -64,14 +68,15 @@ fn detect_zip<F: Read + Seek>(file: &mut F) -> Result<DocFormat, SniffError> {
         Ok(archive) => archive.file_names().map(str::to_owned).collect::<Vec<_>>(),
         // No central directory (e.g. a truncated upload): read what the local headers say.
         Err(_) => {
-            file.seek(SeekFrom::Start(0)).map_err(|e| SniffError::Unsupported(e.to_string()))?;
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| SniffError::Unsupported(e.to_string()))?;
             local_header_names(file, 256)
         }
     };
-    if names.iter().any(|n| n == "mimetype") {
-        if let Some(format) = odf_format(file) {
-            return Ok(format);
-        }
+    if names.iter().any(|n| n == "mimetype")
+        && let Some(format) = odf_format(file)
+    {
+        return Ok(format);
     }
     ooxml_format(&names).ok_or_else(|| {
         SniffError::Unsupported("a ZIP archive, but not an OOXML or OpenDocument package".into())
@@ -103,11 +108,19 @@ fn odf_format<F: Read + Seek>(file: &mut F) -> Option<DocFormat> {
     let text = String::from_utf8_lossy(&head[..n]);
     let mime = text.split("mimetype").nth(1)?;
     const ODF: [(&str, DocFormat); 3] = [
-        ("application/vnd.oasis.opendocument.presentation", DocFormat::Odp),
+        (
+            "application/vnd.oasis.opendocument.presentation",
+            DocFormat::Odp,
+        ),
         ("application/vnd.oasis.opendocument.text", DocFormat::Odt),
-        ("application/vnd.oasis.opendocument.spreadsheet", DocFormat::Ods),
+        (
+            "application/vnd.oasis.opendocument.spreadsheet",
+            DocFormat::Ods,
+        ),
     ];
-    ODF.iter().find(|(m, _)| mime.starts_with(m)).map(|(_, f)| *f)
+    ODF.iter()
+        .find(|(m, _)| mime.starts_with(m))
+        .map(|(_, f)| *f)
 }
 
 /// Names from the local file headers, front to back, for archives without a readable
@@ -120,7 +133,9 @@ fn local_header_names<R: Read + Seek>(r: &mut R, max: usize) -> Vec<String> {
             break;
         }
         let le16 = |i: usize| u16::from_le_bytes([header[i], header[i + 1]]) as u64;
-        let le32 = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]) as u64;
+        let le32 = |i: usize| {
+            u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]) as u64
+        };
         let (flags, compressed, name_len, extra_len) = (le16(6), le32(18), le16(26), le16(28));
         let mut name = vec![0u8; name_len as usize];
         if read_up_to(r, &mut name).unwrap_or(0) < name.len() {
@@ -128,14 +143,20 @@ fn local_header_names<R: Read + Seek>(r: &mut R, max: usize) -> Vec<String> {
         }
         names.push(String::from_utf8_lossy(&name).into_owned());
         // Bit 3: sizes follow the data, so the next header cannot be found from here.
-        if flags & 0x08 != 0 || r.seek(SeekFrom::Current((extra_len + compressed) as i64)).is_err() {
+        if flags & 0x08 != 0
+            || r.seek(SeekFrom::Current((extra_len + compressed) as i64))
+                .is_err()
+        {
             break;
         }
     }
     names
 }
 
-fn detect_ole2<F: Read + Seek>(file: &mut F, claimed_ext: Option<&str>) -> Result<DocFormat, SniffError> {
+fn detect_ole2<F: Read + Seek>(
+    file: &mut F,
+    claimed_ext: Option<&str>,
+) -> Result<DocFormat, SniffError> {
     let cfb = cfb::CompoundFile::open(&mut *file)
         .map_err(|e| SniffError::Unsupported(format!("a damaged legacy Office file: {e}")))?;
     let has = |name: &str| cfb.exists(format!("/{name}"));
@@ -196,7 +217,11 @@ impl DocInfo {
 
 /// Checks a stored document before conversion. Errors are fatal: the same bytes will fail the
 /// same way on every attempt.
-pub fn inspect(path: &Path, format: DocFormat, limits: &PackageLimits) -> Result<DocInfo, JobError> {
+pub fn inspect(
+    path: &Path,
+    format: DocFormat,
+    limits: &PackageLimits,
+) -> Result<DocInfo, JobError> {
     let mut file = std::fs::File::open(path).map_err(JobError::internal)?;
     if format.is_ooxml() || format.is_odf() {
         inspect_zip(&mut file, format, limits)
@@ -229,7 +254,11 @@ fn encrypted() -> JobError {
     )
 }
 
-fn inspect_zip(file: &mut std::fs::File, format: DocFormat, limits: &PackageLimits) -> Result<DocInfo, JobError> {
+fn inspect_zip(
+    file: &mut std::fs::File,
+    format: DocFormat,
+    limits: &PackageLimits,
+) -> Result<DocInfo, JobError> {
     // An encrypted OOXML upload is an OLE2 file, whatever its claimed type.
     let mut magic = [0u8; 8];
     let n = read_up_to(file, &mut magic).map_err(JobError::internal)?;
@@ -262,7 +291,10 @@ fn inspect_zip(file: &mut std::fs::File, format: DocFormat, limits: &PackageLimi
 
 /// Zip-bomb guards: entry count, total uncompressed size, and per-entry compression ratio,
 /// all from the central directory (nothing is decompressed).
-fn check_package_limits<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, limits: &PackageLimits) -> Result<(), JobError> {
+fn check_package_limits<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    limits: &PackageLimits,
+) -> Result<(), JobError> {
     let too_large = |why: String| JobError::fatal("document_too_large", why);
     if archive.len() > limits.max_entries {
         return Err(too_large(format!(
@@ -302,7 +334,8 @@ mod tests {
         let mut buf = Cursor::new(Vec::new());
         let mut w = zip::ZipWriter::new(&mut buf);
         for (name, data) in entries {
-            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
             w.write_all(data).unwrap();
         }
         w.finish().unwrap();
@@ -311,24 +344,45 @@ mod tests {
 
     #[test]
     fn ooxml_types_come_from_the_main_part() {
-        let pptx = zip_with(&[("[Content_Types].xml", b"x"), ("ppt/presentation.xml", b"x")]);
-        assert_eq!(detect(&mut Cursor::new(pptx), Some("docx")), Ok(DocFormat::Pptx));
+        let pptx = zip_with(&[
+            ("[Content_Types].xml", b"x"),
+            ("ppt/presentation.xml", b"x"),
+        ]);
+        assert_eq!(
+            detect(&mut Cursor::new(pptx), Some("docx")),
+            Ok(DocFormat::Pptx)
+        );
         let other = zip_with(&[("hello.txt", b"x")]);
-        assert!(matches!(detect(&mut Cursor::new(other), None), Err(SniffError::Unsupported(_))));
+        assert!(matches!(
+            detect(&mut Cursor::new(other), None),
+            Err(SniffError::Unsupported(_))
+        ));
     }
 
     #[test]
     fn a_truncated_package_is_still_recognised() {
-        let mut docx = zip_with(&[("[Content_Types].xml", b"x"), ("word/document.xml", b"hello")]);
+        let mut docx = zip_with(&[
+            ("[Content_Types].xml", b"x"),
+            ("word/document.xml", b"hello"),
+        ]);
         docx.truncate(docx.len() - 30);
         assert_eq!(detect(&mut Cursor::new(docx), None), Ok(DocFormat::Docx));
     }
 
     #[test]
     fn text_and_empty_files_are_refused() {
-        assert_eq!(detect(&mut Cursor::new(Vec::new()), None), Err(SniffError::Empty));
+        assert_eq!(
+            detect(&mut Cursor::new(Vec::new()), None),
+            Err(SniffError::Empty)
+        );
         let text = b"just some text pretending to be a deck".to_vec();
-        assert!(matches!(detect(&mut Cursor::new(text), Some("pptx")), Err(SniffError::Unsupported(_))));
-        assert_eq!(detect(&mut Cursor::new(b"{\\rtf1 hi}".to_vec()), None), Ok(DocFormat::Rtf));
+        assert!(matches!(
+            detect(&mut Cursor::new(text), Some("pptx")),
+            Err(SniffError::Unsupported(_))
+        ));
+        assert_eq!(
+            detect(&mut Cursor::new(b"{\\rtf1 hi}".to_vec()), None),
+            Ok(DocFormat::Rtf)
+        );
     }
 }

@@ -84,7 +84,11 @@ impl JobContext {
         let input = self
             .input()
             .ok_or_else(|| JobError::fatal("missing_input", "this job has no uploaded document"))?;
-        let ext = if input.format.is_empty() { "bin" } else { &input.format };
+        let ext = if input.format.is_empty() {
+            "bin"
+        } else {
+            &input.format
+        };
         let path = self.work_dir().join(format!("input.{ext}"));
         self.inner
             .storage
@@ -108,7 +112,10 @@ impl JobContext {
             Ok(())
         } else {
             self.inner.cancel.cancel();
-            Err(JobError::fatal("lease_lost", "the job was cancelled or taken over"))
+            Err(JobError::fatal(
+                "lease_lost",
+                "the job was cancelled or taken over",
+            ))
         }
     }
 

@@ -191,7 +191,10 @@ impl<K: JobKind> ErasedKind for Registered<K> {
         let kind = self.kind.clone();
         Box::pin(async move {
             let args: K::Args = serde_json::from_value(args).map_err(|e| {
-                JobError::fatal("invalid_arguments", format!("stored arguments do not parse: {e}"))
+                JobError::fatal(
+                    "invalid_arguments",
+                    format!("stored arguments do not parse: {e}"),
+                )
             })?;
             kind.run(ctx, args).await
         })

@@ -79,9 +79,10 @@ pub(crate) fn worker_name(kind: &str, restarts: usize) -> String {
 /// from `policy.backoff` doubling to a minute, with jitter so retries of many jobs spread out.
 pub(crate) fn retry_policy(policy: &Policy) -> BackoffRetryPolicy<ExponentialBackoff<HasherRng>> {
     let min = policy.backoff.max(Duration::from_millis(1));
-    let backoff = ExponentialBackoffMaker::new(min, MAX_BACKOFF.max(min), 0.5, HasherRng::default())
-        .expect("backoff bounds are ordered and jitter is in range")
-        .make_backoff();
+    let backoff =
+        ExponentialBackoffMaker::new(min, MAX_BACKOFF.max(min), 0.5, HasherRng::default())
+            .expect("backoff bounds are ordered and jitter is in range")
+            .make_backoff();
     RetryPolicy::retries(policy.max_attempts.saturating_sub(1) as usize).with_backoff(backoff)
 }
 
@@ -121,11 +122,18 @@ pub(crate) async fn handle(
         Ok(Ok(())) => Ok(()),
         Ok(Err(Stop::Retry(err))) => Err(Box::new(err)),
         Ok(Err(Stop::Final(reason))) => Err(Box::new(AbortError::new(reason))),
-        Err(join) => Err(Box::new(AbortError::new(format!("attempt crashed: {join}")))),
+        Err(join) => Err(Box::new(AbortError::new(format!(
+            "attempt crashed: {join}"
+        )))),
     }
 }
 
-async fn run_attempt(rt: Arc<Runtime>, job: Uuid, task_id: String, apalis_attempt: usize) -> Result<(), Stop> {
+async fn run_attempt(
+    rt: Arc<Runtime>,
+    job: Uuid,
+    task_id: String,
+    apalis_attempt: usize,
+) -> Result<(), Stop> {
     let row = match rt.queue.begin_attempt(job, &task_id).await {
         Ok(Some(row)) => row,
         Ok(None) => {
@@ -146,7 +154,10 @@ async fn run_attempt(rt: Arc<Runtime>, job: Uuid, task_id: String, apalis_attemp
         ))),
         Some(_) if row.attempts > row.max_attempts => Err(Outcome::Failed(JobError::fatal(
             "attempts_exhausted",
-            format!("all {} attempts were used (the last ones were lost to crashes)", row.max_attempts),
+            format!(
+                "all {} attempts were used (the last ones were lost to crashes)",
+                row.max_attempts
+            ),
         ))),
         Some(kind) => run_kind(&rt, kind.as_ref(), &row).await,
     };
@@ -196,8 +207,18 @@ async fn run_kind(rt: &Runtime, kind: &dyn ErasedKind, row: &JobRecord) -> Resul
         .tempdir_in(&rt.work_dir)
         .map_err(|e| JobError::retryable("scratch_unavailable", e.to_string()))?;
     let token = CancellationToken::new();
-    let ctx = JobContext::new(row, rt.queue.clone(), rt.storage.clone(), scratch.path(), token.clone());
-    let _watcher = AbortOnDrop(tokio::spawn(watch_cancel(rt.queue.clone(), row.uuid(), token.clone())));
+    let ctx = JobContext::new(
+        row,
+        rt.queue.clone(),
+        rt.storage.clone(),
+        scratch.path(),
+        token.clone(),
+    );
+    let _watcher = AbortOnDrop(tokio::spawn(watch_cancel(
+        rt.queue.clone(),
+        row.uuid(),
+        token.clone(),
+    )));
     let output = tokio::select! {
         r = tokio::time::timeout(policy.timeout, kind.run(ctx.clone(), row.args_json())) => match r {
             Ok(output) => output,
@@ -234,7 +255,12 @@ async fn publish(rt: &Runtime, lease: &Lease, output: JobOutput) -> Result<(), O
             })
         }
     };
-    match rt.queue.succeed(lease, stored.as_ref()).await.map_err(JobError::internal)? {
+    match rt
+        .queue
+        .succeed(lease, stored.as_ref())
+        .await
+        .map_err(JobError::internal)?
+    {
         Some(_) => {
             tracing::info!("attempt succeeded");
             Ok(())

@@ -243,8 +243,13 @@ fn task_payload(job_id: Uuid) -> Vec<u8> {
 impl Queue {
     /// Connects to `DATABASE_URL` (creating a SQLite file and its directory if missing).
     pub async fn connect(settings: &Settings) -> Result<Self, QueueError> {
-        let db = match settings.database_kind().map_err(|e| sqlx::Error::Configuration(e.into()))? {
-            DatabaseKind::Postgres => Db::Postgres(postgres::connect(&settings.database_url).await?),
+        let db = match settings
+            .database_kind()
+            .map_err(|e| sqlx::Error::Configuration(e.into()))?
+        {
+            DatabaseKind::Postgres => {
+                Db::Postgres(postgres::connect(&settings.database_url).await?)
+            }
             DatabaseKind::Sqlite => Db::Sqlite(sqlite::connect(&settings.database_url).await?),
         };
         Ok(Self {
@@ -380,7 +385,10 @@ impl Queue {
         Ok(row)
     }
 
-    pub async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<JobRecord>, QueueError> {
+    pub async fn find_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<JobRecord>, QueueError> {
         let q = self.sql(sql::BY_IDEMPOTENCY_KEY);
         let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
             .bind(key)
@@ -470,14 +478,21 @@ impl Queue {
             row
         });
         if row.is_some() {
-            self.feed.publish(Change { job: id, status: None });
+            self.feed.publish(Change {
+                job: id,
+                status: None,
+            });
         }
         Ok(row)
     }
 
     /// `Some(row)` when a guarded update applied; otherwise tells a missing job from a job in
     /// the wrong state.
-    async fn transitioned(&self, id: Uuid, row: Option<JobRecord>) -> Result<JobRecord, QueueError> {
+    async fn transitioned(
+        &self,
+        id: Uuid,
+        row: Option<JobRecord>,
+    ) -> Result<JobRecord, QueueError> {
         match row {
             Some(row) => Ok(row),
             None => match self.get(id).await? {
@@ -490,7 +505,11 @@ impl Queue {
     /// Starts an attempt of the job carried by apalis task `task_id`: `running`, one more
     /// attempt. `None` when there is nothing to run — the job was cancelled, deleted, already
     /// finished, or re-queued under a newer task.
-    pub async fn begin_attempt(&self, id: Uuid, task_id: &str) -> Result<Option<JobRecord>, QueueError> {
+    pub async fn begin_attempt(
+        &self,
+        id: Uuid,
+        task_id: &str,
+    ) -> Result<Option<JobRecord>, QueueError> {
         let q = self.sql(sql::BEGIN_ATTEMPT);
         let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
             .bind(id.to_string())
@@ -505,7 +524,12 @@ impl Queue {
     }
 
     /// Records progress; `false` when the lease is gone (cancelled, deleted, superseded).
-    pub async fn progress(&self, lease: &Lease, percent: u8, message: &str) -> Result<bool, QueueError> {
+    pub async fn progress(
+        &self,
+        lease: &Lease,
+        percent: u8,
+        message: &str,
+    ) -> Result<bool, QueueError> {
         let q = self.sql(sql::PROGRESS);
         let affected = on_db!(&self.db, pool => sqlx::query(q)
             .bind(lease.job.to_string())
@@ -528,7 +552,11 @@ impl Queue {
     }
 
     /// Marks the attempt's job `succeeded`; `None` when the lease is gone.
-    pub async fn succeed(&self, lease: &Lease, result: Option<&ResultFile>) -> Result<Option<JobRecord>, QueueError> {
+    pub async fn succeed(
+        &self,
+        lease: &Lease,
+        result: Option<&ResultFile>,
+    ) -> Result<Option<JobRecord>, QueueError> {
         let q = self.sql(sql::SUCCEED);
         let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
             .bind(lease.job.to_string())
@@ -549,14 +577,22 @@ impl Queue {
 
     /// Records a failed attempt: back to `queued` (with the error shown) or `failed` for good.
     /// `None` when the lease is gone.
-    pub async fn fail(&self, lease: &Lease, failure: &Failure<'_>) -> Result<Option<JobRecord>, QueueError> {
+    pub async fn fail(
+        &self,
+        lease: &Lease,
+        failure: &Failure<'_>,
+    ) -> Result<Option<JobRecord>, QueueError> {
         let q = self.sql(sql::FAIL);
         let (status, finished) = if failure.is_final {
             (JobStatus::Failed, Some(now_micros()))
         } else {
             (JobStatus::Queued, None)
         };
-        let message = if failure.is_final { "failed" } else { "waiting to retry" };
+        let message = if failure.is_final {
+            "failed"
+        } else {
+            "waiting to retry"
+        };
         let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
             .bind(lease.job.to_string())
             .bind(&lease.task_id)

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage, Pubsub};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{Dialect, QueueConfig, QueueError, TaskRef};
 use crate::jobs::runner::{self, Runtime};
@@ -35,7 +35,9 @@ pub(super) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
 }
 
 pub(super) async fn migrate(pool: &PgPool) -> Result<(), QueueError> {
-    apalis_postgres::PostgresStorage::migrations().run(pool).await?;
+    apalis_postgres::PostgresStorage::migrations()
+        .run(pool)
+        .await?;
     let mut ours = sqlx::migrate!("./migrations/postgres");
     // apalis keeps its history in `apalis._sqlx_migrations`; ours gets its own table.
     ours.dangerous_set_table_name("offload_migrations");

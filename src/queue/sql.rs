@@ -37,8 +37,7 @@ VALUES ($1, $2, 'queued', $3, $4, 0, $5, 0, 'queued', $6, $7, $8, $9, $10, $11, 
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *";
 
-pub(super) const BY_IDEMPOTENCY_KEY: &str =
-    "SELECT * FROM offload_jobs WHERE idempotency_key = $1";
+pub(super) const BY_IDEMPOTENCY_KEY: &str = "SELECT * FROM offload_jobs WHERE idempotency_key = $1";
 
 pub(super) const CANCEL: &str = "\
 UPDATE offload_jobs

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_sqlite::{Config, SqliteStorage};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Dialect, QueueConfig, QueueError, TaskRef};
 use crate::jobs::runner::{self, Runtime};
@@ -38,10 +38,10 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10));
-    if let Some(dir) = options.get_filename().parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| sqlx::Error::Configuration(e.into()))?;
-        }
+    if let Some(dir) = options.get_filename().parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| sqlx::Error::Configuration(e.into()))?;
     }
     SqlitePoolOptions::new()
         .max_connections(8)

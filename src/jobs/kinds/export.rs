@@ -61,12 +61,22 @@ impl JobKind for Export {
     async fn run(&self, ctx: JobContext, args: ExportArgs) -> Result<JobOutput, JobError> {
         let out = OutputFormat::parse(&args.format)
             .ok_or_else(|| JobError::fatal("invalid_arguments", "unsupported output format"))?;
-        self.converter
-            .availability()
-            .map_err(|why| JobError::fatal("converter_unavailable", format!("LibreOffice is not available on this worker: {why}")))?;
-        let input = ctx.input().cloned().ok_or_else(|| JobError::fatal("missing_input", "no document"))?;
-        let format = DocFormat::from_extension(&input.format)
-            .ok_or_else(|| JobError::fatal("unsupported_type", format!("unknown stored format {:?}", input.format)))?;
+        self.converter.availability().map_err(|why| {
+            JobError::fatal(
+                "converter_unavailable",
+                format!("LibreOffice is not available on this worker: {why}"),
+            )
+        })?;
+        let input = ctx
+            .input()
+            .cloned()
+            .ok_or_else(|| JobError::fatal("missing_input", "no document"))?;
+        let format = DocFormat::from_extension(&input.format).ok_or_else(|| {
+            JobError::fatal(
+                "unsupported_type",
+                format!("unknown stored format {:?}", input.format),
+            )
+        })?;
 
         ctx.progress(5, "downloading input").await?;
         let path = ctx.fetch_input().await?;
@@ -75,13 +85,17 @@ impl JobKind for Export {
         let info = tokio::task::spawn_blocking(move || sniff::inspect(&checked, format, &limits))
             .await
             .map_err(JobError::internal)??;
-        let what = info.describe(format).map(|d| format!("converting {d}")).unwrap_or_else(|| "converting".into());
+        let what = info
+            .describe(format)
+            .map(|d| format!("converting {d}"))
+            .unwrap_or_else(|| "converting".into());
         ctx.progress(30, what).await?;
         let converted = self
             .converter
             .convert(&path, format, ctx.work_dir(), ctx.cancel_token())
             .await?;
-        ctx.progress(90, format!("converted {} pages", converted.pages)).await?;
+        ctx.progress(90, format!("converted {} pages", converted.pages))
+            .await?;
         let stem = std::path::Path::new(&input.filename)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

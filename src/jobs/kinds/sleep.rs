@@ -39,8 +39,11 @@ impl JobKind for Sleep {
         for i in 1..=STEPS {
             tokio::time::sleep(step).await;
             let percent = u8::try_from(i * 100 / STEPS).unwrap_or(100);
-            ctx.progress(percent, format!("slept {:.1}s", step.as_secs_f64() * f64::from(i)))
-                .await?;
+            ctx.progress(
+                percent,
+                format!("slept {:.1}s", step.as_secs_f64() * f64::from(i)),
+            )
+            .await?;
         }
         if ctx.attempt() <= args.fail_times {
             return Err(JobError::retryable(

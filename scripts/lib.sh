@@ -1,0 +1,68 @@
+# Shared helpers for scripts/run and scripts/test (source it; do not run it).
+# Everything here is idempotent: a second run installs and starts nothing that is there.
+
+LIBREOFFICE_PACKAGES=(
+  libreoffice-impress-nogui libreoffice-writer-nogui libreoffice-calc-nogui
+  fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2
+)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else return 1
+  fi
+}
+
+# Installs the Debian packages among "$@" that are not installed yet. Returns non-zero when
+# something is missing and cannot be installed (no apt, no root).
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || { log "missing packages (no apt-get here): ${missing[*]}"; return 1; }
+  log "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || return 1
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || return 1
+}
+
+ensure_libreoffice() {
+  if ! ensure_packages "${LIBREOFFICE_PACKAGES[@]}"; then
+    return 1
+  fi
+  command -v soffice >/dev/null 2>&1
+}
+
+pg_admin_url() { echo "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"; }
+
+pg_answers() { psql "$(pg_admin_url)" -Atqc 'SELECT 1' >/dev/null 2>&1; }
+
+# Makes sure a Postgres server answers on 127.0.0.1:5432 as `postgres` without a password:
+# installs it if missing, starts the cluster if it is down, and (on a fresh Debian install,
+# which asks for passwords on TCP) trusts loopback connections.
+ensure_postgres() {
+  pg_answers && return 0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    ensure_packages postgresql postgresql-client || die "Postgres is not installed and could not be installed"
+  fi
+  command -v psql >/dev/null 2>&1 || ensure_packages postgresql-client
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  if ! pg_lsclusters -h 2>/dev/null | awk '{print $4}' | grep -q online; then
+    log "starting Postgres $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || die "could not start Postgres $version"
+  fi
+  for _ in $(seq 1 30); do pg_answers && return 0; sleep 0.5; done
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if [ -f "$hba" ] && ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    log "trusting loopback connections in $hba (test machine)"
+    as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  fi
+  for _ in $(seq 1 30); do pg_answers && return 0; sleep 0.5; done
+  die "Postgres does not answer at $(pg_admin_url)"
+}

@@ -1,0 +1,357 @@
+//! `spawn_app` → [`TestApp`]: a real offload on port 0 with its own database (a fresh SQLite
+//! file or a fresh Postgres database) and its own storage directory, plus HTTP helpers.
+//!
+//! Waiting is done on the job's SSE stream (an event), never by sleeping.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use offload::app::{Application, Role};
+use offload::queue::Queue;
+use offload::settings::Settings;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Every wait in the suite gives up after this, with a message saying what it waited for.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The Postgres server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database only this test uses, dropped (with its connections) when the guard goes.
+pub struct TestDatabase {
+    pub url: String,
+    name: Option<String>,
+    _dir: Option<TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("offload.db").display());
+                TestDatabase {
+                    url,
+                    name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("offload_test_{}", Uuid::new_v4().simple());
+                let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("Postgres is not reachable at {admin} ({e}); run scripts/test, which starts it")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                let (base, _) = admin.rsplit_once('/').unwrap();
+                TestDatabase {
+                    url: format!("{base}/{name}"),
+                    name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.name.take() else { return };
+        // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&postgres_admin_url()).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Settings for a test: fast retries and polls, private directories, port 0.
+pub fn test_settings(database_url: &str, dir: &Path) -> Settings {
+    let mut s = Settings::defaults();
+    s.database_url = database_url.to_string();
+    s.storage_url = format!("fs://{}", dir.join("files").display());
+    s.bind_addr = "127.0.0.1:0".into();
+    s.retry_backoff_ms = 50;
+    s.poll_interval_ms = 100;
+    s.shutdown_grace_secs = 5;
+    s.work_dir = Some(dir.join("work"));
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    s
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub queue: Queue,
+    pub storage_dir: PathBuf,
+    pub settings: Settings,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Dropped last: the app must stop before its database and files go.
+    _dir: TempDir,
+    _db: TestDatabase,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Role::Serve, |_| {}).await
+}
+
+pub async fn spawn_app_with(
+    backend: Backend,
+    role: Role,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    offload::telemetry::init();
+    let db = TestDatabase::create(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(&db.url, dir.path());
+    tweak(&mut settings);
+    let app = Application::build(settings.clone(), role)
+        .await
+        .expect("app builds");
+    let addr: SocketAddr = app.local_addr().expect("the API listens");
+    let queue = app.queue().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        queue,
+        storage_dir: dir.path().join("files"),
+        settings,
+        shutdown: Some(tx),
+        task: Some(task),
+        _dir: dir,
+        _db: db,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A sample document from `../shared/samples`.
+pub fn sample(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/samples")
+        .join(name);
+    assert!(path.is_file(), "missing sample {}", path.display());
+    path
+}
+
+/// Conversions need LibreOffice; say how to get it instead of failing obscurely.
+pub fn require_libreoffice() {
+    let found = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .any(|d| d.join("soffice").is_file());
+    assert!(
+        found,
+        "LibreOffice (soffice) is not installed: run scripts/test, which installs it"
+    );
+}
+
+pub fn pdf_pages(bytes: &[u8]) -> usize {
+    lopdf::Document::load_mem(bytes)
+        .expect("a parsable PDF")
+        .get_pages()
+        .len()
+}
+
+impl TestApp {
+    /// Settings for another process (or in-process app) sharing this app's database and files.
+    pub fn settings_for_worker(&self) -> Settings {
+        self.settings.clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn upload_bytes(
+        &self,
+        filename: &str,
+        bytes: Vec<u8>,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let mut req = self
+            .client
+            .post(self.url("/api/v1/exports"))
+            .multipart(form);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Uploads a sample and returns the accepted job.
+    pub async fn upload(&self, sample_name: &str) -> Value {
+        let bytes = std::fs::read(sample(sample_name)).unwrap();
+        let resp = self.upload_bytes(sample_name, bytes, None).await;
+        assert_eq!(resp.status(), 202, "upload of {sample_name}");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn create_job(&self, kind: &str, args: Value) -> Value {
+        let resp = self
+            .client
+            .post(self.url("/api/v1/jobs"))
+            .json(&json!({ "kind": kind, "args": args }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "create {kind}");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn get_job(&self, id: &str) -> Value {
+        let resp = self
+            .client
+            .get(self.url(&format!("/api/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).send().await.unwrap()
+    }
+
+    /// Every event of the job's SSE stream until the server ends it (after a final status).
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        self.events_until(id, |_| false).await
+    }
+
+    /// SSE events until the stream ends or `stop` accepts one (which is included).
+    pub async fn events_until(&self, id: &str, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let resp = self
+            .client
+            .get(self.url(&format!("/api/v1/jobs/{id}/events")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        let mut events = Vec::new();
+        let read = async {
+            while let Some(chunk) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    for line in frame.lines() {
+                        if let Some(data) = line.strip_prefix("data:") {
+                            let event: Value = serde_json::from_str(data.trim()).unwrap();
+                            let done = stop(&event);
+                            events.push(event);
+                            if done {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(PATIENCE, read).await.is_err() {
+            panic!(
+                "job {id}: no end of its event stream within {PATIENCE:?}; last events: {:?}",
+                events.last()
+            );
+        }
+        events
+    }
+
+    /// Waits (on the event stream) for a final status and returns the job.
+    pub async fn wait_final(&self, id: &str) -> Value {
+        let events = self.events(id).await;
+        let last = events.last().cloned().expect("at least one event");
+        assert!(
+            is_final(&last),
+            "stream ended before a final status: {last}"
+        );
+        last
+    }
+
+    /// Waits until the job is running (on the event stream).
+    pub async fn wait_running(&self, id: &str) -> Value {
+        let events = self.events_until(id, |e| e["status"] == "running").await;
+        events.last().cloned().unwrap()
+    }
+
+    pub async fn download(&self, id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/v1/jobs/{id}/result")))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+pub fn id_of(job: &Value) -> String {
+    job["id"].as_str().expect("job has an id").to_string()
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::Backend;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    )*};
+}

@@ -1,0 +1,378 @@
+//! The job life cycle through the API, on both backends.
+
+use offload::app::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_job_that_fails_twice_succeeds_on_its_third_attempt,
+    unknown_ids_are_404_and_malformed_ids_400,
+    a_queued_job_can_be_cancelled_and_never_runs,
+    a_running_job_can_be_cancelled,
+    failed_and_cancelled_jobs_can_be_retried,
+    the_same_idempotency_key_creates_one_job,
+    jobs_are_listed_newest_first_with_filters_and_pages,
+    a_batch_creates_all_its_jobs_in_one_go,
+    bad_job_requests_name_the_field,
+);
+
+async fn a_job_that_fails_twice_succeeds_on_its_third_attempt(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let job = app
+        .create_job("sleep", json!({"seconds": 0.05, "fail_times": 2}))
+        .await;
+    assert_eq!(job["max_attempts"], 5);
+    let events = app.events(&id_of(&job)).await;
+    let done = events.last().unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 3);
+    assert_eq!(
+        done["error"],
+        Value::Null,
+        "a success clears the last error"
+    );
+    // Between attempts the job waited as queued, showing why.
+    let waiting = events
+        .iter()
+        .find(|e| e["status"] == "queued" && e["attempts"] == 1)
+        .expect("a queued event after the first failure");
+    assert_eq!(waiting["error"]["code"], "planned_failure");
+}
+
+async fn unknown_ids_are_404_and_malformed_ids_400(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = uuid::Uuid::new_v4();
+    let c = &app.client;
+    let responses = vec![
+        c.get(app.url(&format!("/api/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        c.get(app.url(&format!("/api/v1/jobs/{id}/result")))
+            .send()
+            .await
+            .unwrap(),
+        c.get(app.url(&format!("/api/v1/jobs/{id}/events")))
+            .send()
+            .await
+            .unwrap(),
+        c.post(app.url(&format!("/api/v1/jobs/{id}/cancel")))
+            .send()
+            .await
+            .unwrap(),
+        c.post(app.url(&format!("/api/v1/jobs/{id}/retry")))
+            .send()
+            .await
+            .unwrap(),
+        c.delete(app.url(&format!("/api/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for resp in responses {
+        let url = resp.url().clone();
+        assert_eq!(resp.status(), 404, "{url}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "job_not_found", "{url}");
+    }
+    let resp = c
+        .get(app.url("/api/v1/jobs/not-a-uuid"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_parameter");
+    assert!(body["message"].as_str().unwrap().contains("id"), "{body}");
+    let resp = c
+        .get(app.url("/api/v1/no-such-route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "not_found");
+}
+
+async fn a_queued_job_can_be_cancelled_and_never_runs(backend: Backend) {
+    // An API-only process has no worker: the job stays queued until we look.
+    let app = spawn_app_with(backend, Role::Api, |_| {}).await;
+    let id = id_of(&app.create_job("sleep", json!({"seconds": 0})).await);
+    let resp = app.post(&format!("/api/v1/jobs/{id}/cancel")).await;
+    assert_eq!(resp.status(), 200);
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["status"], "cancelled");
+    assert!(job["finished_at"].is_string());
+    let again = app.post(&format!("/api/v1/jobs/{id}/cancel")).await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(again.json::<Value>().await.unwrap()["code"], "wrong_state");
+
+    // A worker on the same database runs a later job but never the cancelled one.
+    let worker = offload::app::Application::build(app.settings_for_worker(), Role::Worker)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let later = id_of(&app.create_job("sleep", json!({"seconds": 0})).await);
+    assert_eq!(app.wait_final(&later).await["status"], "succeeded");
+    let job = app.get_job(&id).await;
+    assert_eq!(job["status"], "cancelled");
+    assert_eq!(job["attempts"], 0);
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+}
+
+async fn a_running_job_can_be_cancelled(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = id_of(&app.create_job("sleep", json!({"seconds": 60})).await);
+    app.wait_running(&id).await;
+    let resp = app.post(&format!("/api/v1/jobs/{id}/cancel")).await;
+    assert_eq!(resp.status(), 200);
+    let done = app.wait_final(&id).await;
+    assert_eq!(done["status"], "cancelled");
+    assert_eq!(done["attempts"], 1);
+    // The attempt stopped: the sleep slot is free and the next job runs at once.
+    let next = id_of(&app.create_job("sleep", json!({"seconds": 0})).await);
+    assert_eq!(app.wait_final(&next).await["status"], "succeeded");
+    let job = app.get_job(&id).await;
+    assert_eq!(
+        job["status"], "cancelled",
+        "a stopped attempt does not overwrite the cancel"
+    );
+    assert!(job["progress"]["percent"].as_u64().unwrap() < 100);
+}
+
+async fn failed_and_cancelled_jobs_can_be_retried(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A failed job: the corrupt deck fails on its first attempt.
+    let failed = id_of(&app.upload("corrupt_truncated.pptx").await);
+    assert_eq!(app.wait_final(&failed).await["status"], "failed");
+    let resp = app.post(&format!("/api/v1/jobs/{failed}/retry")).await;
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["attempts"], 0);
+    assert_eq!(job["error"], Value::Null);
+    let done = app.wait_final(&failed).await;
+    assert_eq!(done["status"], "failed", "it ran again and failed again");
+    assert_eq!(done["attempts"], 1);
+
+    // A cancelled job comes back and finishes.
+    let cancelled = id_of(&app.create_job("sleep", json!({"seconds": 0.2})).await);
+    app.post(&format!("/api/v1/jobs/{cancelled}/cancel")).await;
+    assert_eq!(app.wait_final(&cancelled).await["status"], "cancelled");
+    assert_eq!(
+        app.post(&format!("/api/v1/jobs/{cancelled}/retry"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(app.wait_final(&cancelled).await["status"], "succeeded");
+
+    // A succeeded job cannot be retried.
+    let resp = app.post(&format!("/api/v1/jobs/{cancelled}/retry")).await;
+    assert_eq!(resp.status(), 409);
+}
+
+async fn the_same_idempotency_key_creates_one_job(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/jobs"))
+            .header("Idempotency-Key", "order-42")
+            .json(&json!({"kind": "noop"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        ids.push(id_of(&resp.json().await.unwrap()));
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let list: Value = app
+        .client
+        .get(app.url("/api/v1/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+}
+
+async fn jobs_are_listed_newest_first_with_filters_and_pages(backend: Backend) {
+    let app = spawn_app_with(backend, Role::Api, |_| {}).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let kind = if i % 2 == 0 { "noop" } else { "sleep" };
+        created.push(id_of(&app.create_job(kind, json!({})).await));
+    }
+    let cancelled = created[4].clone();
+    app.post(&format!("/api/v1/jobs/{cancelled}/cancel")).await;
+
+    let get = |q: String| {
+        let url = app.url(&format!("/api/v1/jobs{q}"));
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    // Pages of two, newest first, cover everything once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("?limit=2&cursor={c}"),
+            None => "?limit=2".into(),
+        };
+        let page: Value = get(q).await.json().await.unwrap();
+        seen.extend(page["jobs"].as_array().unwrap().iter().map(id_of));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = created.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let sleeps: Value = get("?kind=sleep".into()).await.json().await.unwrap();
+    assert_eq!(sleeps["jobs"].as_array().unwrap().len(), 2);
+    let done: Value = get("?status=cancelled".into()).await.json().await.unwrap();
+    let ids: Vec<String> = done["jobs"].as_array().unwrap().iter().map(id_of).collect();
+    assert_eq!(ids, vec![cancelled]);
+
+    for bad in ["?limit=0", "?limit=501", "?status=done", "?cursor=xyz"] {
+        let resp = get(bad.into()).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["message"].is_string(), "{bad}: {body}");
+    }
+}
+
+async fn a_batch_creates_all_its_jobs_in_one_go(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let jobs: Vec<Value> = (0..3)
+        .map(|_| json!({"kind": "noop", "args": {}}))
+        .collect();
+    let resp = app
+        .client
+        .post(app.url("/api/v1/jobs/batch"))
+        .json(&json!({"jobs": jobs}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    let ids: Vec<String> = body["jobs"].as_array().unwrap().iter().map(id_of).collect();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        assert_eq!(app.wait_final(id).await["status"], "succeeded");
+    }
+
+    // All or nothing: one bad entry refuses the whole batch and names it.
+    let mixed = json!({"jobs": [{"kind": "noop"}, {"kind": "nope"}]});
+    let resp = app
+        .client
+        .post(app.url("/api/v1/jobs/batch"))
+        .json(&mixed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("jobs[1].kind"),
+        "{body}"
+    );
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "noop"})).collect();
+    let resp = app
+        .client
+        .post(app.url("/api/v1/jobs/batch"))
+        .json(&json!({"jobs": too_many}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let list: Value = app
+        .client
+        .get(app.url("/api/v1/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["jobs"].as_array().unwrap().len(),
+        3,
+        "the refused batches created nothing"
+    );
+}
+
+async fn bad_job_requests_name_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let post = |body: Value| {
+        let req = app.client.post(app.url("/api/v1/jobs")).json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    let cases = [
+        (
+            json!({"kind": "teleport"}),
+            422,
+            "unknown_kind",
+            "body.kind",
+        ),
+        (
+            json!({"kind": "export"}),
+            422,
+            "upload_required",
+            "body.kind",
+        ),
+        (
+            json!({"kind": "sleep", "args": {"seconds": "soon"}}),
+            422,
+            "invalid_arguments",
+            "body.args",
+        ),
+        (
+            json!({"kind": "sleep", "args": {"seconds": -1}}),
+            422,
+            "invalid_arguments",
+            "body.args",
+        ),
+        (
+            json!({"args": {}}),
+            400,
+            "invalid_body",
+            "body: missing field `kind`",
+        ),
+        (json!({"kind": 5}), 400, "invalid_body", "body.kind"),
+    ];
+    for (body, status, code, names) in cases {
+        let resp = post(body.clone()).await;
+        assert_eq!(resp.status(), status, "{body}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["code"], code, "{body}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains(names),
+            "{body}: {err}"
+        );
+    }
+    let resp = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "invalid_body");
+}

@@ -1,0 +1,9 @@
+//! The integration suite: one binary, real parts (Postgres, SQLite files, LibreOffice, HTTP).
+
+mod cli;
+mod events;
+mod exports;
+mod helpers;
+mod jobs;
+mod processes;
+mod queue_conformance;

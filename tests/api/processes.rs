@@ -1,0 +1,147 @@
+//! offload as separate real processes: an API process and worker processes sharing a database
+//! and a storage directory, the way it scales out.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// A running `offload` process, killed when dropped. Its log lines arrive on `lines`.
+pub struct Process {
+    child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    pub fn start(args: &[&str], env: &[(&str, String)]) -> Process {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_offload"));
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start offload");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// Blocks until a log line contains `needle`; returns it.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// The base URL an API process announced in its `listening addr=...` line.
+    pub fn wait_listening(&self) -> String {
+        let line = self.wait_for_line("listening addr=");
+        let addr = line
+            .split("listening addr=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        format!("http://{addr}")
+    }
+}
+
+/// Environment for processes sharing `db` and the files under `dir`.
+pub fn shared_env(db: &TestDatabase, dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    vec![
+        ("DATABASE_URL", db.url.clone()),
+        (
+            "STORAGE_URL",
+            format!("fs://{}", dir.join("files").display()),
+        ),
+        ("WORK_DIR", dir.join("work").display().to_string()),
+        ("BIND_ADDR", "127.0.0.1:0".into()),
+        ("RETRY_BACKOFF_MS", "50".into()),
+        ("POLL_INTERVAL_MS", "100".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_process_and_a_worker_process_share_work_through_postgres() {
+    require_libreoffice();
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = shared_env(&db, dir.path());
+    let api = Process::start(&["api"], &env);
+    let base = api.wait_listening();
+    let worker = Process::start(&["worker"], &env);
+    worker.wait_for_line("worker started");
+
+    let client = reqwest::Client::new();
+    let bytes = std::fs::read(sample("deck5.pptx")).unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name("deck5.pptx"),
+    );
+    let resp = client
+        .post(format!("{base}/api/v1/exports"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.unwrap();
+    let id = id_of(&job);
+
+    // The worker process logs the attempt; the API process serves the result.
+    let line = worker.wait_for_line("attempt succeeded");
+    assert!(line.contains(&id), "{line}");
+    let done: Value = client
+        .get(format!("{base}/api/v1/jobs/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "succeeded");
+    let pdf = client
+        .get(format!("{base}/api/v1/jobs/{id}/result"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(pdf_pages(&pdf), 5);
+    // The API process itself converts nothing.
+    let ready: Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["converter"], "not used");
+}
