@@ -166,10 +166,10 @@ impl Drop for TestApp {
     }
 }
 
-/// A sample document from `../shared/samples`.
+/// A sample document (copies of `../shared/samples`, kept in the repo so a clean clone tests).
 pub fn sample(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/samples")
+        .join("tests/fixtures/samples")
         .join(name);
     assert!(path.is_file(), "missing sample {}", path.display());
     path
