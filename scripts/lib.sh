@@ -3,7 +3,7 @@
 
 LIBREOFFICE_PACKAGES=(
   libreoffice-impress-nogui libreoffice-writer-nogui libreoffice-calc-nogui
-  fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2
+  fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2 python3-uno
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -17,6 +17,7 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use crate::api::{self, ApiState};
 use crate::convert::Converter;
 use crate::convert::libreoffice::LibreOffice;
+use crate::convert::warm::{WarmLibreOffice, WarmOptions};
 use crate::jobs::runner::Runtime;
 use crate::jobs::{Registry, kinds};
 use crate::queue::Queue;
@@ -76,7 +77,7 @@ impl Application {
         let storage = Storage::open(&settings.storage_url)
             .await
             .map_err(|e| anyhow::anyhow!("STORAGE_URL: {e}"))?;
-        let converter: Arc<dyn Converter> = Arc::new(LibreOffice::new(&settings.soffice_path));
+        let converter = converter(&settings, role)?;
         if role.runs_worker()
             && let Err(why) = converter.availability()
         {
@@ -156,6 +157,23 @@ impl Application {
         self.state.queue.close().await;
         Ok(())
     }
+}
+
+/// The configured converter; warm slots start lazily, on the first conversion.
+fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converter>> {
+    let cold = LibreOffice::new(&settings.soffice_path, settings.convert_memory_limit());
+    if settings.converter == "cold" || !role.runs_worker() {
+        return Ok(Arc::new(cold));
+    }
+    let options = WarmOptions {
+        slots: settings.concurrency,
+        restart_after: settings.warm_restart_after,
+        python: settings.uno_python.clone(),
+        root: settings.work_dir().join("offload-warm"),
+        start_timeout: std::time::Duration::from_secs(30),
+    };
+    let warm = WarmLibreOffice::new(cold, options).context("WORK_DIR: cannot prepare warm LibreOffice")?;
+    Ok(Arc::new(warm))
 }
 
 async fn bind(settings: &Settings) -> anyhow::Result<TcpAcceptor> {

@@ -77,6 +77,22 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30, global = true)]
     pub shutdown_grace_secs: u64,
 
+    /// `warm` keeps one LibreOffice per conversion slot running; `cold` starts one per document.
+    #[arg(long, env = "CONVERTER", default_value = "warm", global = true)]
+    pub converter: String,
+
+    /// Conversions after which a warm LibreOffice is replaced by a fresh one.
+    #[arg(long, env = "WARM_RESTART_AFTER", default_value_t = 200, global = true)]
+    pub warm_restart_after: u32,
+
+    /// Address-space cap of each LibreOffice process in MiB (0: none).
+    #[arg(long, env = "CONVERT_MEMORY_LIMIT_MB", default_value_t = 3072, global = true)]
+    pub convert_memory_limit_mb: u64,
+
+    /// A Python with LibreOffice's `uno` module (Debian: python3-uno), for warm mode.
+    #[arg(long, env = "UNO_PYTHON", default_value = "/usr/bin/python3", global = true)]
+    pub uno_python: String,
+
     /// The LibreOffice binary.
     #[arg(long, env = "SOFFICE_PATH", default_value = "soffice", global = true)]
     pub soffice_path: String,
@@ -150,6 +166,12 @@ impl Settings {
                 "must be at least 2 (heartbeats run every third of it)",
             ));
         }
+        if !matches!(self.converter.as_str(), "warm" | "cold") {
+            return Err(bad("CONVERTER", format!("expected warm or cold, got {:?}", self.converter)));
+        }
+        if self.warm_restart_after == 0 {
+            return Err(bad("WARM_RESTART_AFTER", "must be at least 1"));
+        }
         if self.poll_interval_ms == 0 {
             return Err(bad("POLL_INTERVAL_MS", "must be at least 1"));
         }
@@ -197,6 +219,11 @@ impl Settings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The per-process memory cap for LibreOffice, in bytes.
+    pub fn convert_memory_limit(&self) -> Option<u64> {
+        (self.convert_memory_limit_mb > 0).then(|| self.convert_memory_limit_mb * 1024 * 1024)
     }
 
     pub fn work_dir(&self) -> PathBuf {

@@ -13,6 +13,7 @@ use std::process::Stdio;
 
 use tokio_util::sync::CancellationToken;
 
+use super::process::{Isolation, ProcessGroup, isolate};
 use super::{Converted, Converter, DocFormat, Family, validate_pdf};
 use crate::jobs::JobError;
 
@@ -38,15 +39,29 @@ const REGISTRY_MODIFICATIONS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 pub struct LibreOffice {
     binary: Option<PathBuf>,
     requested: String,
+    memory_limit: Option<u64>,
 }
 
 impl LibreOffice {
-    /// `soffice` is a path or a command name looked up on `PATH`.
-    pub fn new(soffice: &str) -> Self {
+    /// `soffice` is a path or a command name looked up on `PATH`; `memory_limit` caps each
+    /// LibreOffice's address space in bytes.
+    pub fn new(soffice: &str, memory_limit: Option<u64>) -> Self {
         Self {
             binary: resolve_binary(soffice),
             requested: soffice.to_string(),
+            memory_limit,
         }
+    }
+
+    /// The resolved `soffice`, or why there is none.
+    pub(crate) fn binary(&self) -> Result<&Path, JobError> {
+        self.binary
+            .as_deref()
+            .ok_or_else(|| unavailable(&format!("{:?} not found", self.requested)))
+    }
+
+    pub(crate) fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
     }
 }
 
@@ -85,32 +100,25 @@ pub fn file_url(path: &Path) -> String {
     url
 }
 
-/// The `--convert-to` argument: spreadsheets print one page per sheet so charts stay whole.
-fn pdf_filter(format: DocFormat) -> &'static str {
+/// The PDF export filter for a family. Spreadsheets print one page per sheet so charts stay
+/// whole (`SinglePageSheets`).
+pub(crate) fn pdf_filter(format: DocFormat) -> (&'static str, bool) {
     match format.family() {
-        Family::Presentation => "pdf:impress_pdf_Export",
-        Family::Text => "pdf:writer_pdf_Export",
-        Family::Spreadsheet => {
-            r#"pdf:calc_pdf_Export:{"SinglePageSheets":{"type":"boolean","value":"true"}}"#
-        }
+        Family::Presentation => ("impress_pdf_Export", false),
+        Family::Text => ("writer_pdf_Export", false),
+        Family::Spreadsheet => ("calc_pdf_Export", true),
     }
 }
 
-/// Kills a process group when dropped: on success, failure, cancel and timeout alike.
-pub(crate) struct ProcessGroup(pub(crate) i32);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        if self.0 > 0 {
-            // SAFETY: killpg has no memory-safety preconditions; ESRCH (already gone) is fine.
-            unsafe {
-                libc::killpg(self.0, libc::SIGKILL);
-            }
-        }
+/// The `--convert-to` argument of the cold path.
+fn convert_to_arg(format: DocFormat) -> String {
+    match pdf_filter(format) {
+        (filter, false) => format!("pdf:{filter}"),
+        (filter, true) => format!(r#"pdf:{filter}:{{"SinglePageSheets":{{"type":"boolean","value":"true"}}}}"#),
     }
 }
 
-fn unavailable(why: &str) -> JobError {
+pub(crate) fn unavailable(why: &str) -> JobError {
     JobError::fatal(
         "converter_unavailable",
         format!(
@@ -158,15 +166,21 @@ impl Converter for LibreOffice {
                 "--nologo",
                 "--norestore",
             ])
-            .args(["--convert-to", pdf_filter(format), "--outdir"])
+            .arg("--convert-to")
+            .arg(convert_to_arg(format))
+            .arg("--outdir")
             .arg(&out)
             .arg(input)
             .env("HOME", out_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
+            .stderr(Stdio::piped());
+        let iso = Isolation {
+            group: 0,
+            memory_limit: self.memory_limit,
+            die_with_parent: true,
+        };
+        isolate(&mut cmd, iso);
         let child = cmd.spawn().map_err(|e| unavailable(&e.to_string()))?;
         let _group = ProcessGroup(child.id().map(|id| id as i32).unwrap_or(0));
         let output = tokio::select! {

@@ -2,7 +2,9 @@
 //! [`Converter`] seam with its LibreOffice implementation ([`libreoffice`]).
 
 pub mod libreoffice;
+pub mod process;
 pub mod sniff;
+pub mod warm;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,109 @@
+"""offload's warm-LibreOffice helper: drives one long-lived `soffice --accept=pipe,...` over UNO.
+
+Protocol (one JSON object per line): the helper prints {"ready": true} once connected, then
+reads requests {"input": path, "output": path, "filter": name, "options": {k: v}} from stdin and
+answers each with {"ok": true, "ms": n} or {"error": text, "stage": "load"|"export"|"bridge"}.
+
+When stdin closes — the worker exited, even by `kill -9` — the helper kills its process group,
+which is LibreOffice's: no warm LibreOffice outlives its worker.
+
+Documents are loaded hidden (spreadsheets do not load otherwise), read-only, without updating
+links and without running macros. Shipped inside the offload binary; run with the system
+Python that has LibreOffice's `uno` module (Debian: python3-uno).
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+import uno
+from com.sun.star.beans import PropertyValue
+from com.sun.star.connection import NoConnectException
+
+NEVER_EXECUTE = 0  # com.sun.star.document.MacroExecMode.NEVER_EXECUTE
+NO_UPDATE = 0  # com.sun.star.document.UpdateDocMode.NO_UPDATE
+
+
+def props(**values):
+    return tuple(PropertyValue(Name=k, Value=v) for k, v in values.items())
+
+
+def answer(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def connect(pipe, timeout):
+    local = uno.getComponentContext()
+    resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
+    url = "uno:pipe,name=%s;urp;StarOffice.ComponentContext" % pipe
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ctx = resolver.resolve(url)
+            return ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+        except NoConnectException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def convert(desktop, req):
+    started = time.monotonic()
+    doc = None
+    try:
+        try:
+            doc = desktop.loadComponentFromURL(
+                uno.systemPathToFileUrl(req["input"]), "_blank", 0,
+                props(Hidden=True, ReadOnly=True, UpdateDocMode=NO_UPDATE, MacroExecutionMode=NEVER_EXECUTE),
+            )
+        except Exception as e:  # a document LibreOffice cannot read
+            return {"error": str(e) or type(e).__name__, "stage": "load"}
+        if doc is None:
+            return {"error": "LibreOffice could not load the document", "stage": "load"}
+        options = req.get("options") or {}
+        filter_data = uno.Any("[]com.sun.star.beans.PropertyValue", props(**options))
+        try:
+            doc.storeToURL(
+                uno.systemPathToFileUrl(req["output"]),
+                props(FilterName=req["filter"], FilterData=filter_data),
+            )
+        except Exception as e:
+            return {"error": str(e) or type(e).__name__, "stage": "export"}
+        return {"ok": True, "ms": int((time.monotonic() - started) * 1000)}
+    finally:
+        if doc is not None:
+            try:
+                doc.close(True)
+            except Exception:
+                pass
+
+
+def serve(desktop):
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            answer(convert(desktop, json.loads(line)))
+        except Exception as e:  # the bridge itself broke: LibreOffice died or hung up
+            answer({"error": str(e) or type(e).__name__, "stage": "bridge"})
+            return
+
+
+def main():
+    pipe = sys.argv[1]
+    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+    try:
+        desktop = connect(pipe, timeout)
+        answer({"ready": True})
+        serve(desktop)
+    finally:
+        # Our group is LibreOffice's: take it (and ourselves) down with the session.
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()
