@@ -66,3 +66,20 @@ ensure_postgres() {
   for _ in $(seq 1 30); do pg_answers && return 0; sleep 0.5; done
   die "Postgres does not answer at $(pg_admin_url)"
 }
+
+# The test suite's Python packages, in target/test-venv (re-installed when the requirements
+# file changes). Exports OFFLOAD_TEST_PYTHON for the tests.
+ensure_test_venv() {
+  local venv=target/test-venv req=tests/requirements.txt
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv" 2>/dev/null || { ensure_packages python3-venv && /usr/bin/python3 -m venv "$venv"; } \
+      || die "could not create a Python virtualenv (install python3-venv)"
+  fi
+  if ! cmp -s "$req" "$venv/.requirements"; then
+    log "installing the tests' Python packages"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" || die "pip install -r $req failed"
+    cp "$req" "$venv/.requirements"
+  fi
+  export OFFLOAD_TEST_PYTHON="$PWD/$venv/bin/python"
+}

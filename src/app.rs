@@ -172,7 +172,8 @@ fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converte
         root: settings.work_dir().join("offload-warm"),
         start_timeout: std::time::Duration::from_secs(30),
     };
-    let warm = WarmLibreOffice::new(cold, options).context("WORK_DIR: cannot prepare warm LibreOffice")?;
+    let warm =
+        WarmLibreOffice::new(cold, options).context("WORK_DIR: cannot prepare warm LibreOffice")?;
     Ok(Arc::new(warm))
 }
 

@@ -86,11 +86,21 @@ pub struct Settings {
     pub warm_restart_after: u32,
 
     /// Address-space cap of each LibreOffice process in MiB (0: none).
-    #[arg(long, env = "CONVERT_MEMORY_LIMIT_MB", default_value_t = 3072, global = true)]
+    #[arg(
+        long,
+        env = "CONVERT_MEMORY_LIMIT_MB",
+        default_value_t = 3072,
+        global = true
+    )]
     pub convert_memory_limit_mb: u64,
 
     /// A Python with LibreOffice's `uno` module (Debian: python3-uno), for warm mode.
-    #[arg(long, env = "UNO_PYTHON", default_value = "/usr/bin/python3", global = true)]
+    #[arg(
+        long,
+        env = "UNO_PYTHON",
+        default_value = "/usr/bin/python3",
+        global = true
+    )]
     pub uno_python: String,
 
     /// The LibreOffice binary.
@@ -167,7 +177,10 @@ impl Settings {
             ));
         }
         if !matches!(self.converter.as_str(), "warm" | "cold") {
-            return Err(bad("CONVERTER", format!("expected warm or cold, got {:?}", self.converter)));
+            return Err(bad(
+                "CONVERTER",
+                format!("expected warm or cold, got {:?}", self.converter),
+            ));
         }
         if self.warm_restart_after == 0 {
             return Err(bad("WARM_RESTART_AFTER", "must be at least 1"));

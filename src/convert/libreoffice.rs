@@ -114,7 +114,9 @@ pub(crate) fn pdf_filter(format: DocFormat) -> (&'static str, bool) {
 fn convert_to_arg(format: DocFormat) -> String {
     match pdf_filter(format) {
         (filter, false) => format!("pdf:{filter}"),
-        (filter, true) => format!(r#"pdf:{filter}:{{"SinglePageSheets":{{"type":"boolean","value":"true"}}}}"#),
+        (filter, true) => {
+            format!(r#"pdf:{filter}:{{"SinglePageSheets":{{"type":"boolean","value":"true"}}}}"#)
+        }
     }
 }
 

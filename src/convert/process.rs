@@ -46,7 +46,11 @@ pub(crate) struct Isolation {
 /// Applies `iso` to `cmd` (and kills the child if its handle is dropped).
 pub(crate) fn isolate(cmd: &mut tokio::process::Command, iso: Isolation) {
     cmd.process_group(iso.group).kill_on_drop(true);
-    let Isolation { memory_limit, die_with_parent, .. } = iso;
+    let Isolation {
+        memory_limit,
+        die_with_parent,
+        ..
+    } = iso;
     let pre_exec = move || {
         // SAFETY: only async-signal-safe libc calls between fork and exec.
         unsafe {
@@ -77,12 +81,18 @@ pub(crate) fn alive(pid: i32) -> bool {
 
 /// Processes in group `pgid`, with their command lines (from `/proc`).
 pub fn group_members(pgid: i32) -> Vec<(i32, String)> {
-    processes().into_iter().filter(|p| p.1 == pgid).map(|(pid, _, cmd)| (pid, cmd)).collect()
+    processes()
+        .into_iter()
+        .filter(|p| p.1 == pgid)
+        .map(|(pid, _, cmd)| (pid, cmd))
+        .collect()
 }
 
 /// Every process as `(pid, process group, command line)`, from `/proc`.
 pub fn processes() -> Vec<(i32, i32, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {

@@ -21,6 +21,7 @@ import time
 import uno
 from com.sun.star.beans import PropertyValue
 from com.sun.star.connection import NoConnectException
+from com.sun.star.lang import DisposedException
 
 NEVER_EXECUTE = 0  # com.sun.star.document.MacroExecMode.NEVER_EXECUTE
 NO_UPDATE = 0  # com.sun.star.document.UpdateDocMode.NO_UPDATE
@@ -59,6 +60,8 @@ def convert(desktop, req):
                 uno.systemPathToFileUrl(req["input"]), "_blank", 0,
                 props(Hidden=True, ReadOnly=True, UpdateDocMode=NO_UPDATE, MacroExecutionMode=NEVER_EXECUTE),
             )
+        except DisposedException:
+            raise  # LibreOffice itself is gone, not this document's fault
         except Exception as e:  # a document LibreOffice cannot read
             return {"error": str(e) or type(e).__name__, "stage": "load"}
         if doc is None:
@@ -70,6 +73,8 @@ def convert(desktop, req):
                 uno.systemPathToFileUrl(req["output"]),
                 props(FilterName=req["filter"], FilterData=filter_data),
             )
+        except DisposedException:
+            raise
         except Exception as e:
             return {"error": str(e) or type(e).__name__, "stage": "export"}
         return {"ok": True, "ms": int((time.monotonic() - started) * 1000)}

@@ -56,13 +56,19 @@ pub struct WarmOptions {
 /// One warm LibreOffice and its helper.
 struct Slot {
     group: ProcessGroup,
-    _soffice: Child,
-    _helper: Child,
+    soffice: Child,
+    helper: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     conversions: u32,
     profile: PathBuf,
     pidfile: PathBuf,
+}
+
+impl Slot {
+    fn is_alive(&mut self) -> bool {
+        matches!(self.soffice.try_wait(), Ok(None)) && matches!(self.helper.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Slot {
@@ -125,9 +131,13 @@ impl WarmLibreOffice {
     pub fn new(cold: LibreOffice, options: WarmOptions) -> std::io::Result<Self> {
         std::fs::create_dir_all(&options.root)?;
         reap_stale_slots(&options.root);
-        let helper = options.root.join(format!("uno_helper-{}.py", std::process::id()));
+        let helper = options
+            .root
+            .join(format!("uno_helper-{}.py", std::process::id()));
         std::fs::write(&helper, HELPER_SOURCE)?;
-        let slots = (0..options.slots.max(1)).map(|_| Mutex::new(None)).collect();
+        let slots = (0..options.slots.max(1))
+            .map(|_| Mutex::new(None))
+            .collect();
         Ok(Self {
             permits: Semaphore::new(options.slots.max(1)),
             cold,
@@ -167,9 +177,21 @@ impl WarmLibreOffice {
         let mut soffice = Command::new(binary);
         soffice
             .arg(format!("-env:UserInstallation={}", file_url(&profile)))
-            .args(["--headless", "--invisible", "--nocrashreport", "--nodefault"])
-            .args(["--nofirststartwizard", "--nolockcheck", "--nologo", "--norestore"])
-            .arg(format!("--accept=pipe,name={name};urp;StarOffice.ComponentContext"))
+            .args([
+                "--headless",
+                "--invisible",
+                "--nocrashreport",
+                "--nodefault",
+            ])
+            .args([
+                "--nofirststartwizard",
+                "--nolockcheck",
+                "--nologo",
+                "--norestore",
+            ])
+            .arg(format!(
+                "--accept=pipe,name={name};urp;StarOffice.ComponentContext"
+            ))
             .env("HOME", &profile)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -201,15 +223,17 @@ impl WarmLibreOffice {
             die_with_parent: false,
         };
         isolate(&mut helper, iso);
-        let mut helper = helper.spawn().map_err(|e| format!("{}: {e}", self.options.python))?;
+        let mut helper = helper
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.options.python))?;
         let stdin = helper.stdin.take().expect("piped stdin");
         let mut stdout = BufReader::new(helper.stdout.take().expect("piped stdout")).lines();
         let wait = self.options.start_timeout + Duration::from_secs(5);
         let first = tokio::time::timeout(wait, stdout.next_line()).await;
         let slot = Slot {
             group,
-            _soffice: soffice,
-            _helper: helper,
+            soffice,
+            helper,
             stdin,
             stdout,
             conversions: 0,
@@ -218,9 +242,13 @@ impl WarmLibreOffice {
         };
         match first {
             Ok(Ok(Some(line))) if line.contains("\"ready\"") => Ok(slot),
-            Ok(Ok(line)) => Err(format!("the UNO helper did not start (said {line:?}); is python3-uno installed?")),
+            Ok(Ok(line)) => Err(format!(
+                "the UNO helper did not start (said {line:?}); is python3-uno installed?"
+            )),
             Ok(Err(e)) => Err(format!("the UNO helper did not start: {e}")),
-            Err(_) => Err(format!("LibreOffice did not accept connections within {wait:?}")),
+            Err(_) => Err(format!(
+                "LibreOffice did not accept connections within {wait:?}"
+            )),
         }
     }
 
@@ -231,8 +259,16 @@ impl WarmLibreOffice {
         out_dir: &Path,
         cancel: &CancellationToken,
     ) -> Result<Converted, WarmFailure> {
-        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let mut guard = self.lock_free_slot().await;
+        // A LibreOffice that died while idle is replaced before it can fail a job.
+        if guard.as_mut().is_some_and(|slot| !slot.is_alive()) {
+            *guard = None;
+        }
         if guard.is_none() {
             *guard = Some(self.start_slot().await.map_err(WarmFailure::Unavailable)?);
         }
@@ -249,10 +285,18 @@ impl WarmLibreOffice {
         .to_string()
             + "\n";
 
-        let mut flight = InFlight { slot: guard, armed: true };
+        let mut flight = InFlight {
+            slot: guard,
+            armed: true,
+        };
         let slot = flight.slot.as_mut().expect("slot started above");
-        let crashed = |e: &dyn std::fmt::Display| WarmFailure::Crashed(format!("LibreOffice stopped during the conversion ({e})"));
-        slot.stdin.write_all(request.as_bytes()).await.map_err(|e| crashed(&e))?;
+        let crashed = |e: &dyn std::fmt::Display| {
+            WarmFailure::Crashed(format!("LibreOffice stopped during the conversion ({e})"))
+        };
+        slot.stdin
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| crashed(&e))?;
         let line = tokio::select! {
             line = slot.stdout.next_line() => line.map_err(|e| crashed(&e))?,
             () = cancel.cancelled() => return Err(WarmFailure::Cancelled),
@@ -275,7 +319,10 @@ impl WarmLibreOffice {
             .await
             .map_err(|e| WarmFailure::Document(e.to_string()))?
             .map_err(WarmFailure::Document)?;
-        Ok(Converted { path: output, pages })
+        Ok(Converted {
+            path: output,
+            pages,
+        })
     }
 }
 
@@ -298,7 +345,9 @@ impl Converter for WarmLibreOffice {
         }
         match self.convert_warm(input, format, out_dir, &cancel).await {
             Ok(converted) => Ok(converted),
-            Err(WarmFailure::Cancelled) => Err(JobError::fatal("cancelled", "the conversion was cancelled")),
+            Err(WarmFailure::Cancelled) => {
+                Err(JobError::fatal("cancelled", "the conversion was cancelled"))
+            }
             Err(WarmFailure::Crashed(why)) => Err(JobError::retryable("converter_crashed", why)),
             Err(WarmFailure::Unavailable(why)) => {
                 tracing::warn!(%why, "warm LibreOffice unavailable; converting cold for a while");
@@ -315,17 +364,29 @@ impl Converter for WarmLibreOffice {
 
 /// Kills LibreOffice groups left by workers that died without cleaning up.
 fn reap_stale_slots(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".pgid") else { continue };
-        let owner: i32 = stem.split('-').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let Some(stem) = name.strip_suffix(".pgid") else {
+            continue;
+        };
+        let owner: i32 = stem
+            .split('-')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         if owner == std::process::id() as i32 || alive(owner) {
             continue;
         }
         // The group's leader (LibreOffice's launcher) may be gone while soffice.bin lives on.
-        if let Some(pgid) = std::fs::read_to_string(entry.path()).ok().and_then(|s| s.trim().parse::<i32>().ok())
-            && group_members(pgid).iter().any(|(_, cmd)| cmd.contains("soffice"))
+        if let Some(pgid) = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            && group_members(pgid)
+                .iter()
+                .any(|(_, cmd)| cmd.contains("soffice"))
         {
             kill_group(pgid);
         }

@@ -1,8 +1,10 @@
 //! The integration suite: one binary, real parts (Postgres, SQLite files, LibreOffice, HTTP).
 
 mod cli;
+mod converter;
 mod events;
 mod exports;
+mod fixtures;
 mod helpers;
 mod jobs;
 mod processes;
