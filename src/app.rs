@@ -95,6 +95,7 @@ impl Application {
             settings.work_dir(),
         ));
         let state = Arc::new(ApiState {
+            spec: api::spec::document(&registry),
             queue,
             storage,
             registry,

@@ -18,7 +18,7 @@ async fn main() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let role = match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {
-            println!("{}", offload::api::spec_json());
+            println!("{}", offload::api::builtin_spec());
             return Ok(());
         }
         Command::Migrate => return app::migrate(&cli.settings).await,

@@ -10,7 +10,7 @@ use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi};
 use uuid::Uuid;
 
-use super::errors::ApiError;
+use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::models::Job;
 use super::{ApiState, Tag};
 use crate::convert::sniff::{self, SniffError};
@@ -26,8 +26,8 @@ pub struct ExportForm {
     /// The document: pptx, ppt, odp, docx, doc, odt, rtf, xlsx, xls or ods. Its type is read
     /// from its content, not from its name.
     file: Upload,
-    /// Output format. Only `pdf` (the default).
-    format: Option<String>,
+    /// Output format (default `pdf`).
+    format: Option<ExportFormat>,
 }
 
 /// A job was accepted (or, for a repeated `Idempotency-Key`, found).
@@ -47,6 +47,24 @@ impl Accepted {
 
 pub struct ExportsApi;
 
+operation_errors!(
+    /// Errors of `POST /exports`.
+    CreateExportError {
+        BadRequest = 400 "Malformed form (no `file` part), an empty file, or an invalid `Idempotency-Key`.",
+        TooLarge = 413 "The file is larger than `max_upload_bytes` (see `GET /api/v1/formats`).",
+        UnsupportedType = 415 "The file is not a document type this service converts, or the request is not `multipart/form-data`.",
+        Invalid = 422 "Unsupported output `format`.",
+    }
+);
+
+/// Output formats of an export.
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// PDF.
+    Pdf,
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Exports")]
 impl ExportsApi {
     /// Upload a document to convert
@@ -61,23 +79,20 @@ impl ExportsApi {
         form: ExportForm,
         /// Any client-chosen string (at most 255 bytes); retrying a request with the same key
         /// returns the job the first request created instead of creating another.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         idempotency_key: Header<Option<String>>,
-    ) -> Result<Accepted, ApiError> {
+    ) -> Result<Accepted, CreateExportError> {
         let key = super::idempotency_key(idempotency_key.0)?;
-        let format = form.format.as_deref().unwrap_or("pdf");
-        let output = OutputFormat::parse(format).ok_or_else(|| {
-            ApiError::invalid(
-                "invalid_arguments",
-                format!("field format: {format:?} is not supported; use \"pdf\""),
-            )
-        })?;
+        let output = match form.format.unwrap_or(ExportFormat::Pdf) {
+            ExportFormat::Pdf => OutputFormat::Pdf,
+        };
         if form.file.size() as u64 > state.max_upload_bytes {
             return Err(ApiError::too_large(format!(
                 "field file: {} bytes is over the limit of {} bytes",
                 form.file.size(),
                 state.max_upload_bytes
-            )));
+            ))
+            .into());
         }
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));
@@ -112,7 +127,7 @@ impl ExportsApi {
             Ok(mut e) => e.remove(0),
             Err(e) => {
                 let _ = state.storage.delete(&input_key).await;
-                return Err(e.into());
+                return Err(ApiError::from(e).into());
             }
         };
         if !enqueued.created {
@@ -139,7 +154,7 @@ async fn sniff_upload(
         match detected {
             Ok(format) => Ok((format, file)),
             Err(SniffError::Empty) => Err(ApiError::bad_request(
-                "empty_file",
+                ApiErrorCode::EmptyFile,
                 "field file: the upload is empty",
             )),
             Err(SniffError::Unsupported(why)) => Err(ApiError::unsupported_type(format!(

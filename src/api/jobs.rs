@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::body::JsonBody;
-use super::errors::ApiError;
+use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::exports::Accepted;
 use super::models::Job;
 use super::{ApiState, Tag};
@@ -42,6 +42,7 @@ pub struct NewJobRequest {
 #[derive(Debug, Object, serde::Deserialize)]
 pub struct BatchRequest {
     /// 1 to 1,000 jobs.
+    #[oai(validator(min_items = 1, max_items = 1000))]
     pub jobs: Vec<NewJobRequest>,
 }
 
@@ -56,6 +57,7 @@ pub struct BatchCreated {
 pub struct JobPage {
     pub jobs: Vec<Job>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -93,10 +95,60 @@ pub enum ResultDownload {
 
 pub struct JobsApi;
 
+operation_errors!(
+    /// Errors of `POST /jobs`.
+    CreateJobError {
+        BadRequest = 400 "Malformed JSON body, or an invalid `Idempotency-Key`.",
+        UnsupportedType = 415 "The body is not `application/json`.",
+        Invalid = 422 "Unknown kind, a kind that takes a document, or invalid arguments.",
+    }
+);
+operation_errors!(
+    /// Errors of `POST /jobs/batch`.
+    CreateBatchError {
+        BadRequest = 400 "Malformed JSON body.",
+        UnsupportedType = 415 "The body is not `application/json`.",
+        Invalid = 422 "Not 1 to 1,000 jobs, or one of them is invalid (the message names it); nothing was created.",
+    }
+);
+operation_errors!(
+    /// Errors of operations on one job.
+    JobError {
+        BadRequest = 400 "The id is not a UUID.",
+        NotFound = 404 "No job with that id.",
+    }
+);
+operation_errors!(
+    /// Errors of operations that change a job's state.
+    JobStateError {
+        BadRequest = 400 "The id is not a UUID.",
+        NotFound = 404 "No job with that id.",
+        Conflict = 409 "The job's status does not allow this.",
+    }
+);
+operation_errors!(
+    /// Errors of `GET /jobs/{id}/result`.
+    ResultError {
+        BadRequest = 400 "The id is not a UUID.",
+        NotFound = 404 "No job with that id, or its kind makes no result file.",
+        Conflict = 409 "The job has not succeeded: there is no result (yet).",
+    }
+);
+operation_errors!(
+    /// Errors of `GET /jobs`.
+    ListError {
+        BadRequest = 400 "An invalid `status`, `limit` or `cursor`.",
+    }
+);
+
+fn job_id_example() -> Uuid {
+    Uuid::parse_str("3f1c2a9e-0a4b-4c55-9d7e-2f1e6c1b9a10").expect("a valid uuid")
+}
+
 fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
     let bad = || {
         ApiError::bad_request(
-            "invalid_cursor",
+            ApiErrorCode::InvalidCursor,
             "parameter cursor: not a cursor returned by this API",
         )
     };
@@ -121,9 +173,9 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         body: JsonBody<NewJobRequest>,
         /// Retrying a request with the same key returns the job the first one created.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         idempotency_key: Header<Option<String>>,
-    ) -> Result<Accepted, ApiError> {
+    ) -> Result<Accepted, CreateJobError> {
         let key = super::idempotency_key(idempotency_key.0)?;
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));
@@ -146,20 +198,21 @@ impl JobsApi {
         &self,
         state: Data<&Arc<ApiState>>,
         body: JsonBody<BatchRequest>,
-    ) -> Result<BatchAccepted, ApiError> {
+    ) -> Result<BatchAccepted, CreateBatchError> {
         let n = body.0.jobs.len();
         if n == 0 || n > MAX_BATCH {
             return Err(ApiError::invalid(
-                "invalid_arguments",
-                format!("field jobs: {n} jobs; a batch holds 1 to {MAX_BATCH}"),
-            ));
+                ApiErrorCode::InvalidArguments,
+                format!("body.jobs: {n} jobs; a batch holds 1 to {MAX_BATCH}"),
+            )
+            .into());
         }
         let jobs = body
             .0
             .jobs
             .into_iter()
             .enumerate()
-            .map(|(i, req)| state.new_job(req, &format!("jobs[{i}]")))
+            .map(|(i, req)| state.new_job(req, &format!("body.jobs[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let created = state.queue.enqueue(jobs).await?;
         Ok(BatchAccepted::Accepted(Json(BatchCreated {
@@ -174,8 +227,8 @@ impl JobsApi {
     async fn get_job(
         &self,
         state: Data<&Arc<ApiState>>,
-        id: Path<Uuid>,
-    ) -> Result<Json<Job>, ApiError> {
+        #[oai(example = "job_id_example")] id: Path<Uuid>,
+    ) -> Result<Json<Job>, JobError> {
         let row = state
             .queue
             .get(id.0)
@@ -199,8 +252,23 @@ impl JobsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(
+            pattern = r"^[0-9]{1,20}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+        ))]
         cursor: Query<Option<String>>,
-    ) -> Result<Json<JobPage>, ApiError> {
+    ) -> Result<Json<JobPage>, ListError> {
+        if let Some(kind) = kind.0.as_deref()
+            && state.registry.get(kind).is_none()
+        {
+            return Err(ApiError::bad_request(
+                ApiErrorCode::InvalidParameter,
+                format!(
+                    "parameter kind: unknown kind {kind:?}; known: {}",
+                    state.registry.names().join(", ")
+                ),
+            )
+            .into());
+        }
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         let filter = ListFilter {
             status: status.0,
@@ -233,8 +301,8 @@ impl JobsApi {
     async fn get_result(
         &self,
         state: Data<&Arc<ApiState>>,
-        id: Path<Uuid>,
-    ) -> Result<ResultDownload, ApiError> {
+        #[oai(example = "job_id_example")] id: Path<Uuid>,
+    ) -> Result<ResultDownload, ResultError> {
         let row = state
             .queue
             .get(id.0)
@@ -242,18 +310,20 @@ impl JobsApi {
             .ok_or_else(|| ApiError::job_not_found(id.0))?;
         if row.status() != JobStatus::Succeeded {
             return Err(ApiError::conflict(
-                "result_not_ready",
+                ApiErrorCode::ResultNotReady,
                 format!(
                     "the job is {}; a result exists only once it has succeeded",
                     row.status
                 ),
-            ));
+            )
+            .into());
         }
         let Some(key) = row.result_key.as_deref() else {
             return Err(ApiError::not_found(
-                "no_result",
+                ApiErrorCode::NoResult,
                 format!("jobs of kind {} make no result file", row.kind),
-            ));
+            )
+            .into());
         };
         let stream = state.storage.stream(key).await?;
         let filename = row.result_filename.as_deref().unwrap_or("result");
@@ -276,8 +346,8 @@ impl JobsApi {
     async fn events(
         &self,
         state: Data<&Arc<ApiState>>,
-        id: Path<Uuid>,
-    ) -> Result<EventStream<BoxStream<'static, Job>>, ApiError> {
+        #[oai(example = "job_id_example")] id: Path<Uuid>,
+    ) -> Result<EventStream<BoxStream<'static, Job>>, JobError> {
         let first = state
             .queue
             .get(id.0)
@@ -299,8 +369,8 @@ impl JobsApi {
     async fn cancel(
         &self,
         state: Data<&Arc<ApiState>>,
-        id: Path<Uuid>,
-    ) -> Result<Json<Job>, ApiError> {
+        #[oai(example = "job_id_example")] id: Path<Uuid>,
+    ) -> Result<Json<Job>, JobStateError> {
         Ok(Json(state.queue.cancel(id.0).await?.into()))
     }
 
@@ -311,8 +381,8 @@ impl JobsApi {
     async fn retry(
         &self,
         state: Data<&Arc<ApiState>>,
-        id: Path<Uuid>,
-    ) -> Result<Retried, ApiError> {
+        #[oai(example = "job_id_example")] id: Path<Uuid>,
+    ) -> Result<Retried, JobStateError> {
         Ok(Retried::Accepted(Json(
             state.queue.retry(id.0).await?.into(),
         )))
@@ -325,8 +395,8 @@ impl JobsApi {
     async fn delete(
         &self,
         state: Data<&Arc<ApiState>>,
-        id: Path<Uuid>,
-    ) -> Result<Deleted, ApiError> {
+        #[oai(example = "job_id_example")] id: Path<Uuid>,
+    ) -> Result<Deleted, JobError> {
         state
             .queue
             .delete(id.0)

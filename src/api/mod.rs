@@ -11,17 +11,20 @@ pub mod exports;
 pub mod health;
 pub mod jobs;
 pub mod models;
+pub mod spec;
 
 use std::sync::Arc;
 
-use poem::{Endpoint, EndpointExt, Route};
+use poem::endpoint::make_sync;
+use poem::web::Html;
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::convert::Converter;
 use crate::jobs::Registry;
 use crate::queue::{NewJob, Queue};
 use crate::storage::Storage;
-use errors::ApiError;
+use errors::{ApiError, ApiErrorCode};
 use models::Job;
 
 /// Longest accepted `Idempotency-Key`.
@@ -46,6 +49,8 @@ pub struct ApiState {
     pub max_upload_bytes: u64,
     /// Whether this process converts (then `/readyz` requires a working converter).
     pub runs_worker: bool,
+    /// The OpenAPI document ([`spec::document`] of `registry`).
+    pub spec: String,
 }
 
 impl ApiState {
@@ -70,7 +75,7 @@ impl ApiState {
     fn new_job(&self, req: jobs::NewJobRequest, field: &str) -> Result<NewJob, ApiError> {
         let kind = self.registry.get(&req.kind).ok_or_else(|| {
             ApiError::invalid(
-                "unknown_kind",
+                ApiErrorCode::UnknownKind,
                 format!(
                     "{field}.kind: unknown kind {:?}; known: {}",
                     req.kind,
@@ -80,7 +85,7 @@ impl ApiState {
         })?;
         if kind.takes_upload() {
             return Err(ApiError::invalid(
-                "upload_required",
+                ApiErrorCode::UploadRequired,
                 format!(
                     "{field}.kind: {:?} jobs take a document; create them with POST /api/v1/exports",
                     req.kind
@@ -89,7 +94,10 @@ impl ApiState {
         }
         let args = req.args.unwrap_or_else(|| serde_json::json!({}));
         kind.check_args(&args).map_err(|why| {
-            ApiError::invalid("invalid_arguments", format!("{field}.args: {why}"))
+            ApiError::invalid(
+                ApiErrorCode::InvalidArguments,
+                format!("{field}.args: {why}"),
+            )
         })?;
         Ok(NewJob {
             id: uuid::Uuid::new_v4(),
@@ -106,7 +114,7 @@ impl ApiState {
 fn idempotency_key(key: Option<String>) -> Result<Option<String>, ApiError> {
     match key {
         Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY => Err(ApiError::bad_request(
-            "invalid_idempotency_key",
+            ApiErrorCode::InvalidIdempotencyKey,
             format!("header Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
         )),
         other => Ok(other),
@@ -130,20 +138,49 @@ pub fn service() -> OpenApiService<Operations, ()> {
     )
 }
 
-/// The spec as JSON, exactly as `GET /openapi.json` serves it.
-pub fn spec_json() -> String {
-    service().spec()
+/// The document `offload openapi` prints: the built-in kinds' API.
+pub fn builtin_spec() -> String {
+    let settings = crate::settings::Settings::defaults();
+    let converter = Arc::new(crate::convert::libreoffice::LibreOffice::new(
+        &settings.soffice_path,
+        None,
+    ));
+    spec::document(&crate::jobs::kinds::builtin(&settings, converter))
 }
 
 /// All HTTP routes of the API listener.
 pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
-    let api = service();
-    let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
+    let spec = state.spec.clone();
+    let docs = spec::swagger_ui_html(&spec);
+    let allowed = Arc::new(spec::allowed_methods(&spec));
     Route::new()
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
-        .nest("/", api)
+        .at("/docs", make_sync(move |_| Html(docs.clone())))
+        .at(
+            "/openapi.json",
+            make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(spec.clone())
+            }),
+        )
+        .nest("/", service())
         .data(state)
         .catch_all_error(errors::json_errors)
+        .around(move |ep, req| {
+            let allowed = allowed.clone();
+            async move {
+                let path = req.uri().path().to_string();
+                let mut resp = ep.call(req).await?.into_response();
+                // RFC 9110: a 405 names the methods the resource does accept.
+                if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+                    && let Some((_, methods)) = allowed
+                        .iter()
+                        .find(|(t, _)| spec::matches_template(t, &path))
+                    && let Ok(value) = poem::http::HeaderValue::from_str(methods)
+                {
+                    resp.headers_mut().insert(poem::http::header::ALLOW, value);
+                }
+                Ok(resp)
+            }
+        })
 }

@@ -20,7 +20,8 @@ pub struct Progress {
 /// Why the job failed (or why its last attempt failed, while it waits to retry).
 #[derive(Debug, Clone, Object)]
 pub struct JobErrorInfo {
-    /// Stable snake_case code, e.g. `document_corrupt`, `timeout`, `converter_unavailable`.
+    /// Stable snake_case code: `document_corrupt` and `document_encrypted` mean the upload
+    /// itself is bad; `timeout`, `converter_crashed` and `storage_unavailable` are retried.
     pub code: String,
     /// Human readable.
     pub message: String,
@@ -50,21 +51,26 @@ pub struct ResultInfo {
 
 /// A job: what was asked, where it is, and what came out.
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "Job")]
+#[oai(rename = "Job", example)]
 pub struct Job {
     pub id: Uuid,
-    /// `export`, `noop`, `sleep`, or a kind added by the embedding application.
+    /// `export`, `noop`, `sleep`, or a kind the embedding application registered.
     pub kind: String,
     pub status: JobStatus,
     pub progress: Progress,
     /// Attempts started so far.
     pub attempts: u32,
     pub max_attempts: u32,
+    #[oai(nullable)]
     pub error: Option<JobErrorInfo>,
+    #[oai(nullable)]
     pub input: Option<InputInfo>,
+    #[oai(nullable)]
     pub result: Option<ResultInfo>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub started_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -113,6 +119,45 @@ impl From<JobRecord> for Job {
             created_at: timestamp(r.created_at),
             started_at: r.started_at.map(timestamp),
             finished_at: r.finished_at.map(timestamp),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for Job {
+    fn example() -> Self {
+        let id = Uuid::parse_str("3f1c2a9e-0a4b-4c55-9d7e-2f1e6c1b9a10").expect("a valid uuid");
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("valid time")
+                .with_timezone(&Utc)
+        };
+        Job {
+            id,
+            kind: "export".into(),
+            status: JobStatus::Succeeded,
+            progress: Progress {
+                percent: 100,
+                message: "done".into(),
+            },
+            attempts: 1,
+            max_attempts: 5,
+            error: None,
+            input: Some(InputInfo {
+                filename: "deck.pptx".into(),
+                content_type:
+                    "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+                        .into(),
+                size: 46885,
+            }),
+            result: Some(ResultInfo {
+                filename: "deck.pdf".into(),
+                content_type: "application/pdf".into(),
+                size: 33451,
+                url: format!("/api/v1/jobs/{id}/result"),
+            }),
+            created_at: at("2026-11-22T10:00:00Z"),
+            started_at: Some(at("2026-11-22T10:00:00.002Z")),
+            finished_at: Some(at("2026-11-22T10:00:00.310Z")),
         }
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! struct Thumbnail;
 //!
-//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 //! struct ThumbArgs { width: u32 }
 //!
 //! impl JobKind for Thumbnail {
@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -60,11 +61,15 @@ pub struct Policy {
 pub trait JobKind: Send + Sync + 'static {
     /// The kind's name in the API and its queue name. Renaming a kind strands its queued jobs.
     const NAME: &'static str;
-    /// The `args` of `POST /jobs` (or what the API builds for an upload).
-    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// The `args` of `POST /jobs` (or what the API builds for an upload). Its JSON Schema is
+    /// what the OpenAPI document shows for this kind's arguments.
+    type Args: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
     /// Jobs of this kind carry an uploaded document and are created by `POST /exports`;
     /// the others are argument-only and created by `POST /jobs`.
     const TAKES_UPLOAD: bool = false;
+    /// Error codes this kind returns beyond [`BUILTIN_ERROR_CODES`]; they join the enum of job
+    /// error codes in the OpenAPI document, so generated clients know them.
+    const ERROR_CODES: &'static [&'static str] = &[];
 
     /// Adjust the service-wide defaults for this kind.
     fn policy(&self, defaults: Policy) -> Policy {
@@ -147,10 +152,37 @@ impl JobError {
     }
 }
 
+/// Error codes of the runner and the built-in kinds, as `error.code` of a job shows them.
+pub const BUILTIN_ERROR_CODES: &[&str] = &[
+    // the runner
+    "internal",
+    "invalid_arguments",
+    "unknown_kind",
+    "attempts_exhausted",
+    "timeout",
+    "storage_unavailable",
+    "scratch_unavailable",
+    "lease_lost",
+    "missing_input",
+    // export
+    "unsupported_type",
+    "document_corrupt",
+    "document_encrypted",
+    "document_too_large",
+    "converter_unavailable",
+    "conversion_failed",
+    "converter_crashed",
+    "cancelled",
+    // sleep
+    "planned_failure",
+];
+
 /// A kind with its types erased, so kinds of different `Args` live in one registry.
 pub(crate) trait ErasedKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn takes_upload(&self) -> bool;
+    fn error_codes(&self) -> &'static [&'static str];
+    fn args_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
     fn policy(&self) -> &Policy;
     fn check_args(&self, args: &serde_json::Value) -> Result<(), String>;
     fn run(
@@ -172,6 +204,14 @@ impl<K: JobKind> ErasedKind for Registered<K> {
 
     fn takes_upload(&self) -> bool {
         K::TAKES_UPLOAD
+    }
+
+    fn error_codes(&self) -> &'static [&'static str] {
+        K::ERROR_CODES
+    }
+
+    fn args_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<K::Args>()
     }
 
     fn policy(&self) -> &Policy {
@@ -239,6 +279,19 @@ impl Registry {
     /// Names of all registered kinds, sorted.
     pub fn names(&self) -> Vec<&'static str> {
         self.kinds.keys().copied().collect()
+    }
+
+    /// Every job error code a job of these kinds can show, sorted.
+    pub fn error_codes(&self) -> Vec<&'static str> {
+        let mut codes: Vec<&'static str> = BUILTIN_ERROR_CODES.to_vec();
+        codes.extend(
+            self.kinds
+                .values()
+                .flat_map(|k| k.error_codes().iter().copied()),
+        );
+        codes.sort_unstable();
+        codes.dedup();
+        codes
     }
 
     /// The policy of a registered kind.

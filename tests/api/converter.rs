@@ -38,6 +38,15 @@ async fn assert_no_libreoffice_left(app: &TestApp) {
     }
 }
 
+/// LibreOffice starts just after the job reports "converting"; wait until it is there.
+async fn wait_for_libreoffice(app: &TestApp) {
+    let deadline = Instant::now() + PATIENCE;
+    while libreoffice_of(app).is_empty() {
+        assert!(Instant::now() < deadline, "LibreOffice never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn upload_and_finish(app: &TestApp, name: &str, bytes: Vec<u8>) -> Value {
     let resp = app.upload_bytes(name, bytes, None).await;
     assert_eq!(resp.status(), 202, "{name}");
@@ -279,7 +288,7 @@ async fn cancelling_a_conversion_kills_libreoffice() {
             .unwrap();
         let id = id_of(&job);
         wait_converting(&app, &id).await;
-        assert!(!libreoffice_of(&app).is_empty(), "{converter}: converting");
+        wait_for_libreoffice(&app).await;
         assert_eq!(
             app.post(&format!("/api/v1/jobs/{id}/cancel"))
                 .await

@@ -254,3 +254,48 @@ async fn a_hostile_filename_is_only_metadata() {
         "attachment; filename=\"_passwd__.pdf\"; filename*=UTF-8''%22passwd%22%C3%A9.pdf"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_the_limit_is_refused_with_413() {
+    let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
+        s.max_upload_bytes = 10_000
+    })
+    .await;
+    let resp = app
+        .upload_bytes(
+            "deck5.pptx",
+            std::fs::read(sample("deck5.pptx")).unwrap(),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "too_large");
+    assert!(
+        body["message"].as_str().unwrap().contains("10000"),
+        "{body}"
+    );
+    assert!(stored_job_dirs(&app).is_empty(), "nothing was stored");
+    let formats: Value = app
+        .client
+        .get(app.url("/api/v1/formats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(formats["max_upload_bytes"], 10_000);
+    let inputs: Vec<&str> = formats["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["extension"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        inputs,
+        [
+            "pptx", "ppt", "odp", "docx", "doc", "odt", "rtf", "xlsx", "xls", "ods"
+        ]
+    );
+}

@@ -288,7 +288,7 @@ async fn a_batch_creates_all_its_jobs_in_one_go(backend: Backend) {
         body["message"]
             .as_str()
             .unwrap()
-            .starts_with("jobs[1].kind"),
+            .starts_with("body.jobs[1].kind"),
         "{body}"
     );
     let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "noop"})).collect();

@@ -31,7 +31,7 @@ impl Export {
 }
 
 /// Arguments of an export; the API builds them from the multipart form.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExportArgs {
     /// Output format; `pdf`.
     pub format: String,

@@ -7,7 +7,7 @@ use crate::jobs::{JobContext, JobError, JobKind, JobOutput, Policy};
 pub struct Noop;
 
 /// `noop` takes no arguments (any object is accepted and ignored).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NoopArgs {}
 
 impl JobKind for Noop {

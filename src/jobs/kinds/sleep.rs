@@ -11,15 +11,19 @@ pub struct Sleep;
 
 /// Longest sleep accepted, so a typo cannot park a worker slot for days.
 const MAX_SECONDS: f64 = 24.0 * 3600.0;
+const MAX_FAIL_TIMES: u32 = 1000;
 const STEPS: u32 = 10;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// `sleep` arguments.
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SleepArgs {
     /// How long each attempt sleeps, in seconds (0 to 86400).
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 86400.0))]
     pub seconds: f64,
-    /// How many of the first attempts fail on purpose.
+    /// How many of the first attempts fail on purpose (0 to 1000).
     #[serde(default)]
+    #[schemars(range(max = 1000))]
     pub fail_times: u32,
 }
 
@@ -29,7 +33,10 @@ impl JobKind for Sleep {
 
     fn validate(&self, args: &SleepArgs) -> Result<(), String> {
         if !(0.0..=MAX_SECONDS).contains(&args.seconds) {
-            return Err(format!("args.seconds must be between 0 and {MAX_SECONDS}"));
+            return Err(format!("seconds must be between 0 and {MAX_SECONDS}"));
+        }
+        if args.fail_times > MAX_FAIL_TIMES {
+            return Err(format!("fail_times must be at most {MAX_FAIL_TIMES}"));
         }
         Ok(())
     }

@@ -1,0 +1,176 @@
+//! The OpenAPI document as users get it: poem-openapi's, completed from the job registry.
+//!
+//! poem-openapi knows the types compiled into the API; the registry knows which job kinds this
+//! service runs (the built-ins plus whatever an embedding application registered). The
+//! document gets, from the registry:
+//! - `JobKind`: the enum of kinds, used by `Job.kind` and the `kind` filter of `GET /jobs`;
+//! - `JobErrorCode`: the enum of job error codes, used by `Job.error.code`;
+//! - `NewJobRequest`: one variant per argument-only kind, discriminated by `kind`, each with
+//!   the exact JSON Schema of its arguments (from the kind's `Args` type).
+//!
+//! `GET /openapi.json`, `/docs` and `offload openapi` all serve this one document, and the
+//! committed `openapi/openapi.json` must equal it (a test checks).
+
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+use crate::jobs::Registry;
+
+/// The complete document, pretty-printed JSON.
+pub fn document(registry: &Registry) -> String {
+    let mut doc: Value =
+        serde_json::from_str(&super::service().spec()).expect("poem-openapi writes JSON");
+    complete(&mut doc, registry);
+    serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
+}
+
+/// `(path template, methods)` of every operation, for `Allow` headers on 405 answers.
+pub fn allowed_methods(spec: &str) -> Vec<(String, String)> {
+    let doc: Value = serde_json::from_str(spec).expect("the document is JSON");
+    let mut out: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .map(|paths| {
+            paths
+                .iter()
+                .map(|(path, ops)| {
+                    let methods: Vec<String> = ops
+                        .as_object()
+                        .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                        .unwrap_or_default();
+                    (path.clone(), methods.join(", "))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push(("/docs".into(), "GET".into()));
+    out.push(("/openapi.json".into(), "GET".into()));
+    out
+}
+
+/// Whether `path` matches a template like `/api/v1/jobs/{id}`.
+pub fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
+}
+
+/// Swagger UI's page over `spec` (poem-openapi's page, with our completed document inlined).
+pub fn swagger_ui_html(spec: &str) -> String {
+    let service = super::service();
+    service.swagger_ui_html().replacen(&service.spec(), spec, 1)
+}
+
+fn schemas(doc: &mut Value) -> &mut Map<String, Value> {
+    doc.pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+        .expect("the document has component schemas")
+}
+
+fn complete(doc: &mut Value, registry: &Registry) {
+    let kinds: Vec<Value> = registry.names().into_iter().map(Value::from).collect();
+    let codes: Vec<Value> = registry
+        .error_codes()
+        .into_iter()
+        .map(Value::from)
+        .collect();
+    let new_job = new_job_request(registry, schemas(doc));
+    let schemas = schemas(doc);
+    schemas.insert(
+        "JobKind".into(),
+        json!({"type": "string", "enum": kinds, "description": "A job kind this service runs."}),
+    );
+    schemas.insert(
+        "JobErrorCode".into(),
+        json!({
+            "type": "string", "enum": codes,
+            "description": "Why a job (or its last attempt) failed. `document_corrupt`, `document_encrypted`, \
+                `document_too_large` and `unsupported_type` mean the upload itself is bad; `timeout`, \
+                `converter_crashed` and `storage_unavailable` are retried with backoff.",
+        }),
+    );
+    schemas.insert("NewJobRequest".into(), new_job);
+    set_ref(schemas, "/Job/properties/kind", "JobKind");
+    set_ref(schemas, "/JobErrorInfo/properties/code", "JobErrorCode");
+    // poem-openapi describes an event stream as an array of its items; each server-sent event
+    // is an object whose `data` is one Job as JSON.
+    if let Some(stream) = doc.pointer_mut(
+        "/paths/~1api~1v1~1jobs~1{id}~1events/get/responses/200/content/text~1event-stream",
+    ) {
+        stream["schema"] = json!({
+            "type": "object",
+            "required": ["data"],
+            "description": "One server-sent event per change of the job; the stream ends after a final status.",
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "description": "The job (a `Job` object) as JSON.",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/Job"},
+                },
+                "event": {"type": "string"},
+                "id": {"type": "string"},
+                "retry": {"type": "integer"},
+            },
+        });
+    }
+    if let Some(params) = doc
+        .pointer_mut("/paths/~1api~1v1~1jobs/get/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "kind") {
+            p["schema"] = json!({"$ref": "#/components/schemas/JobKind"});
+        }
+    }
+}
+
+/// Replaces the schema at `path` (under components.schemas) by a `$ref` to `target`, keeping
+/// its description.
+fn set_ref(schemas: &mut Map<String, Value>, path: &str, target: &str) {
+    let mut holder = Value::Object(std::mem::take(schemas));
+    if let Some(slot) = holder.pointer_mut(path) {
+        let description = slot.get("description").cloned();
+        *slot = json!({"allOf": [{"$ref": format!("#/components/schemas/{target}")}]});
+        if let Some(d) = description {
+            slot["description"] = d;
+        }
+    }
+    *schemas = match holder {
+        Value::Object(map) => map,
+        _ => unreachable!("was an object"),
+    };
+}
+
+/// `NewJobRequest`: `{"kind": K, "args": ArgsOfK}` for every argument-only kind K. Argument
+/// types' schemas (and anything they refer to) become components.
+fn new_job_request(registry: &Registry, schemas: &mut Map<String, Value>) -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut variants = Vec::new();
+    let mut mapping = Map::new();
+    for kind in registry.iter().filter(|k| !k.takes_upload()) {
+        let name = format!("NewJob_{}", kind.name());
+        let args = kind.args_schema(&mut generator).to_value();
+        schemas.insert(
+            name.clone(),
+            json!({
+                "type": "object",
+                "title": format!("{} job", kind.name()),
+                "required": ["kind"],
+                "properties": {
+                    "kind": {"type": "string", "enum": [kind.name()]},
+                    // `null` and absent both mean "no arguments".
+                    "args": {"allOf": [args], "nullable": true},
+                },
+            }),
+        );
+        let reference = format!("#/components/schemas/{name}");
+        variants.push(json!({"$ref": reference}));
+        mapping.insert(kind.name().to_string(), Value::from(reference));
+    }
+    for (name, schema) in generator.take_definitions(true) {
+        schemas.entry(name).or_insert(schema);
+    }
+    json!({
+        "description": "An argument-only job: its `kind` and that kind's `args` (optional when all are).",
+        "oneOf": variants,
+        "discriminator": {"propertyName": "kind", "mapping": mapping},
+    })
+}
