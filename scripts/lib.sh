@@ -83,3 +83,13 @@ ensure_test_venv() {
   fi
   export OFFLOAD_TEST_PYTHON="$PWD/$venv/bin/python"
 }
+
+# The TypeScript client test's npm packages (tests/clients/ts), installed from its lockfile.
+ensure_ts_client_deps() {
+  command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm || die "Node.js and npm are needed (apt-get install nodejs npm)"
+  local dir=tests/clients/ts
+  if [ ! -x "$dir/node_modules/.bin/tsx" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "installing the TypeScript client test's packages"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in $dir failed"
+  fi
+}

@@ -1,7 +1,10 @@
 //! The command line: `offload [serve|api|worker|migrate|openapi]` plus the settings flags
 //! (every flag also reads an environment variable; see [`crate::settings`]).
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
 
 use crate::settings::Settings;
 
@@ -18,7 +21,19 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+/// Where a running offload listens (for the client commands).
+#[derive(Debug, Clone, Args)]
+pub struct Server {
+    /// Base URL of a running offload.
+    #[arg(
+        long = "server",
+        env = "OFFLOAD_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// API and an in-process worker (the default).
     Serve,
@@ -30,4 +45,30 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
+    /// Upload documents to a running offload; with --wait, follow and download the results.
+    Submit {
+        /// Documents to convert.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        server: Server,
+        /// Follow each job until it ends and download its result.
+        #[arg(long)]
+        wait: bool,
+        /// Where to write the result (a directory for several files); implies --wait.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// Show a job.
+    Status {
+        id: Uuid,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Cancel a queued or running job.
+    Cancel {
+        id: Uuid,
+        #[command(flatten)]
+        server: Server,
+    },
 }

@@ -7,6 +7,8 @@
 //!
 //! - [`cli`], [`settings`], [`telemetry`], [`shutdown`]: the process around the service —
 //!   command line, typed settings (flags → env → defaults), logs, signals.
+//! - [`client`]: the command-line client (`offload submit | status | cancel`), over the
+//!   public HTTP API only.
 //! - [`app`]: [`app::Application`] wires the parts for one role (API, worker, or both).
 //! - [`api`]: the HTTP API (poem-openapi), one file per resource; `api::errors` maps every
 //!   error to a status in one place.
@@ -21,6 +23,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod convert;
 pub mod events;
 pub mod jobs;

@@ -21,6 +21,7 @@ pub fn document(registry: &Registry) -> String {
     let mut doc: Value =
         serde_json::from_str(&super::service().spec()).expect("poem-openapi writes JSON");
     complete(&mut doc, registry);
+    simplify_refs(&mut doc);
     serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
 }
 
@@ -63,6 +64,35 @@ fn schemas(doc: &mut Value) -> &mut Map<String, Value> {
     doc.pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
         .expect("the document has component schemas")
+}
+
+/// `allOf: [{$ref}, {description}]` (how poem-openapi documents a field of a named type)
+/// becomes a plain `$ref` with the description beside it: same meaning, and client generators
+/// that cannot take `allOf` of a non-object (openapi-python-client) can read it.
+fn simplify_refs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let single_ref = map
+                .get("allOf")
+                .and_then(Value::as_array)
+                .and_then(|parts| {
+                    let refs: Vec<&Value> =
+                        parts.iter().filter(|p| p.get("$ref").is_some()).collect();
+                    let only_docs = parts.iter().filter(|p| p.get("$ref").is_none()).all(|p| {
+                        p.as_object()
+                            .is_some_and(|o| o.keys().all(|k| k == "description"))
+                    });
+                    (refs.len() == 1 && only_docs).then(|| refs[0]["$ref"].clone())
+                });
+            if let Some(reference) = single_ref {
+                map.remove("allOf");
+                map.insert("$ref".into(), reference);
+            }
+            map.values_mut().for_each(simplify_refs);
+        }
+        Value::Array(items) => items.iter_mut().for_each(simplify_refs),
+        _ => {}
+    }
 }
 
 fn complete(doc: &mut Value, registry: &Registry) {

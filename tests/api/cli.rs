@@ -84,3 +84,113 @@ fn openapi_prints_the_spec_and_matches_the_committed_copy() {
         "openapi/openapi.json is stale: regenerate it with `cargo run -- openapi > openapi/openapi.json`"
     );
 }
+
+mod client {
+    //! `offload submit | status | cancel` against a spawned service.
+
+    use serde_json::json;
+
+    use crate::helpers::*;
+
+    async fn offload(args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_offload"))
+            .args(args)
+            .output()
+            .await
+            .expect("run offload")
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_waits_and_downloads_the_pdf() {
+        require_libreoffice();
+        let app = spawn_app(Backend::Sqlite).await;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("deck.pdf");
+        let deck = sample("deck5.pptx");
+        let run = offload(&[
+            "submit",
+            deck.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "--wait",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .await;
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let stdout = text(&run.stdout);
+        let id = stdout.split_whitespace().next().unwrap().to_string();
+        assert!(stdout.contains("succeeded"), "{stdout}");
+        assert_eq!(pdf_pages(&std::fs::read(&out).unwrap()), 5);
+
+        let status = offload(&["status", &id, "--server", &app.base]).await;
+        assert!(status.status.success());
+        assert!(
+            text(&status.stdout).contains("status:   succeeded"),
+            "{}",
+            text(&status.stdout)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_fails_with_the_jobs_error_message() {
+        let app = spawn_app(Backend::Sqlite).await;
+        let corrupt = sample("corrupt_truncated.pptx");
+        let run = offload(&[
+            "submit",
+            corrupt.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "--wait",
+        ])
+        .await;
+        assert!(!run.status.success());
+        let stderr = text(&run.stderr);
+        assert!(
+            stderr.contains("failed: the document is damaged or incomplete"),
+            "{stderr}"
+        );
+
+        let garbage = sample("garbage.pptx");
+        let run = offload(&["submit", garbage.to_str().unwrap(), "--server", &app.base]).await;
+        assert!(!run.status.success());
+        assert!(
+            text(&run.stderr).contains("not an office document"),
+            "{}",
+            text(&run.stderr)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancel_stops_a_job_and_reports_a_finished_one() {
+        let app = spawn_app(Backend::Sqlite).await;
+        let id = id_of(&app.create_job("sleep", json!({"seconds": 60})).await);
+        let run = offload(&["cancel", &id, "--server", &app.base]).await;
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        assert_eq!(text(&run.stdout).trim(), format!("{id} cancelled"));
+        let again = offload(&["cancel", &id, "--server", &app.base]).await;
+        assert!(!again.status.success());
+        assert!(
+            text(&again.stderr).contains("409"),
+            "{}",
+            text(&again.stderr)
+        );
+        let unknown = offload(&[
+            "status",
+            "3f1c2a9e-0a4b-4c55-9d7e-2f1e6c1b9a10",
+            "--server",
+            &app.base,
+        ])
+        .await;
+        assert!(!unknown.status.success());
+        assert!(
+            text(&unknown.stderr).contains("no job with id"),
+            "{}",
+            text(&unknown.stderr)
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The integration suite: one binary, real parts (Postgres, SQLite files, LibreOffice, HTTP).
 
 mod cli;
+mod clients;
 mod converter;
 mod events;
 mod exports;

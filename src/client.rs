@@ -1,0 +1,269 @@
+//! The command-line client: `offload submit`, `offload status`, `offload cancel`.
+//!
+//! It talks to a running service over the public HTTP API only — the same calls a generated
+//! client makes: multipart upload (with a bytes-sent progress bar), the job's SSE stream
+//! (with a progress bar of the job's percent and stage), and the result download.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
+use uuid::Uuid;
+
+/// A connection to one offload server.
+pub struct Remote {
+    base: String,
+    http: reqwest::Client,
+}
+
+fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+/// The `{code, message}` of an error answer, or the status line.
+async fn api_error(resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    match resp.json::<Value>().await {
+        Ok(body) if body["message"].is_string() => anyhow::anyhow!(
+            "{} ({status})",
+            body["message"].as_str().unwrap_or_default()
+        ),
+        _ => anyhow::anyhow!("the server answered {status}"),
+    }
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+impl Remote {
+    pub fn new(server: &str) -> Self {
+        Self {
+            base: server.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Uploads `path` as an export and returns the accepted job.
+    pub async fn upload(&self, path: &Path) -> anyhow::Result<Value> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let size = file.metadata().await?.len();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let progress = bar(size, "{msg:20} [{bar:30}] {bytes}/{total_bytes}");
+        progress.set_message(format!("uploading {name}"));
+        let counter = progress.clone();
+        let stream =
+            ReaderStream::new(file).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+        let part =
+            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
+                .file_name(name);
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let resp = self
+            .http
+            .post(self.url("/api/v1/exports"))
+            .multipart(form)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        progress.finish_and_clear();
+        if resp.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(api_error(resp).await);
+        }
+        Ok(resp.json().await?)
+    }
+
+    pub async fn job(&self, id: Uuid) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/api/v1/jobs/{id}")))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(api_error(resp).await);
+        }
+        Ok(resp.json().await?)
+    }
+
+    pub async fn cancel(&self, id: Uuid) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(self.url(&format!("/api/v1/jobs/{id}/cancel")))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(api_error(resp).await);
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// Follows the job's event stream, showing its progress, until a final status.
+    pub async fn follow(&self, id: Uuid) -> anyhow::Result<Value> {
+        let progress = bar(100, "{msg:40} [{bar:30}] {pos:>3}%");
+        let mut last = self.job(id).await?;
+        // The stream can drop (a proxy, a restart): reconnecting is always safe.
+        while !is_final(&last) {
+            let resp = self
+                .http
+                .get(self.url(&format!("/api/v1/jobs/{id}/events")))
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                return Err(api_error(resp).await);
+            }
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else { break };
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    for data in frame.lines().filter_map(|l| l.strip_prefix("data:")) {
+                        if let Ok(job) = serde_json::from_str::<Value>(data.trim()) {
+                            progress.set_position(job["progress"]["percent"].as_u64().unwrap_or(0));
+                            progress.set_message(format!(
+                                "{}: {}",
+                                job["status"].as_str().unwrap_or("?"),
+                                job["progress"]["message"].as_str().unwrap_or("")
+                            ));
+                            last = job;
+                        }
+                    }
+                }
+            }
+            if !is_final(&last) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                last = self.job(id).await?;
+            }
+        }
+        progress.finish_and_clear();
+        Ok(last)
+    }
+
+    /// Streams the job's result into `out`.
+    pub async fn download(&self, id: Uuid, out: &Path) -> anyhow::Result<u64> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/api/v1/jobs/{id}/result")))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(api_error(resp).await);
+        }
+        let mut file = tokio::fs::File::create(out)
+            .await
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        let mut body = resp.bytes_stream();
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            written += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(written)
+    }
+}
+
+/// `offload submit`: upload each file; with `wait` (or an output), follow it and download the
+/// result. Fails (non-zero exit) when any job fails, with the job's error message.
+pub async fn submit(
+    server: &str,
+    files: &[PathBuf],
+    wait: bool,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    if files.len() > 1 && output.is_some_and(|o| !o.is_dir()) {
+        bail!("with several files, -o must be an existing directory");
+    }
+    let remote = Remote::new(server);
+    let mut failures = 0;
+    for path in files {
+        let job = remote.upload(path).await?;
+        let id: Uuid = job["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .context("the server sent no job id")?;
+        println!("{id} {}", path.display());
+        if !wait && output.is_none() {
+            continue;
+        }
+        let done = remote.follow(id).await?;
+        match done["status"].as_str() {
+            Some("succeeded") => {
+                let filename = done["result"]["filename"].as_str().unwrap_or("result.pdf");
+                let target = match output {
+                    Some(o) if o.is_dir() => o.join(filename),
+                    Some(o) => o.to_path_buf(),
+                    None => PathBuf::from(filename),
+                };
+                let bytes = remote.download(id, &target).await?;
+                println!("{id} succeeded: {} ({bytes} bytes)", target.display());
+            }
+            status => {
+                failures += 1;
+                let message = done["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no reason given");
+                eprintln!("{id} {}: {message}", status.unwrap_or("unknown"));
+            }
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} of {} job(s) did not succeed", files.len());
+    }
+    Ok(())
+}
+
+/// `offload status`: one line per field that matters.
+pub async fn status(server: &str, id: Uuid) -> anyhow::Result<()> {
+    let job = Remote::new(server).job(id).await?;
+    println!("id:       {id}");
+    println!("kind:     {}", job["kind"].as_str().unwrap_or("?"));
+    println!("status:   {}", job["status"].as_str().unwrap_or("?"));
+    println!(
+        "progress: {}% {}",
+        job["progress"]["percent"],
+        job["progress"]["message"].as_str().unwrap_or("")
+    );
+    println!("attempts: {}/{}", job["attempts"], job["max_attempts"]);
+    if let Some(code) = job["error"]["code"].as_str() {
+        println!(
+            "error:    {code}: {}",
+            job["error"]["message"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(url) = job["result"]["url"].as_str() {
+        println!("result:   {}{url}", server.trim_end_matches('/'));
+    }
+    Ok(())
+}
+
+/// `offload cancel`.
+pub async fn cancel(server: &str, id: Uuid) -> anyhow::Result<()> {
+    let job = Remote::new(server).cancel(id).await?;
+    println!("{id} {}", job["status"].as_str().unwrap_or("?"));
+    Ok(())
+}
