@@ -98,8 +98,11 @@ async fn bare_warm(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
+        .process_group(0)
         .spawn()
         .unwrap();
+    // The helper kills its process group when it exits: give it LibreOffice's, not ours.
+    let group = soffice.id().unwrap() as i32;
     let helper_path = root.join("bare_helper.py");
     std::fs::write(&helper_path, include_str!("../src/convert/uno_helper.py")).unwrap();
     let mut helper = tokio::process::Command::new("/usr/bin/python3")
@@ -109,6 +112,7 @@ async fn bare_warm(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
+        .process_group(group)
         .spawn()
         .unwrap();
     let mut stdin = helper.stdin.take().unwrap();
