@@ -20,9 +20,11 @@ use crate::convert::libreoffice::LibreOffice;
 use crate::convert::warm::{WarmLibreOffice, WarmOptions};
 use crate::jobs::runner::Runtime;
 use crate::jobs::{Registry, kinds};
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::storage::Storage;
+use crate::{board, telemetry};
 
 /// Which parts run in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,7 @@ pub struct Application {
     role: Role,
     settings: Settings,
     acceptor: Option<TcpAcceptor>,
+    board: Option<TcpAcceptor>,
     state: Arc<ApiState>,
     runtime: Arc<Runtime>,
 }
@@ -83,19 +86,27 @@ impl Application {
         {
             tracing::warn!(%why, "LibreOffice is missing: export jobs will fail with converter_unavailable");
         }
-        let registry = extend(kinds::builtin(&settings, converter.clone()));
-        let acceptor = match role.serves_http() {
-            true => Some(bind(&settings).await?),
-            false => None,
+        let metrics = Arc::new(Metrics::default());
+        let registry = extend(kinds::builtin(
+            &settings,
+            converter.clone(),
+            metrics.clone(),
+        ));
+        let (acceptor, board) = match role.serves_http() {
+            true => (Some(bind(&settings).await?), bind_board(&settings).await?),
+            false => (None, None),
         };
         let runtime = Arc::new(Runtime::new(
             queue.clone(),
             storage.clone(),
             registry.clone(),
             settings.work_dir(),
+            metrics.clone(),
         ));
         let state = Arc::new(ApiState {
             spec: api::spec::document(&registry),
+            board_port: board.as_ref().and_then(port_of),
+            metrics,
             queue,
             storage,
             registry,
@@ -107,6 +118,7 @@ impl Application {
             role,
             settings,
             acceptor,
+            board,
             state,
             runtime,
         })
@@ -114,8 +126,12 @@ impl Application {
 
     /// The bound API address (`None` for a worker-only process).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        let addr = self.acceptor.as_ref()?.local_addr().into_iter().next()?;
-        addr.as_socket_addr().copied()
+        socket_of(self.acceptor.as_ref()?)
+    }
+
+    /// The bound board address (`None` when off or in a worker-only process).
+    pub fn board_addr(&self) -> Option<SocketAddr> {
+        socket_of(self.board.as_ref()?)
     }
 
     pub fn queue(&self) -> &Queue {
@@ -138,6 +154,17 @@ impl Application {
                     .await
             })
         });
+        let board = self.board.map(|acceptor| {
+            let kinds = self.state.registry.names();
+            let endpoint =
+                board::endpoint(self.state.queue.board_api(&kinds), telemetry::board_log());
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                Server::new_with_acceptor(acceptor)
+                    .run_with_graceful_shutdown(endpoint, signal, Some(grace))
+                    .await
+            })
+        });
         let worker = self.role.runs_worker().then(|| {
             let monitor = apalis::prelude::Monitor::new().shutdown_timeout(grace);
             let monitor = self
@@ -149,6 +176,9 @@ impl Application {
         });
         if let Some(http) = http {
             http.await?.context("HTTP server")?;
+        }
+        if let Some(board) = board {
+            board.await?.context("board server")?;
         }
         if let Some(worker) = worker
             && let Err(e) = worker.await?
@@ -176,6 +206,30 @@ fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converte
     let warm =
         WarmLibreOffice::new(cold, options).context("WORK_DIR: cannot prepare warm LibreOffice")?;
     Ok(Arc::new(warm))
+}
+
+fn socket_of(acceptor: &TcpAcceptor) -> Option<SocketAddr> {
+    acceptor
+        .local_addr()
+        .into_iter()
+        .next()?
+        .as_socket_addr()
+        .copied()
+}
+
+fn port_of(acceptor: &TcpAcceptor) -> Option<u16> {
+    socket_of(acceptor).map(|a| a.port())
+}
+
+async fn bind_board(settings: &Settings) -> anyhow::Result<Option<TcpAcceptor>> {
+    let Some(addr) = settings.board_socket()? else {
+        return Ok(None);
+    };
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("BOARD_ADDR: cannot listen on {addr}"))?;
+    Ok(Some(acceptor))
 }
 
 async fn bind(settings: &Settings) -> anyhow::Result<TcpAcceptor> {

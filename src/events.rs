@@ -18,12 +18,15 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::jobs::JobStatus;
+use crate::queue::JobRecord;
 
-/// One change of one job. `status` is `None` when the job was deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One change of one job: its new status (`None`: deleted) and, when the writer had it, the
+/// row as written — so a reader sees every state, even one that lasted a millisecond.
+#[derive(Debug, Clone)]
 pub struct Change {
     pub job: Uuid,
     pub status: Option<JobStatus>,
+    pub row: Option<Arc<JobRecord>>,
 }
 
 /// Broadcast of job changes made in this process.

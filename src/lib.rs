@@ -19,14 +19,20 @@
 //! - [`convert`]: document type detection and the LibreOffice converter.
 //! - [`storage`]: inputs and results in object storage (opendal), under service-made keys.
 //! - [`events`]: in-process notifications (job changes for SSE and cancels; worker wake-ups).
+//! - [`pages`]: the upload and live-progress pages (embedded from `frontend/`).
+//! - [`board`]: the apalis board for operators, on its own listener.
+//! - [`metrics`]: `/metrics` in Prometheus text.
 
 pub mod api;
 pub mod app;
+pub mod board;
 pub mod cli;
 pub mod client;
 pub mod convert;
 pub mod events;
 pub mod jobs;
+pub mod metrics;
+pub mod pages;
 pub mod queue;
 pub mod settings;
 pub mod shutdown;

@@ -40,6 +40,16 @@ pub struct Settings {
     )]
     pub bind_addr: String,
 
+    /// The apalis board's own listener (`off` disables it). Its UI owns `/` and `/api/v1`, so
+    /// it cannot share the API's port; `GET /board` on the API port redirects here.
+    #[arg(
+        long = "board-addr",
+        env = "BOARD_ADDR",
+        default_value = "127.0.0.1:8081",
+        global = true
+    )]
+    pub board_addr: String,
+
     /// Concurrent export conversions per worker process.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2, global = true)]
     pub concurrency: usize,
@@ -157,6 +167,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.database_kind()?;
         self.bind_socket()?;
+        self.board_socket()?;
         crate::storage::StorageUrl::parse(&self.storage_url).map_err(|e| bad("STORAGE_URL", e))?;
         if self.concurrency == 0 {
             return Err(bad("WORKER_CONCURRENCY", "must be at least 1"));
@@ -210,6 +221,22 @@ impl Settings {
             bad(
                 "BIND_ADDR",
                 format!("not a socket address (host:port): {:?}", self.bind_addr),
+            )
+        })
+    }
+
+    /// `None` when the board is off.
+    pub fn board_socket(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        if self.board_addr.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        self.board_addr.parse().map(Some).map_err(|_| {
+            bad(
+                "BOARD_ADDR",
+                format!(
+                    "not a socket address (host:port) or `off`: {:?}",
+                    self.board_addr
+                ),
             )
         })
     }

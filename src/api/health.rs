@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use super::errors::operation_errors;
 use super::{ApiState, Tag};
 use crate::convert::{DocFormat, Family, OutputFormat};
 
@@ -65,6 +66,11 @@ pub struct Formats {
 
 pub struct HealthApi;
 
+operation_errors!(
+    /// Errors of `GET /metrics`.
+    MetricsError {}
+);
+
 fn check<E: std::fmt::Display>(r: Result<(), E>) -> String {
     match r {
         Ok(()) => "ok".into(),
@@ -119,6 +125,21 @@ impl HealthApi {
         } else {
             ReadyResponse::Unavailable(Json(body))
         }
+    }
+
+    /// Metrics
+    ///
+    /// Prometheus text: jobs by kind and status, queue depth (from the database); attempt
+    /// durations and conversions in flight (this process's).
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(
+        &self,
+        state: Data<&Arc<ApiState>>,
+    ) -> Result<PlainText<String>, MetricsError> {
+        let counts = state.queue.counts().await?;
+        Ok(PlainText(
+            state.metrics.render(&counts, &state.registry.names()),
+        ))
     }
 
     /// Supported formats

@@ -411,7 +411,8 @@ impl JobsApi {
 }
 
 /// The job now, then after every change, ending after a final status (or when the job is
-/// deleted). Changes made in this process arrive at once; others within [`EVENTS_POLL`].
+/// deleted). Changes made in this process arrive with their row, so none is missed; changes
+/// made by other processes are read from the database within [`EVENTS_POLL`].
 fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<Item = Job> + Send {
     struct Watch {
         state: Arc<ApiState>,
@@ -437,17 +438,25 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
             let row = match w.pending.take() {
                 Some(row) => row,
                 None => {
-                    let _ = tokio::time::timeout(EVENTS_POLL, next_change_of(&mut w.changes, w.id))
-                        .await;
-                    match w.state.queue.get(w.id).await {
-                        Ok(Some(row)) => row,
-                        Ok(None) => return None,
-                        Err(_) => continue,
+                    match tokio::time::timeout(EVENTS_POLL, next_change_of(&mut w.changes, w.id))
+                        .await
+                    {
+                        Ok(Some(change)) if change.status.is_none() => return None,
+                        Ok(Some(crate::events::Change { row: Some(row), .. })) => (*row).clone(),
+                        _ => match w.state.queue.get(w.id).await {
+                            Ok(Some(row)) => row,
+                            Ok(None) => return None,
+                            Err(_) => continue,
+                        },
                     }
                 }
             };
             let stamp = (row.updated_at, row.status.clone());
-            if w.last_update.as_ref() == Some(&stamp) {
+            // Skip repeats, and snapshots older than one already sent (writers race).
+            if w.last_update
+                .as_ref()
+                .is_some_and(|last| *last == stamp || last.0 > stamp.0)
+            {
                 continue;
             }
             w.last_update = Some(stamp);

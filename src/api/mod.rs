@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use poem::endpoint::make_sync;
 use poem::web::Html;
-use poem::{Endpoint, EndpointExt, IntoResponse, Route};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::convert::Converter;
@@ -51,6 +51,10 @@ pub struct ApiState {
     pub runs_worker: bool,
     /// The OpenAPI document ([`spec::document`] of `registry`).
     pub spec: String,
+    /// This process's job metrics (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The board's port, for `GET /board` (`None`: off).
+    pub board_port: Option<u16>,
 }
 
 impl ApiState {
@@ -145,7 +149,8 @@ pub fn builtin_spec() -> String {
         &settings.soffice_path,
         None,
     ));
-    spec::document(&crate::jobs::kinds::builtin(&settings, converter))
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    spec::document(&crate::jobs::kinds::builtin(&settings, converter, metrics))
 }
 
 /// All HTTP routes of the API listener.
@@ -153,7 +158,12 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
     let spec = state.spec.clone();
     let docs = spec::swagger_ui_html(&spec);
     let allowed = Arc::new(spec::allowed_methods(&spec));
-    Route::new()
+    let board = crate::pages::BoardLink {
+        port: state.board_port,
+    };
+    // One service, mounted where its operations are (the pages own `/`).
+    let api = Arc::new(service().into_endpoint());
+    crate::pages::add_routes(Route::new(), board)
         .at("/docs", make_sync(move |_| Html(docs.clone())))
         .at(
             "/openapi.json",
@@ -163,7 +173,10 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
                     .body(spec.clone())
             }),
         )
-        .nest("/", service())
+        .nest_no_strip("/api", api.clone())
+        .at("/healthz", api.clone())
+        .at("/readyz", api.clone())
+        .at("/metrics", api)
         .data(state)
         .catch_all_error(errors::json_errors)
         .around(move |ep, req| {

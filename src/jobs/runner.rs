@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use super::{ErasedKind, JobContext, JobError, JobOutput, JobStatus, Policy, Registry};
 use crate::events::{Change, Wakers, next_change_of};
+use crate::metrics::Metrics;
 use crate::queue::{Failure, JobRecord, Lease, Queue, ResultFile, TaskRef};
 use crate::storage::{self, Storage};
 
@@ -47,15 +48,23 @@ pub struct Runtime {
     storage: Storage,
     registry: Registry,
     work_dir: PathBuf,
+    metrics: Arc<Metrics>,
 }
 
 impl Runtime {
-    pub fn new(queue: Queue, storage: Storage, registry: Registry, work_dir: PathBuf) -> Self {
+    pub fn new(
+        queue: Queue,
+        storage: Storage,
+        registry: Registry,
+        work_dir: PathBuf,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             queue,
             storage,
             registry,
             work_dir,
+            metrics,
         }
     }
 
@@ -146,7 +155,8 @@ async fn run_attempt(
         }
     };
     let lease = row.lease();
-    tracing::info!(kind = %row.kind, attempt = lease.attempt, "attempt started");
+    let started = std::time::Instant::now();
+    tracing::debug!(kind = %row.kind, attempt = lease.attempt, "attempt started");
     let result = match rt.registry.get(&row.kind) {
         None => Err(Outcome::Failed(JobError::fatal(
             "unknown_kind",
@@ -162,8 +172,14 @@ async fn run_attempt(
         Some(kind) => run_kind(&rt, kind.as_ref(), &row).await,
     };
     let result = match result {
-        Ok(()) => return Ok(()),
+        Ok(()) => {
+            rt.metrics
+                .attempt(&row.kind, "succeeded", started.elapsed());
+            return Ok(());
+        }
         Err(Outcome::Cancelled) => {
+            rt.metrics
+                .attempt(&row.kind, "cancelled", started.elapsed());
             tracing::info!("attempt stopped: the job was cancelled or deleted");
             return Err(Stop::Final("cancelled".into()));
         }
@@ -171,6 +187,8 @@ async fn run_attempt(
     };
     let max = u64::try_from(row.max_attempts).unwrap_or(1);
     let is_final = !result.retryable || lease.attempt as u64 >= max || apalis_attempt as u64 >= max;
+    let outcome = if is_final { "failed" } else { "retried" };
+    rt.metrics.attempt(&row.kind, outcome, started.elapsed());
     tracing::warn!(code = %result.code, message = %result.message, is_final, "attempt failed");
     let failure = Failure {
         code: &result.code,
@@ -262,7 +280,7 @@ async fn publish(rt: &Runtime, lease: &Lease, output: JobOutput) -> Result<(), O
         .map_err(JobError::internal)?
     {
         Some(_) => {
-            tracing::info!("attempt succeeded");
+            tracing::debug!("attempt succeeded");
             Ok(())
         }
         None => {

@@ -312,6 +312,7 @@ impl Queue {
         self.feed.publish(Change {
             job: job.uuid(),
             status: Some(job.status()),
+            row: Some(Arc::new(job.clone())),
         });
     }
 
@@ -481,6 +482,7 @@ impl Queue {
             self.feed.publish(Change {
                 job: id,
                 status: None,
+                row: None,
             });
         }
         Ok(row)
@@ -531,24 +533,19 @@ impl Queue {
         message: &str,
     ) -> Result<bool, QueueError> {
         let q = self.sql(sql::PROGRESS);
-        let affected = on_db!(&self.db, pool => sqlx::query(q)
+        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
             .bind(lease.job.to_string())
             .bind(&lease.task_id)
             .bind(lease.attempt)
             .bind(i64::from(percent.min(100)))
             .bind(message)
             .bind(now_micros())
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
-        let applied = affected == 1;
-        if applied {
-            self.feed.publish(Change {
-                job: lease.job,
-                status: Some(JobStatus::Running),
-            });
+            .fetch_optional(pool)
+            .await)?;
+        if let Some(row) = &row {
+            self.publish(row);
         }
-        Ok(applied)
+        Ok(row.is_some())
     }
 
     /// Marks the attempt's job `succeeded`; `None` when the lease is gone.
@@ -619,6 +616,22 @@ impl Queue {
             .fetch_optional(pool)
             .await)?;
         Ok(s.and_then(|s| JobStatus::parse(&s)))
+    }
+
+    /// `(kind, status, count)` of every job, for `/metrics`.
+    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>, QueueError> {
+        let q = self.sql(sql::COUNTS);
+        let rows = on_db!(&self.db, pool => sqlx::query_as::<_, (String, String, i64)>(q).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    /// The apalis board's JSON API over this database: one queue per kind, in `kinds` order
+    /// (the board's overview shows the first).
+    pub(crate) fn board_api(&self, kinds: &[&'static str]) -> axum::Router {
+        match &self.db {
+            Db::Postgres(pool) => postgres::board_api(pool, kinds),
+            Db::Sqlite(pool) => sqlite::board_api(pool, kinds),
+        }
     }
 
     /// Registers one apalis worker per kind on `monitor`, pulling from this database.

@@ -45,6 +45,17 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<(), QueueError> {
     Ok(())
 }
 
+pub(super) fn board_api(pool: &PgPool, kinds: &[&'static str]) -> axum::Router {
+    use apalis_board::axum::framework::{ApiBuilder, RegisterRoute};
+    let mut api = ApiBuilder::new(axum::Router::new());
+    for kind in kinds {
+        let storage =
+            PostgresStorage::<TaskRef>::new(pool).with_config(Config::default().queue(kind));
+        api = RegisterRoute::<_, TaskRef>::register(api, kind, storage);
+    }
+    api.build()
+}
+
 pub(super) fn register_workers(
     mut monitor: Monitor,
     pool: &PgPool,

@@ -65,7 +65,8 @@ RETURNING *";
 pub(super) const PROGRESS: &str = "\
 UPDATE offload_jobs
 SET progress_percent = $4, progress_message = $5, updated_at = $6
-WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'";
+WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
+RETURNING *";
 
 pub(super) const SUCCEED: &str = "\
 UPDATE offload_jobs
@@ -82,3 +83,6 @@ SET status = $4, error_code = $5, error_message = $6, finished_at = $7, updated_
     progress_message = $9
 WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
+
+pub(super) const COUNTS: &str =
+    "SELECT kind, status, COUNT(*) FROM offload_jobs GROUP BY kind, status";

@@ -59,6 +59,17 @@ pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), QueueError> {
     Ok(())
 }
 
+pub(super) fn board_api(pool: &SqlitePool, kinds: &[&'static str]) -> axum::Router {
+    use apalis_board::axum::framework::{ApiBuilder, RegisterRoute};
+    let mut api = ApiBuilder::new(axum::Router::new());
+    for kind in kinds {
+        let storage =
+            SqliteStorage::<TaskRef>::new(pool).with_config(Config::default().queue(kind));
+        api = RegisterRoute::<_, TaskRef>::register(api, kind, storage);
+    }
+    api.build()
+}
+
 pub(super) fn register_workers(
     mut monitor: Monitor,
     pool: &SqlitePool,

@@ -98,6 +98,7 @@ pub fn test_settings(database_url: &str, dir: &Path) -> Settings {
     s.database_url = database_url.to_string();
     s.storage_url = format!("fs://{}", dir.join("files").display());
     s.bind_addr = "127.0.0.1:0".into();
+    s.board_addr = "127.0.0.1:0".into();
     s.retry_backoff_ms = 50;
     s.poll_interval_ms = 100;
     s.shutdown_grace_secs = 5;

@@ -26,7 +26,7 @@ impl Process {
     pub fn start(args: &[&str], env: &[(&str, String)]) -> Process {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_offload"));
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        cmd.env("RUST_LOG", "info");
+        cmd.env("RUST_LOG", "info,offload::jobs::runner=debug");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -50,7 +50,7 @@ impl Process {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => eprintln!("[child] {line}"),
                 Err(e) => panic!("no log line with {needle:?}: {e}"),
             }
         }
@@ -81,6 +81,7 @@ pub fn shared_env(db: &TestDatabase, dir: &std::path::Path) -> Vec<(&'static str
         ),
         ("WORK_DIR", dir.join("work").display().to_string()),
         ("BIND_ADDR", "127.0.0.1:0".into()),
+        ("BOARD_ADDR", "127.0.0.1:0".into()),
         ("RETRY_BACKOFF_MS", "50".into()),
         ("POLL_INTERVAL_MS", "100".into()),
     ]

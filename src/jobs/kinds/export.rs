@@ -10,19 +10,22 @@ use serde::{Deserialize, Serialize};
 use crate::convert::sniff::{self, PackageLimits};
 use crate::convert::{Converter, DocFormat, OutputFormat};
 use crate::jobs::{JobContext, JobError, JobKind, JobOutput, OutputFile, Policy};
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 
 pub struct Export {
     converter: Arc<dyn Converter>,
+    metrics: Arc<Metrics>,
     timeout: std::time::Duration,
     concurrency: usize,
     limits: PackageLimits,
 }
 
 impl Export {
-    pub fn new(converter: Arc<dyn Converter>, settings: &Settings) -> Self {
+    pub fn new(converter: Arc<dyn Converter>, settings: &Settings, metrics: Arc<Metrics>) -> Self {
         Self {
             converter,
+            metrics,
             timeout: settings.export_timeout(),
             concurrency: settings.concurrency,
             limits: PackageLimits::default(),
@@ -90,6 +93,7 @@ impl JobKind for Export {
             .map(|d| format!("converting {d}"))
             .unwrap_or_else(|| "converting".into());
         ctx.progress(30, what).await?;
+        let _in_flight = self.metrics.conversion_started();
         let converted = self
             .converter
             .convert(&path, format, ctx.work_dir(), ctx.cancel_token())

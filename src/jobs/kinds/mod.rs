@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::{Policy, Registry};
 use crate::convert::Converter;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 
 pub use export::Export;
@@ -27,9 +28,13 @@ pub fn default_policy(settings: &Settings) -> Policy {
 }
 
 /// `export`, `noop` and `sleep`, configured from `settings`.
-pub fn builtin(settings: &Settings, converter: Arc<dyn Converter>) -> Registry {
+pub fn builtin(
+    settings: &Settings,
+    converter: Arc<dyn Converter>,
+    metrics: Arc<Metrics>,
+) -> Registry {
     Registry::new(default_policy(settings))
-        .register(Export::new(converter, settings))
+        .register(Export::new(converter, settings, metrics))
         .register(Noop)
         .register(Sleep)
 }

@@ -1,0 +1,121 @@
+// The upload page: drag-and-drop or pick files, upload with byte progress, list recent jobs.
+"use strict";
+
+(() => {
+  const drop = document.getElementById("drop");
+  const input = document.getElementById("file");
+  const uploads = document.getElementById("uploads");
+  const recentList = document.getElementById("recent");
+
+  offload.api("/api/v1/formats").then(
+    (f) => {
+      document.getElementById("formats").textContent = f.inputs.map((i) => i.extension).join(", ");
+      input.accept = f.inputs.map((i) => "." + i.extension).join(",");
+    },
+    () => (document.getElementById("formats").textContent = "unknown (the server did not answer)"),
+  );
+
+  function renderRecent() {
+    recentList.replaceChildren();
+    const jobs = offload.recent();
+    if (jobs.length === 0) {
+      const li = document.createElement("li");
+      li.textContent = "No jobs yet.";
+      recentList.append(li);
+      return;
+    }
+    for (const job of jobs) {
+      const li = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = `/jobs/${job.id}`;
+      link.textContent = job.name;
+      const badge = document.createElement("span");
+      badge.className = `badge ${job.status}`;
+      badge.textContent = job.status;
+      li.append(link, badge);
+      recentList.append(li);
+    }
+  }
+
+  // XMLHttpRequest, not fetch: only it reports upload progress (bytes sent).
+  function upload(file) {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = file.name;
+    const bar = document.createElement("progress");
+    bar.max = file.size || 1;
+    bar.value = 0;
+    bar.setAttribute("aria-label", `Uploading ${file.name}`);
+    const state = document.createElement("span");
+    state.textContent = "0%";
+    li.append(name, bar, state);
+    uploads.append(li);
+
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/v1/exports");
+      xhr.upload.onprogress = (e) => {
+        bar.value = e.loaded;
+        state.textContent = `${Math.round((100 * e.loaded) / (e.total || 1))}%`;
+      };
+      xhr.onload = () => {
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {}
+        if (xhr.status === 202 && body) {
+          offload.remember(body);
+          state.replaceChildren();
+          const link = document.createElement("a");
+          link.href = `/jobs/${body.id}`;
+          link.textContent = "uploaded — follow it";
+          state.append(link);
+          offload.announce(`${file.name} uploaded`);
+          resolve(body);
+        } else {
+          state.textContent = `refused: ${(body && body.message) || xhr.status}`;
+          state.className = "error";
+          offload.announce(`${file.name} was refused: ${(body && body.message) || xhr.status}`);
+          resolve(null);
+        }
+      };
+      xhr.onerror = () => {
+        state.textContent = "network error";
+        state.className = "error";
+        resolve(null);
+      };
+      const form = new FormData();
+      form.append("file", file, file.name);
+      xhr.send(form);
+    });
+  }
+
+  async function uploadAll(files) {
+    const jobs = (await Promise.all([...files].map(upload))).filter(Boolean);
+    renderRecent();
+    // One document: go straight to its live progress page.
+    if (files.length === 1 && jobs.length === 1) {
+      location.assign(`/jobs/${jobs[0].id}`);
+    }
+  }
+
+  input.addEventListener("change", () => uploadAll(input.files));
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (e) => {
+      e.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    uploadAll(e.dataTransfer.files);
+  });
+  document.getElementById("clear").addEventListener("click", () => {
+    offload.forget();
+    renderRecent();
+  });
+  renderRecent();
+})();

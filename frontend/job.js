@@ -1,0 +1,119 @@
+// The live progress page of one job: server-sent events, polling when they fail, actions.
+"use strict";
+
+(() => {
+  const id = location.pathname.split("/").filter(Boolean).pop();
+  const el = (name) => document.getElementById(name);
+  const POLL_MS = 2000;
+  let job = null;
+  let source = null;
+  let pollTimer = null;
+  let lastStatus = null;
+
+  function render(next) {
+    job = next;
+    offload.remember(job);
+    const name = (job.input && job.input.filename) || `${job.kind} job`;
+    document.title = `${name} — ${job.status} — offload`;
+    el("title").textContent = name;
+    const status = el("status");
+    status.textContent = job.status;
+    status.className = `badge ${job.status}`;
+    el("stage").textContent = job.progress.message || "—";
+    el("attempts").textContent = `${job.attempts} of ${job.max_attempts}`;
+    const percent = job.progress.percent;
+    el("fill").style.width = `${percent}%`;
+    el("fill").className = `fill ${job.status}`;
+    el("bar").setAttribute("aria-valuenow", String(percent));
+    const error = el("error");
+    error.hidden = !job.error;
+    error.textContent = job.error ? `${job.error.message} (${job.error.code})` : "";
+
+    const download = el("download");
+    download.hidden = job.status !== "succeeded" || !job.result;
+    if (job.result) {
+      download.href = job.result.url;
+      download.textContent = `Download ${job.result.filename}`;
+    }
+    el("cancel").hidden = !(job.status === "queued" || job.status === "running");
+    el("retry").hidden = !(job.status === "failed" || job.status === "cancelled");
+
+    if (job.status !== lastStatus) {
+      offload.announce(`Job ${job.status}${job.error ? ": " + job.error.message : ""}`);
+      lastStatus = job.status;
+    }
+    if (offload.FINAL.has(job.status)) {
+      stopUpdates();
+      el("live").textContent = "Finished.";
+    }
+  }
+
+  function tickElapsed() {
+    if (!job) return;
+    const start = Date.parse(job.started_at || job.created_at);
+    const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+    el("elapsed").textContent = offload.duration(end - start);
+  }
+
+  function stopUpdates() {
+    if (source) source.close();
+    source = null;
+    clearInterval(pollTimer);
+    pollTimer = null;
+  }
+
+  async function poll() {
+    try {
+      render(await offload.api(`/api/v1/jobs/${id}`));
+    } catch (e) {
+      el("live").textContent = `Cannot reach the server (${e.message}); retrying…`;
+    }
+  }
+
+  // When the event stream fails (a proxy drops it, the network blinks), poll instead: the job
+  // runs on the server either way.
+  function fallBackToPolling() {
+    if (source) source.close();
+    source = null;
+    if (pollTimer || (job && offload.FINAL.has(job.status))) return;
+    el("live").textContent = "Live updates interrupted — checking every 2 seconds.";
+    poll();
+    pollTimer = setInterval(poll, POLL_MS);
+  }
+
+  function listen() {
+    if (!("EventSource" in window)) return fallBackToPolling();
+    source = new EventSource(`/api/v1/jobs/${id}/events`);
+    source.onopen = () => (el("live").textContent = "Live.");
+    source.onmessage = (e) => render(JSON.parse(e.data));
+    source.onerror = () => {
+      if (!job || !offload.FINAL.has(job.status)) fallBackToPolling();
+    };
+  }
+
+  async function act(path, label) {
+    try {
+      render(await offload.api(path, { method: "POST" }));
+      offload.announce(label);
+      if (!offload.FINAL.has(job.status) && !source && !pollTimer) listen();
+    } catch (e) {
+      el("error").hidden = false;
+      el("error").textContent = e.message;
+    }
+  }
+
+  el("cancel").addEventListener("click", () => act(`/api/v1/jobs/${id}/cancel`, "Cancel requested"));
+  el("retry").addEventListener("click", () => act(`/api/v1/jobs/${id}/retry`, "Queued again"));
+
+  offload
+    .api(`/api/v1/jobs/${id}`)
+    .then((first) => {
+      render(first);
+      if (!offload.FINAL.has(first.status)) listen();
+    })
+    .catch((e) => {
+      el("title").textContent = e.status === 404 ? "No such job" : "Job";
+      el("live").textContent = e.message;
+    });
+  setInterval(tickElapsed, 1000);
+})();
