@@ -38,6 +38,7 @@
     el("cancel").hidden = !(job.status === "queued" || job.status === "running");
     el("retry").hidden = !(job.status === "failed" || job.status === "cancelled");
 
+    tickElapsed();
     if (job.status !== lastStatus) {
       offload.announce(`Job ${job.status}${job.error ? ": " + job.error.message : ""}`);
       lastStatus = job.status;

@@ -84,12 +84,17 @@ ensure_test_venv() {
   export OFFLOAD_TEST_PYTHON="$PWD/$venv/bin/python"
 }
 
-# The TypeScript client test's npm packages (tests/clients/ts), installed from its lockfile.
-ensure_ts_client_deps() {
+# npm packages of a test directory, installed from its lockfile when missing or changed.
+ensure_npm_deps() {
+  local dir=$1
   command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm || die "Node.js and npm are needed (apt-get install nodejs npm)"
-  local dir=tests/clients/ts
-  if [ ! -x "$dir/node_modules/.bin/tsx" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-    log "installing the TypeScript client test's packages"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "installing npm packages of $dir"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in $dir failed"
   fi
+}
+
+# Debian's Chromium for the browser tests (npx playwright install cannot download here).
+ensure_chromium() {
+  ensure_packages chromium || die "Chromium could not be installed (apt-get install chromium)"
 }

@@ -113,6 +113,7 @@ pub struct TestApp {
     pub queue: Queue,
     pub storage_dir: PathBuf,
     pub settings: Settings,
+    pub board_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Dropped last: the app must stop before its database and files go.
@@ -138,6 +139,7 @@ pub async fn spawn_app_with(
         .await
         .expect("app builds");
     let addr: SocketAddr = app.local_addr().expect("the API listens");
+    let board_addr = app.board_addr();
     let queue = app.queue().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
@@ -149,6 +151,7 @@ pub async fn spawn_app_with(
         queue,
         storage_dir: dir.path().join("files"),
         settings,
+        board_addr,
         shutdown: Some(tx),
         task: Some(task),
         _dir: dir,

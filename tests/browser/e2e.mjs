@@ -1,0 +1,167 @@
+// End-to-end tests of the pages in Debian's Chromium (run by tests/api/browser.rs):
+//   node e2e.mjs BASE_URL BOARD_URL SCREENSHOT_DIR DECK_PATH
+// Each step prints `ok - name` or `not ok - name: why` (with a screenshot); the exit code is
+// the number of failed steps.
+import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
+
+const [base, board, shots, deckPath] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+  ],
+});
+const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+const LONG = 120_000;
+let failures = 0;
+
+function check(cond, what) {
+  if (!cond) throw new Error(what);
+}
+
+async function api(path, body) {
+  const resp = await fetch(base + path, body ? {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  } : {});
+  return resp.json();
+}
+
+async function step(name, fn) {
+  try {
+    await fn();
+    console.log(`ok - ${name}`);
+  } catch (e) {
+    failures += 1;
+    console.log(`not ok - ${name}: ${e.stack || e}`);
+    await page.screenshot({ path: `${shots}/failed-${name.replace(/\W+/g, "-")}.png`, fullPage: true }).catch(() => {});
+  }
+}
+
+// Records every value the progress bar shows, across navigations.
+await context.addInitScript(() => {
+  window.__barValues = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    const bar = document.getElementById("bar");
+    if (!bar) return;
+    new MutationObserver(() => window.__barValues.push(Number(bar.getAttribute("aria-valuenow"))))
+      .observe(bar, { attributes: true, attributeFilter: ["aria-valuenow"] });
+  });
+});
+
+await step("upload a deck on / and follow it to succeeded, then download the PDF", async () => {
+  await page.goto(base + "/");
+  await page.getByText("pptx", { exact: false }).first().waitFor();
+  check((await page.textContent("#formats")).includes("pptx"), "formats listed from /api/v1/formats");
+  check(await page.getAttribute("#announce", "aria-live") === "polite", "an aria-live region");
+  await page.screenshot({ path: `${shots}/index.png`, fullPage: true });
+  await page.setInputFiles("#file", deckPath);
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/, { timeout: LONG });
+  await page.locator("#status", { hasText: "succeeded" }).waitFor({ timeout: LONG });
+  const values = await page.evaluate(() => window.__barValues);
+  check(values.some((v) => v > 0 && v < 100), `the bar moved through intermediate values: ${values}`);
+  check(values.at(-1) === 100, `the bar ends full: ${values}`);
+  check(await page.textContent("#announce") === "Job succeeded", "the status change was announced");
+  await page.screenshot({ path: `${shots}/job-succeeded.png`, fullPage: true });
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+  const pdf = readFileSync(await download.path());
+  check(pdf.subarray(0, 5).toString() === "%PDF-", "the download is a PDF");
+  check(download.suggestedFilename().endsWith(".pdf"), `a .pdf name: ${download.suggestedFilename()}`);
+  // The job is in the browser's recent list.
+  await page.goto(base + "/");
+  await page.locator("#recent a").first().waitFor();
+  check((await page.textContent("#recent")).includes("succeeded"), "the recent list shows the job");
+});
+
+await step("cancel a slow sleep job from its page", async () => {
+  const job = await api("/api/v1/jobs", { kind: "sleep", args: { seconds: 60 } });
+  await page.goto(`${base}/jobs/${job.id}`);
+  await page.locator("#status", { hasText: "running" }).waitFor({ timeout: LONG });
+  check(await page.isVisible("#cancel"), "Cancel is offered while running");
+  check(!(await page.isVisible("#retry")), "Retry is not offered while running");
+  await page.keyboard.press("Tab"); // the page is keyboard-usable: focus moves into it
+  await page.focus("#cancel");
+  await page.keyboard.press("Enter");
+  await page.locator("#status", { hasText: "cancelled" }).waitFor({ timeout: LONG });
+  check(await page.isVisible("#retry"), "Retry is offered once cancelled");
+  check(!(await page.isVisible("#cancel")), "Cancel is gone once cancelled");
+  await page.screenshot({ path: `${shots}/job-cancelled.png`, fullPage: true });
+  const server = await api(`/api/v1/jobs/${job.id}`);
+  check(server.status === "cancelled", `the server has it cancelled: ${server.status}`);
+});
+
+await step("when the event stream dies the page recovers by polling", async () => {
+  const job = await api("/api/v1/jobs", { kind: "sleep", args: { seconds: 3 } });
+  let streams = 0;
+  // The first stream delivers one event and then the connection ends; every reconnect fails.
+  await page.route("**/api/v1/jobs/*/events", async (route) => {
+    streams += 1;
+    if (streams > 1) return route.abort();
+    const now = await api(`/api/v1/jobs/${job.id}`);
+    return route.fulfill({
+      status: 200,
+      headers: { "content-type": "text/event-stream" },
+      body: `data: ${JSON.stringify(now)}\n\n`,
+    });
+  });
+  await page.goto(`${base}/jobs/${job.id}`);
+  await page.locator("#live", { hasText: "checking every 2 seconds" }).waitFor({ timeout: LONG });
+  await page.screenshot({ path: `${shots}/job-polling.png`, fullPage: true });
+  await page.locator("#status", { hasText: "succeeded" }).waitFor({ timeout: LONG });
+  check(streams >= 1, "the page used the event stream first");
+  await page.unroute("**/api/v1/jobs/*/events");
+});
+
+await step("/docs lists every operation and Try it out uploads a document", async () => {
+  const spec = await api("/openapi.json");
+  const operations = Object.values(spec.paths).reduce((n, ops) => n + Object.keys(ops).length, 0);
+  await page.goto(base + "/docs");
+  await page.locator(".opblock").nth(operations - 1).waitFor({ timeout: LONG });
+  check((await page.locator(".opblock").count()) === operations, `${operations} operations shown`);
+  await page.screenshot({ path: `${shots}/docs.png`, fullPage: true });
+  const upload = page.locator("#operations-Exports-create_export");
+  await upload.locator(".opblock-summary").click();
+  await upload.locator("button.try-out__btn").click();
+  await upload.locator('input[type="file"]').setInputFiles(deckPath);
+  await upload.locator("button.execute").click();
+  const status = upload.locator(".live-responses-table tbody .response-col_status").first();
+  await status.waitFor({ timeout: LONG });
+  check((await status.textContent()).trim() === "202", `Try it out answered ${(await status.textContent()).trim()}`);
+  await upload.screenshot({ path: `${shots}/docs-try-it-out.png` });
+});
+
+await step("the board shows the queues, workers and jobs just run", async () => {
+  await page.goto(board + "/");
+  await page.getByText("Overview", { exact: false }).first().waitFor({ timeout: LONG });
+  await page.screenshot({ path: `${shots}/board-overview.png`, fullPage: true });
+  await page.goto(board + "/workers");
+  for (const kind of ["export", "noop", "sleep"]) {
+    await page.getByText(`${kind}@`, { exact: false }).first().waitFor({ timeout: LONG });
+  }
+  await page.screenshot({ path: `${shots}/board-workers.png`, fullPage: true });
+  await page.goto(board + "/queues/export/Done");
+  await page.getByText("Done", { exact: true }).first().waitFor({ timeout: LONG });
+  await page.locator("text=/export@/").first().waitFor({ timeout: LONG });
+  await page.screenshot({ path: `${shots}/board-export-done.png`, fullPage: true });
+  await page.goto(board + "/queues/sleep/Done");
+  await page.locator("text=/sleep@/").first().waitFor({ timeout: LONG });
+  await page.screenshot({ path: `${shots}/board-sleep-done.png`, fullPage: true });
+});
+
+await step("the pages are readable on a phone", async () => {
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+  const job = await api("/api/v1/jobs", { kind: "sleep", args: { seconds: 0 } });
+  for (const [name, path] of [["index", "/"], ["job", `/jobs/${job.id}`]]) {
+    await phone.goto(base + path);
+    await phone.waitForLoadState("networkidle");
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `${name}: no horizontal scrolling (${overflow}px too wide)`);
+    await phone.screenshot({ path: `${shots}/phone-${name}.png`, fullPage: true });
+  }
+  await phone.close();
+});
+
+await browser.close();
+process.exit(failures);
