@@ -98,3 +98,51 @@ ensure_npm_deps() {
 ensure_chromium() {
   ensure_packages chromium || die "Chromium could not be installed (apt-get install chromium)"
 }
+
+# Storage emulators for the S3 and Azure Blob tests, on loopback: moto's standalone server
+# (PyPI) and Azurite (npm). Reused when already running; each gets one bucket/container,
+# `offload-test`, in which every test works under its own prefix.
+MOTO_PORT=${MOTO_PORT:-45001}
+AZURITE_PORT=${AZURITE_PORT:-45002}
+AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 100); do port_open "$1" && return 0; sleep 0.2; done
+  die "$2 did not start on port $1 (see target/emulators/)"
+}
+
+ensure_emulators() {
+  mkdir -p target/emulators
+  if ! port_open "$MOTO_PORT"; then
+    log "starting moto (S3) on 127.0.0.1:$MOTO_PORT"
+    setsid nohup target/test-venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" \
+      >target/emulators/moto.log 2>&1 < /dev/null &
+    wait_port "$MOTO_PORT" moto
+  fi
+  curl -s -o /dev/null -X PUT "http://127.0.0.1:$MOTO_PORT/offload-test" || die "cannot create the S3 test bucket"
+  if ! port_open "$AZURITE_PORT"; then
+    log "starting Azurite (Azure Blob) on 127.0.0.1:$AZURITE_PORT"
+    setsid nohup tests/emulators/node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
+      --location target/emulators/azurite --silent --skipApiVersionCheck --loose --disableTelemetry \
+      >target/emulators/azurite.log 2>&1 < /dev/null &
+    wait_port "$AZURITE_PORT" Azurite
+  fi
+  target/test-venv/bin/python - "$AZURITE_PORT" "$AZURITE_KEY" <<'PY' || die "cannot create the Azure test container"
+import sys
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+port, key = sys.argv[1], sys.argv[2]
+conn = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+try:
+    BlobServiceClient.from_connection_string(conn).create_container("offload-test")
+except ResourceExistsError:
+    pass
+PY
+  export TEST_S3_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+  export TEST_AZBLOB_ENDPOINT="http://127.0.0.1:$AZURITE_PORT/devstoreaccount1"
+  # The emulators' credentials (moto accepts any; Azurite's account is well known).
+  export AWS_ACCESS_KEY_ID=offload-test AWS_SECRET_ACCESS_KEY=offload-test
+  export AZURE_STORAGE_ACCOUNT_NAME=devstoreaccount1 AZURE_STORAGE_ACCOUNT_KEY="$AZURITE_KEY"
+}

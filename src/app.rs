@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::storage::Storage;
+use crate::sweeper::{self, Sweeper};
 use crate::{board, telemetry};
 
 /// Which parts run in this process.
@@ -171,6 +172,15 @@ impl Application {
                 .state
                 .queue
                 .register_workers(monitor, self.runtime.clone());
+            let schedule =
+                sweeper::parse_schedule(&self.settings.sweep_schedule).expect("validated at start");
+            let sweeper = Sweeper::new(
+                self.state.queue.clone(),
+                self.state.storage.clone(),
+                self.settings.retention(),
+                schedule,
+            );
+            let monitor = Arc::new(sweeper).register(monitor);
             let signal = shutdown.clone().map(Ok);
             tokio::spawn(async move { monitor.run_with_signal(signal).await })
         });

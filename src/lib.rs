@@ -18,6 +18,8 @@
 //!   and the built-in kinds (`export`, `noop`, `sleep`).
 //! - [`convert`]: document type detection and the LibreOffice converter.
 //! - [`storage`]: inputs and results in object storage (opendal), under service-made keys.
+//! - [`sweeper`]: retention — expires finished jobs' files and prunes old rows, on a schedule,
+//!   once across the cluster.
 //! - [`events`]: in-process notifications (job changes for SSE and cancels; worker wake-ups).
 //! - [`pages`]: the upload and live-progress pages (embedded from `frontend/`).
 //! - [`board`]: the apalis board for operators, on its own listener.
@@ -37,4 +39,5 @@ pub mod queue;
 pub mod settings;
 pub mod shutdown;
 pub mod storage;
+pub mod sweeper;
 pub mod telemetry;

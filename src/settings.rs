@@ -113,6 +113,24 @@ pub struct Settings {
     )]
     pub uno_python: String,
 
+    /// Seconds a finished job keeps its stored files (input and result); then its result
+    /// answers 410. Default: 7 days.
+    #[arg(long, env = "RESULT_RETENTION_SECS", default_value_t = 7 * 24 * 3600, global = true)]
+    pub result_retention_secs: u64,
+
+    /// Seconds a finished job's record is kept at all. Default: 30 days.
+    #[arg(long, env = "JOB_RETENTION_SECS", default_value_t = 30 * 24 * 3600, global = true)]
+    pub job_retention_secs: u64,
+
+    /// When the sweeper runs (cron with seconds); one process in the cluster sweeps per tick.
+    #[arg(
+        long,
+        env = "SWEEP_SCHEDULE",
+        default_value = "0 */5 * * * *",
+        global = true
+    )]
+    pub sweep_schedule: String,
+
     /// The LibreOffice binary.
     #[arg(long, env = "SOFFICE_PATH", default_value = "soffice", global = true)]
     pub soffice_path: String,
@@ -196,6 +214,14 @@ impl Settings {
         if self.warm_restart_after == 0 {
             return Err(bad("WARM_RESTART_AFTER", "must be at least 1"));
         }
+        crate::sweeper::parse_schedule(&self.sweep_schedule)
+            .map_err(|e| bad("SWEEP_SCHEDULE", e))?;
+        if self.job_retention_secs < self.result_retention_secs {
+            return Err(bad(
+                "JOB_RETENTION_SECS",
+                "must be at least RESULT_RETENTION_SECS (records outlive their files)",
+            ));
+        }
         if self.poll_interval_ms == 0 {
             return Err(bad("POLL_INTERVAL_MS", "must be at least 1"));
         }
@@ -264,6 +290,13 @@ impl Settings {
     /// The per-process memory cap for LibreOffice, in bytes.
     pub fn convert_memory_limit(&self) -> Option<u64> {
         (self.convert_memory_limit_mb > 0).then(|| self.convert_memory_limit_mb * 1024 * 1024)
+    }
+
+    pub fn retention(&self) -> crate::sweeper::Retention {
+        crate::sweeper::Retention {
+            results: Duration::from_secs(self.result_retention_secs),
+            jobs: Duration::from_secs(self.job_retention_secs),
+        }
     }
 
     pub fn work_dir(&self) -> PathBuf {

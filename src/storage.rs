@@ -19,7 +19,21 @@ const READ_BUF: usize = 256 * 1024;
 /// A parsed `STORAGE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageUrl {
+    /// `fs://DIR`
     Fs { root: String },
+    /// `s3://BUCKET?endpoint=URL&region=R&root=/PREFIX` (credentials from `AWS_*`).
+    S3 {
+        bucket: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        root: Option<String>,
+    },
+    /// `azblob://CONTAINER?endpoint=URL&root=/PREFIX` (account from `AZURE_STORAGE_ACCOUNT_*`).
+    Azblob {
+        container: String,
+        endpoint: Option<String>,
+        root: Option<String>,
+    },
 }
 
 impl StorageUrl {
@@ -32,8 +46,69 @@ impl StorageUrl {
                 root: root.to_string(),
             });
         }
-        Err(format!("expected fs://DIR, got {url:?}"))
+        let parsed = url::Url::parse(url).map_err(|e| format!("not a URL ({e}): {url:?}"))?;
+        let name = parsed.host_str().unwrap_or("").to_string();
+        let query = |key: &str| {
+            parsed
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        for (key, _) in parsed.query_pairs() {
+            if !["endpoint", "region", "root"].contains(&key.as_ref()) {
+                return Err(format!(
+                    "unknown parameter {key:?} (known: endpoint, region, root)"
+                ));
+            }
+        }
+        match parsed.scheme() {
+            "s3" if !name.is_empty() => Ok(Self::S3 {
+                bucket: name,
+                endpoint: query("endpoint"),
+                region: query("region"),
+                root: query("root"),
+            }),
+            "azblob" if !name.is_empty() => Ok(Self::Azblob {
+                container: name,
+                endpoint: query("endpoint"),
+                root: query("root"),
+            }),
+            "s3" | "azblob" => Err(format!("{url:?} names no bucket or container")),
+            _ => Err(format!(
+                "expected fs://DIR, s3://BUCKET?endpoint=..&region=.. or azblob://CONTAINER?endpoint=.., got {url:?}"
+            )),
+        }
     }
+}
+
+/// A one-line reason for a store that failed its start-up probe.
+fn explain(e: &StorageError) -> String {
+    let text = e.to_string();
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if has(&["NoSuchBucket", "ContainerNotFound"])
+        || matches!(e, StorageError::Backend(err) if err.kind() == opendal::ErrorKind::NotFound)
+    {
+        "the bucket or container does not exist".into()
+    } else if has(&[
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AuthorizationFailure",
+        "AuthenticationFailed",
+    ]) || matches!(e, StorageError::Backend(err) if err.kind() == opendal::ErrorKind::PermissionDenied)
+    {
+        "access denied: check the credentials (AWS_* or AZURE_STORAGE_ACCOUNT_*)".into()
+    } else {
+        let first = text.lines().next().unwrap_or_default();
+        format!(
+            "the store does not answer: {}",
+            first.chars().take(200).collect::<String>()
+        )
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +149,11 @@ fn job_prefix(job: Uuid) -> String {
 }
 
 impl Storage {
+    /// Opens the store and proves it usable (a missing bucket or bad credentials stop start-up
+    /// here, with a message saying which).
     pub async fn open(url: &str) -> Result<Self, String> {
+        // opendal 0.59 needs its HTTP client chosen once per process (first install wins).
+        opendal::install_default();
         let op = match StorageUrl::parse(url)? {
             StorageUrl::Fs { root } => {
                 std::fs::create_dir_all(&root)
@@ -84,8 +163,80 @@ impl Storage {
                 let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
                 Operator::new(builder).map_err(|e| e.to_string())?
             }
+            StorageUrl::S3 {
+                bucket,
+                endpoint,
+                region,
+                root,
+            } => {
+                let mut b = opendal::services::S3::default()
+                    .bucket(&bucket)
+                    .region(region.as_deref().unwrap_or("us-east-1"))
+                    .root(root.as_deref().unwrap_or("/"))
+                    .disable_ec2_metadata();
+                if let Some(endpoint) = &endpoint {
+                    b = b.endpoint(endpoint);
+                }
+                if let (Some(id), Some(secret)) =
+                    (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+                {
+                    b = b.access_key_id(&id).secret_access_key(&secret);
+                }
+                if let Some(token) = env("AWS_SESSION_TOKEN") {
+                    b = b.session_token(&token);
+                }
+                Operator::new(b).map_err(|e| e.to_string())?
+            }
+            StorageUrl::Azblob {
+                container,
+                endpoint,
+                root,
+            } => {
+                let (Some(account), Some(key)) = (
+                    env("AZURE_STORAGE_ACCOUNT_NAME"),
+                    env("AZURE_STORAGE_ACCOUNT_KEY"),
+                ) else {
+                    return Err(
+                        "azblob needs AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY"
+                            .into(),
+                    );
+                };
+                let endpoint =
+                    endpoint.unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
+                let b = opendal::services::Azblob::default()
+                    .container(&container)
+                    .endpoint(&endpoint)
+                    .account_name(&account)
+                    .account_key(&key)
+                    .root(root.as_deref().unwrap_or("/"));
+                Operator::new(b).map_err(|e| e.to_string())?
+            }
         };
-        Ok(Self { op })
+        // Transient object-store errors (throttling, a dropped connection) are retried inside
+        // one operation before they fail an attempt.
+        let op = op.layer(
+            opendal::layers::RetryLayer::new()
+                .with_max_times(3)
+                .with_jitter(),
+        );
+        let storage = Self { op };
+        storage.probe().await.map_err(|e| explain(&e))?;
+        Ok(storage)
+    }
+
+    /// Writes, reads back and deletes a small object: proves the bucket exists and the
+    /// credentials may write (a listing alone passes on some stores for a missing container).
+    async fn probe(&self) -> Result<(), StorageError> {
+        let key = format!(".offload-probe-{}", Uuid::new_v4());
+        self.op.write(&key, "probe").await?;
+        let back = self.op.read(&key).await?;
+        self.op.delete(&key).await?;
+        if back.to_vec() != b"probe" {
+            return Err(StorageError::Io(std::io::Error::other(
+                "the probe object read back differently",
+            )));
+        }
+        Ok(())
     }
 
     /// Readiness probe: the store answers a listing of its root.
@@ -159,6 +310,21 @@ impl Storage {
             .recursive(true)
             .await?;
         Ok(())
+    }
+
+    /// The keys stored for a job (its input and results), sorted.
+    pub async fn job_objects(&self, job: Uuid) -> Result<Vec<String>, StorageError> {
+        let mut keys: Vec<String> = self
+            .op
+            .list_with(&job_prefix(job))
+            .recursive(true)
+            .await?
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| e.path().to_string())
+            .collect();
+        keys.sort();
+        Ok(keys)
     }
 
     /// Removes one object; a missing object is fine.

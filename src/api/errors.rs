@@ -45,6 +45,10 @@ pub enum ApiErrorCode {
     WrongState,
     /// The job has not succeeded (yet): no result to download.
     ResultNotReady,
+    /// The result was deleted after the retention period.
+    ResultExpired,
+    /// The job's uploaded document was deleted after the retention period; upload it again.
+    InputExpired,
     /// The upload is larger than `max_upload_bytes`.
     TooLarge,
     /// The upload is not a document type this service converts.
@@ -92,6 +96,8 @@ pub enum ApiError {
     NotFound(Json<ErrorBody>),
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    #[oai(status = 410)]
+    Gone(Json<ErrorBody>),
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
     #[oai(status = 415)]
@@ -122,6 +128,10 @@ impl ApiError {
 
     pub fn conflict(code: ApiErrorCode, message: impl Into<String>) -> Self {
         Self::Conflict(body(code, message))
+    }
+
+    pub fn gone(code: ApiErrorCode, message: impl Into<String>) -> Self {
+        Self::Gone(body(code, message))
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {

@@ -132,6 +132,7 @@ operation_errors!(
         BadRequest = 400 "The id is not a UUID.",
         NotFound = 404 "No job with that id, or its kind makes no result file.",
         Conflict = 409 "The job has not succeeded: there is no result (yet).",
+        Gone = 410 "The result was deleted after the retention period (`result_expired`).",
     }
 );
 operation_errors!(
@@ -318,6 +319,17 @@ impl JobsApi {
             )
             .into());
         }
+        if let Some(at) = row.expired_at {
+            let at = chrono::DateTime::from_timestamp_micros(at).unwrap_or_default();
+            return Err(ApiError::gone(
+                ApiErrorCode::ResultExpired,
+                format!(
+                    "the result was deleted at {} after the retention period",
+                    at.to_rfc3339()
+                ),
+            )
+            .into());
+        }
         let Some(key) = row.result_key.as_deref() else {
             return Err(ApiError::not_found(
                 ApiErrorCode::NoResult,
@@ -383,6 +395,18 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Retried, JobStateError> {
+        let row = state
+            .queue
+            .get(id.0)
+            .await?
+            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        if row.expired_at.is_some() && row.input_key.is_some() {
+            return Err(ApiError::conflict(
+                ApiErrorCode::InputExpired,
+                "the uploaded document was deleted after the retention period; upload it again",
+            )
+            .into());
+        }
         Ok(Retried::Accepted(Json(
             state.queue.retry(id.0).await?.into(),
         )))

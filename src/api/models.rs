@@ -72,6 +72,9 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// When the job's files were deleted after the retention period (`null` until then).
+    #[oai(nullable)]
+    pub expired_at: Option<DateTime<Utc>>,
 }
 
 fn timestamp(micros: i64) -> DateTime<Utc> {
@@ -119,6 +122,7 @@ impl From<JobRecord> for Job {
             created_at: timestamp(r.created_at),
             started_at: r.started_at.map(timestamp),
             finished_at: r.finished_at.map(timestamp),
+            expired_at: r.expired_at.map(timestamp),
         }
     }
 }
@@ -158,6 +162,7 @@ impl poem_openapi::types::Example for Job {
             created_at: at("2026-11-22T10:00:00Z"),
             started_at: Some(at("2026-11-22T10:00:00.002Z")),
             finished_at: Some(at("2026-11-22T10:00:00.310Z")),
+            expired_at: None,
         }
     }
 }

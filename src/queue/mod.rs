@@ -66,6 +66,8 @@ pub struct JobRecord {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub updated_at: i64,
+    /// When the sweeper deleted the job's files (its result then answers 410).
+    pub expired_at: Option<i64>,
 }
 
 impl JobRecord {
@@ -195,6 +197,8 @@ pub(crate) struct Dialect {
     insert_task: &'static str,
     delete_task: &'static str,
     kill_pending_task: &'static str,
+    /// Deletes finished apalis tasks whose `done_at` is before `$1` (unix seconds).
+    prune_done_tasks: &'static str,
 }
 
 /// Knobs the queue needs from the settings.
@@ -616,6 +620,77 @@ impl Queue {
             .fetch_optional(pool)
             .await)?;
         Ok(s.and_then(|s| JobStatus::parse(&s)))
+    }
+
+    /// Finished jobs whose files are still stored and that finished before `before`
+    /// (microseconds), oldest first.
+    pub async fn expirable(&self, before: i64, limit: u32) -> Result<Vec<JobRecord>, QueueError> {
+        let q = self.sql(sql::EXPIRABLE);
+        let rows = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// Records that a job's files are gone.
+    pub async fn mark_expired(&self, id: Uuid) -> Result<(), QueueError> {
+        let q = self.sql(sql::MARK_EXPIRED);
+        on_db!(&self.db, pool => sqlx::query(q)
+            .bind(id.to_string())
+            .bind(now_micros())
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Deletes up to `limit` job rows that finished before `before` (microseconds), with their
+    /// apalis tasks, and apalis's own finished tasks older than that; returns the deleted rows.
+    pub async fn prune(&self, before: i64, limit: u32) -> Result<Vec<JobRecord>, QueueError> {
+        let (q, d) = (self.sql(sql::PRUNE), self.dialect());
+        let rows = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let rows = sqlx::query_as::<_, JobRecord>(q)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                sqlx::query(d.delete_task).bind(&row.task_id).execute(&mut *tx).await?;
+            }
+            sqlx::query(d.prune_done_tasks).bind(before / 1_000_000).execute(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        });
+        for row in &rows {
+            self.feed.publish(Change {
+                job: row.uuid(),
+                status: None,
+                row: None,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Takes the cluster-wide lease `name` until `until` (microseconds) if nobody holds it
+    /// now; `true` for the one caller that got it.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: i64,
+    ) -> Result<bool, QueueError> {
+        let q = self.sql(sql::ACQUIRE_LEASE);
+        let won: Option<String> = on_db!(&self.db, pool => sqlx::query_scalar(q)
+            .bind(name)
+            .bind(holder)
+            .bind(until)
+            .bind(now_micros())
+            .fetch_optional(pool)
+            .await)?;
+        Ok(won.is_some())
     }
 
     /// `(kind, status, count)` of every job, for `/metrics`.

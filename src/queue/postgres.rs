@@ -22,6 +22,8 @@ VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0)",
     kill_pending_task: "\
 UPDATE apalis.jobs SET status = 'Killed', done_at = now()
 WHERE id = $1 AND status IN ('Pending', 'Failed')",
+    prune_done_tasks: "\
+DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at < to_timestamp($1)",
 };
 
 pub(super) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {

@@ -86,3 +86,23 @@ RETURNING *";
 
 pub(super) const COUNTS: &str =
     "SELECT kind, status, COUNT(*) FROM offload_jobs GROUP BY kind, status";
+
+pub(super) const EXPIRABLE: &str = "\
+SELECT * FROM offload_jobs
+WHERE expired_at IS NULL AND finished_at IS NOT NULL AND finished_at < $1
+ORDER BY finished_at
+LIMIT $2";
+
+pub(super) const MARK_EXPIRED: &str =
+    "UPDATE offload_jobs SET expired_at = $2, updated_at = $2 WHERE id = $1 AND expired_at IS NULL";
+
+pub(super) const PRUNE: &str = "\
+DELETE FROM offload_jobs
+WHERE id IN (SELECT id FROM offload_jobs WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)
+RETURNING *";
+
+/// Takes (or renews an expired) named lease; returns a row only to the winner.
+pub(super) const ACQUIRE_LEASE: &str = "\
+INSERT INTO offload_leases (name, holder, until) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET holder = $2, until = $3 WHERE offload_leases.until < $4
+RETURNING holder";

@@ -22,6 +22,16 @@ fn libreoffice_of(app: &TestApp) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// Per-attempt scratch directories left in the app's work directory (the warm pool's own
+/// directory, `offload-warm`, is not one).
+fn scratch_dirs(app: &TestApp) -> Vec<String> {
+    std::fs::read_dir(app.settings.work_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("offload-") && n != "offload-warm")
+        .collect()
+}
+
 /// Process exit is not an event we can await from here; poll the process table briefly.
 async fn assert_no_libreoffice_left(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -92,6 +102,11 @@ async fn every_sample_has_its_expected_outcome() {
     )
     .await;
     assert_eq!(done["error"]["code"], "document_corrupt");
+    assert!(
+        scratch_dirs(&app).is_empty(),
+        "scratch left: {:?}",
+        scratch_dirs(&app)
+    );
 }
 
 /// A tiny HTTP server on loopback that counts requests.
@@ -202,6 +217,11 @@ async fn a_slow_conversion_hits_its_timeout_and_leaves_no_libreoffice() {
         assert_eq!(done["error"]["code"], "timeout", "{converter}");
         assert_eq!(done["attempts"], 2, "{converter}: a timeout is retried");
         assert_no_libreoffice_left(&app).await;
+        assert!(
+            scratch_dirs(&app).is_empty(),
+            "{converter}: scratch left behind: {:?}",
+            scratch_dirs(&app)
+        );
     }
 }
 

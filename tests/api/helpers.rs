@@ -107,6 +107,38 @@ pub fn test_settings(database_url: &str, dir: &Path) -> Settings {
     s
 }
 
+/// Where a test app keeps its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Fs,
+    /// moto's S3 server, started by scripts/test.
+    S3,
+    /// Azurite's Blob service, started by scripts/test.
+    Azblob,
+}
+
+fn emulator(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run scripts/test, which starts the S3 (moto) and Azure Blob (Azurite) emulators")
+    })
+}
+
+/// A `STORAGE_URL` for `store`, private to one test (its own directory or key prefix).
+pub fn store_url(store: Store, dir: &Path) -> String {
+    let prefix = format!("/t-{}", Uuid::new_v4().simple());
+    match store {
+        Store::Fs => format!("fs://{}", dir.join("files").display()),
+        Store::S3 => format!(
+            "s3://offload-test?endpoint={}&region=us-east-1&root={prefix}",
+            emulator("TEST_S3_ENDPOINT")
+        ),
+        Store::Azblob => format!(
+            "azblob://offload-test?endpoint={}&root={prefix}",
+            emulator("TEST_AZBLOB_ENDPOINT")
+        ),
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -130,10 +162,20 @@ pub async fn spawn_app_with(
     role: Role,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_app_on(backend, Store::Fs, role, tweak).await
+}
+
+pub async fn spawn_app_on(
+    backend: Backend,
+    store: Store,
+    role: Role,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     offload::telemetry::init();
     let db = TestDatabase::create(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(&db.url, dir.path());
+    settings.storage_url = store_url(store, dir.path());
     tweak(&mut settings);
     let app = Application::build(settings.clone(), role)
         .await
@@ -199,6 +241,13 @@ pub fn pdf_pages(bytes: &[u8]) -> usize {
 }
 
 impl TestApp {
+    /// The app's store, opened the way the app opens it.
+    pub async fn storage(&self) -> offload::storage::Storage {
+        offload::storage::Storage::open(&self.settings.storage_url)
+            .await
+            .expect("the store opens")
+    }
+
     /// Settings for another process (or in-process app) sharing this app's database and files.
     pub fn settings_for_worker(&self) -> Settings {
         self.settings.clone()

@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod clients;
+mod compose;
 mod converter;
 mod events;
 mod exports;
@@ -11,3 +12,4 @@ mod helpers;
 mod jobs;
 mod processes;
 mod queue_conformance;
+mod storage;

@@ -146,3 +146,105 @@ async fn an_api_process_and_a_worker_process_share_work_through_postgres() {
         .unwrap();
     assert_eq!(ready["checks"]["converter"], "not used");
 }
+
+/// Collects the job ids of `attempt succeeded` lines until `want` distinct ones were seen.
+fn succeeded_ids(workers: &[&Process], want: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut ids = Vec::new();
+    while ids.iter().collect::<std::collections::BTreeSet<_>>().len() < want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {want} completions logged",
+            ids.len()
+        );
+        for worker in workers {
+            while let Ok(line) = worker.lines.try_recv() {
+                if line.contains("attempt succeeded") {
+                    let id = line
+                        .split("job_id=")
+                        .nth(1)
+                        .unwrap()
+                        .split_whitespace()
+                        .next()
+                        .unwrap();
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_api_and_two_workers_convert_twenty_uploads_on_postgres_and_s3() {
+    require_libreoffice();
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = shared_env(&db, dir.path());
+    env.retain(|(k, _)| *k != "STORAGE_URL");
+    env.push(("STORAGE_URL", store_url(Store::S3, dir.path())));
+    env.push(("WORKER_CONCURRENCY", "1".into()));
+    let api = Process::start(&["api"], &env);
+    let base = api.wait_listening();
+    let workers = [
+        Process::start(&["worker"], &env),
+        Process::start(&["worker"], &env),
+    ];
+    for w in &workers {
+        w.wait_for_line("worker started");
+    }
+
+    let client = reqwest::Client::new();
+    let deck = std::fs::read(sample("deck5.pptx")).unwrap();
+    let uploads = (0..20).map(|i| {
+        let (client, deck, base) = (client.clone(), deck.clone(), base.clone());
+        async move {
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(deck).file_name(format!("deck-{i}.pptx")),
+            );
+            let resp = client
+                .post(format!("{base}/api/v1/exports"))
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+            id_of(&resp.json::<Value>().await.unwrap())
+        }
+    });
+    let mut ids: Vec<String> = futures::future::join_all(uploads).await;
+
+    let mut logged = tokio::task::block_in_place(|| succeeded_ids(&[&workers[0], &workers[1]], 20));
+    logged.sort();
+    ids.sort();
+    assert_eq!(
+        logged, ids,
+        "every job succeeded exactly once, across the two workers"
+    );
+    for id in &ids {
+        let job: Value = client
+            .get(format!("{base}/api/v1/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (job["status"].as_str(), job["attempts"].as_u64()),
+            (Some("succeeded"), Some(1)),
+            "{job}"
+        );
+        let pdf = client
+            .get(format!("{base}/api/v1/jobs/{id}/result"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(pdf_pages(&pdf), 5);
+    }
+}

@@ -14,6 +14,7 @@ on_both_backends!(
     an_attempt_that_lost_its_lease_cannot_write,
     begin_attempt_only_takes_jobs_of_its_own_task,
     idempotency_keys_are_unique_across_a_batch,
+    one_contender_gets_a_lease_until_it_runs_out,
 );
 
 fn new_job(kind: &str, key: Option<&str>) -> NewJob {
@@ -159,4 +160,38 @@ async fn idempotency_keys_are_unique_across_a_batch(backend: Backend) {
     assert_ne!(out[0].job.id, out[2].job.id);
     let found = queue.find_by_idempotency_key("k2").await.unwrap().unwrap();
     assert_eq!(found.id, out[2].job.id);
+}
+
+async fn one_contender_gets_a_lease_until_it_runs_out(backend: Backend) {
+    let (_app, queue) = queue_without_workers(backend).await;
+    let now = offload::queue::now_micros();
+    let contenders = (0..4).map(|i| {
+        let queue = queue.clone();
+        async move {
+            queue
+                .acquire_lease("sweeper", &format!("p{i}"), now + 60_000_000)
+                .await
+                .unwrap()
+        }
+    });
+    let won: Vec<bool> = futures::future::join_all(contenders).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    assert!(
+        !queue
+            .acquire_lease("sweeper", "late", now + 120_000_000)
+            .await
+            .unwrap(),
+        "still held"
+    );
+    assert!(
+        queue.acquire_lease("other", "late", now + 1).await.unwrap(),
+        "leases are per name"
+    );
+    // Once it ran out, the next contender gets it.
+    assert!(
+        queue
+            .acquire_lease("other", "next", now + 60_000_000)
+            .await
+            .unwrap()
+    );
 }
