@@ -11,21 +11,27 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures::FutureExt;
-use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{Endpoint, EndpointExt, IntoResponse, Server};
 
 use crate::api::{self, ApiState};
+use crate::auth::ApiKeys;
 use crate::convert::Converter;
 use crate::convert::libreoffice::LibreOffice;
 use crate::convert::warm::{WarmLibreOffice, WarmOptions};
 use crate::jobs::runner::Runtime;
 use crate::jobs::{Registry, kinds};
+use crate::limits::{Guards, HeaderDeadline};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::storage::Storage;
 use crate::sweeper::{self, Sweeper};
 use crate::{board, telemetry};
+
+/// Connections with no traffic at all for this long are closed (event streams send a
+/// keep-alive every 15 s, so they never idle this long).
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Which parts run in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +120,8 @@ impl Application {
             converter,
             max_upload_bytes: settings.max_upload_bytes,
             runs_worker: role.runs_worker(),
+            keys: ApiKeys::parse(&settings.api_keys),
+            guards: Guards::from_settings(&settings),
         });
         Ok(Self {
             role,
@@ -146,11 +154,13 @@ impl Application {
     ) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
         let grace = self.settings.shutdown_grace();
+        let head = std::time::Duration::from_secs(self.settings.header_timeout_secs);
         let http = self.acceptor.map(|acceptor| {
             let routes = api::routes(self.state.clone());
             let signal = shutdown.clone();
             tokio::spawn(async move {
-                Server::new_with_acceptor(acceptor)
+                Server::new_with_acceptor(HeaderDeadline::new(acceptor, head))
+                    .idle_timeout(IDLE_TIMEOUT)
                     .run_with_graceful_shutdown(routes, signal, Some(grace))
                     .await
             })
@@ -159,15 +169,28 @@ impl Application {
             let kinds = self.state.registry.names();
             let endpoint =
                 board::endpoint(self.state.queue.board_api(&kinds), telemetry::board_log());
+            let keys = self.state.keys.clone();
+            let endpoint = endpoint.around(move |ep, req| {
+                let keys = keys.clone();
+                async move {
+                    if !keys.allows(&req) {
+                        return Ok(crate::auth::unauthorized());
+                    }
+                    Ok(ep.call(req).await?.into_response())
+                }
+            });
             let signal = shutdown.clone();
             tokio::spawn(async move {
-                Server::new_with_acceptor(acceptor)
+                Server::new_with_acceptor(HeaderDeadline::new(acceptor, head))
+                    .idle_timeout(IDLE_TIMEOUT)
                     .run_with_graceful_shutdown(endpoint, signal, Some(grace))
                     .await
             })
         });
         let worker = self.role.runs_worker().then(|| {
-            let monitor = apalis::prelude::Monitor::new().shutdown_timeout(grace);
+            let monitor = apalis::prelude::Monitor::new()
+                .shutdown_timeout(grace)
+                .should_restart(restart_with_backoff);
             let monitor = self
                 .state
                 .queue
@@ -190,10 +213,17 @@ impl Application {
         if let Some(board) = board {
             board.await?.context("board server")?;
         }
-        if let Some(worker) = worker
-            && let Err(e) = worker.await?
-        {
-            tracing::warn!(error = %e, "workers stopped with an error");
+        if let Some(worker) = worker {
+            if let Err(e) = worker.await? {
+                tracing::warn!(error = %e, "workers stopped with an error");
+            }
+            let requeued = self.runtime.requeue_interrupted().await;
+            if requeued > 0 {
+                tracing::info!(
+                    requeued,
+                    "jobs still running at the shutdown deadline went back to the queue"
+                );
+            }
         }
         self.state.queue.close().await;
         Ok(())
@@ -216,6 +246,21 @@ fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converte
     let warm =
         WarmLibreOffice::new(cold, options).context("WORK_DIR: cannot prepare warm LibreOffice")?;
     Ok(Arc::new(warm))
+}
+
+/// Restarts a worker whose backend failed (the database went away), after a pause that
+/// grows with its restarts up to 2 s, so an outage is ridden out without a restart storm.
+/// The callback is synchronous; `block_in_place` keeps the runtime's other tasks (the API
+/// answering 503 meanwhile) running while this thread waits.
+fn restart_with_backoff(
+    worker: &apalis::prelude::WorkerContext,
+    error: &apalis::prelude::WorkerError,
+) -> bool {
+    let restarts = worker.restarts().min(3) as u32;
+    let pause = std::time::Duration::from_millis(250 * 2u64.pow(restarts));
+    tracing::warn!(worker = worker.name(), %error, ?pause, "worker stopped; restarting");
+    tokio::task::block_in_place(|| std::thread::sleep(pause));
+    true
 }
 
 fn socket_of(acceptor: &TcpAcceptor) -> Option<SocketAddr> {

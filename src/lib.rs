@@ -24,15 +24,19 @@
 //! - [`pages`]: the upload and live-progress pages (embedded from `frontend/`).
 //! - [`board`]: the apalis board for operators, on its own listener.
 //! - [`metrics`]: `/metrics` in Prometheus text.
+//! - [`auth`], [`limits`]: optional API keys; body, time, rate and queue limits, and the
+//!   slow-loris guard.
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod board;
 pub mod cli;
 pub mod client;
 pub mod convert;
 pub mod events;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 pub mod pages;
 pub mod queue;

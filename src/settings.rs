@@ -50,6 +50,57 @@ pub struct Settings {
     )]
     pub board_addr: String,
 
+    /// API keys, comma-separated. Set: every route but /healthz, /readyz, /docs and
+    /// /openapi.json needs `Authorization: Bearer <key>`. Unset: the service refuses to listen
+    /// beyond loopback.
+    #[arg(
+        long,
+        env = "API_KEYS",
+        default_value = "",
+        global = true,
+        hide_env_values = true
+    )]
+    pub api_keys: String,
+
+    /// Most jobs waiting in the queue; submits beyond it get 429 (0: no cap).
+    #[arg(
+        long,
+        env = "MAX_QUEUED_JOBS",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub max_queued_jobs: u64,
+
+    /// Uploads (`POST /exports`) one client address may make per minute (0: no limit).
+    #[arg(long, env = "UPLOADS_PER_MINUTE", default_value_t = 120, global = true)]
+    pub uploads_per_minute: u32,
+
+    /// Longest a request may take to get its response started, in seconds (uploads excepted).
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Longest an upload request may take, in seconds.
+    #[arg(
+        long,
+        env = "UPLOAD_TIMEOUT_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub upload_timeout_secs: u64,
+
+    /// A client must send each request's head within this many seconds (slow-loris guard).
+    #[arg(long, env = "HEADER_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub header_timeout_secs: u64,
+
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "MAX_JSON_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_json_bytes: u64,
+
     /// Concurrent export conversions per worker process.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2, global = true)]
     pub concurrency: usize,
@@ -184,8 +235,32 @@ impl Settings {
     /// Checks every setting once; the first bad one stops start-up.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.database_kind()?;
-        self.bind_socket()?;
-        self.board_socket()?;
+        let bind = self.bind_socket()?;
+        let board = self.board_socket()?;
+        if !crate::auth::ApiKeys::parse(&self.api_keys).enabled() {
+            if !bind.ip().is_loopback() {
+                return Err(bad(
+                    "BIND_ADDR",
+                    format!("{bind} is reachable beyond this machine; set API_KEYS first"),
+                ));
+            }
+            if let Some(board) = board.filter(|b| !b.ip().is_loopback()) {
+                return Err(bad(
+                    "BOARD_ADDR",
+                    format!("{board} is reachable beyond this machine; set API_KEYS first"),
+                ));
+            }
+        }
+        for (name, value) in [
+            ("REQUEST_TIMEOUT_SECS", self.request_timeout_secs),
+            ("UPLOAD_TIMEOUT_SECS", self.upload_timeout_secs),
+            ("HEADER_TIMEOUT_SECS", self.header_timeout_secs),
+            ("MAX_JSON_BYTES", self.max_json_bytes),
+        ] {
+            if value == 0 {
+                return Err(bad(name, "must be at least 1"));
+            }
+        }
         crate::storage::StorageUrl::parse(&self.storage_url).map_err(|e| bad("STORAGE_URL", e))?;
         if self.concurrency == 0 {
             return Err(bad("WORKER_CONCURRENCY", "must be at least 1"));
@@ -316,6 +391,29 @@ mod tests {
         assert_eq!(s.storage_url, "fs://./data/files");
         assert_eq!(s.bind_addr, "127.0.0.1:8080");
         assert_eq!(s.max_attempts, 5);
+    }
+
+    #[test]
+    fn without_api_keys_only_loopback_is_allowed() {
+        let mut s = Settings::defaults();
+        s.bind_addr = "0.0.0.0:8080".into();
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("BIND_ADDR: ")
+        );
+        s.api_keys = "secret".into();
+        s.board_addr = "0.0.0.0:8081".into();
+        s.validate().unwrap();
+        s.api_keys = String::new();
+        s.bind_addr = "127.0.0.1:8080".into();
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("BOARD_ADDR: ")
+        );
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub enum ApiErrorCode {
     UnknownKind,
     /// The kind takes a document: use `POST /api/v1/exports`.
     UploadRequired,
+    /// Too many queued jobs, or too many uploads from this client: retry after `Retry-After`.
+    Overloaded,
+    /// An API key is required (`Authorization: Bearer <key>`).
+    Unauthorized,
+    /// The request took too long.
+    RequestTimeout,
     /// Unexpected failure; the cause is in the server's log.
     Internal,
     /// The database is unavailable.
@@ -272,8 +278,12 @@ pub async fn json_errors(err: poem::Error) -> Response {
     if err.is_from_response() {
         return err.into_response();
     }
-    let status = err.status();
     let (code, message) = describe(&err);
+    // A body cut at its limit surfaces as a parse error; it is a 413.
+    let status = match code {
+        ApiErrorCode::TooLarge => poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+        _ => err.status(),
+    };
     if status.is_server_error() {
         tracing::error!(error = %err, %status, "request failed");
     }

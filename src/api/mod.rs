@@ -55,6 +55,10 @@ pub struct ApiState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The board's port, for `GET /board` (`None`: off).
     pub board_port: Option<u16>,
+    /// API keys (auth off when empty).
+    pub keys: crate::auth::ApiKeys,
+    /// Body, time, rate and queue limits.
+    pub guards: crate::limits::Guards,
 }
 
 impl ApiState {
@@ -163,6 +167,7 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
     };
     // One service, mounted where its operations are (the pages own `/`).
     let api = Arc::new(service().into_endpoint());
+    let guarded = state.clone();
     crate::pages::add_routes(Route::new(), board)
         .at("/docs", make_sync(move |_| Html(docs.clone())))
         .at(
@@ -180,10 +185,16 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
         .data(state)
         .catch_all_error(errors::json_errors)
         .around(move |ep, req| {
-            let allowed = allowed.clone();
+            let (state, allowed) = (guarded.clone(), allowed.clone());
             async move {
                 let path = req.uri().path().to_string();
-                let mut resp = ep.call(req).await?.into_response();
+                let mut resp = match guard(&state, req).await {
+                    Ok((req, limit)) => match tokio::time::timeout(limit, ep.call(req)).await {
+                        Ok(resp) => resp?.into_response(),
+                        Err(_) => crate::limits::timed_out(limit),
+                    },
+                    Err(refusal) => refusal,
+                };
                 // RFC 9110: a 405 names the methods the resource does accept.
                 if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
                     && let Some((_, methods)) = allowed
@@ -196,4 +207,46 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
                 Ok(resp)
             }
         })
+}
+
+/// Auth, body size, upload rate and queue cap, in that order; `Ok` carries the request and the
+/// time it may take, `Err` the refusal to send.
+async fn guard(
+    state: &ApiState,
+    mut req: poem::Request,
+) -> Result<(poem::Request, std::time::Duration), poem::Response> {
+    use crate::limits;
+    if !state.keys.allows(&req) {
+        return Err(crate::auth::unauthorized());
+    }
+    let path = req.uri().path();
+    let submit = req.method() == poem::http::Method::POST
+        && matches!(
+            path,
+            "/api/v1/exports" | "/api/v1/jobs" | "/api/v1/jobs/batch"
+        );
+    let upload = req.method() == poem::http::Method::POST && path == "/api/v1/exports";
+    let g = &state.guards;
+    // The multipart envelope around a file of max_upload_bytes needs a little room.
+    let limit = if upload {
+        g.max_upload_bytes + 1024 * 1024
+    } else {
+        g.max_json_bytes
+    };
+    limits::body_limit(&mut req, limit)?;
+    if upload
+        && let Some(ip) = limits::client_ip(&req)
+        && let Err(wait) = g.uploads.take(ip)
+    {
+        return Err(g.uploads.refusal(wait));
+    }
+    if submit && let Some(full) = g.queue_full(&state.queue).await {
+        return Err(full);
+    }
+    let time = if upload {
+        g.upload_timeout
+    } else {
+        g.request_timeout
+    };
+    Ok((req, time))
 }

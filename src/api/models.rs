@@ -27,6 +27,17 @@ pub struct JobErrorInfo {
     pub message: String,
 }
 
+/// One failed (or lost) attempt.
+#[derive(Debug, Clone, Object)]
+pub struct AttemptErrorInfo {
+    /// Which attempt (1-based).
+    pub attempt: u32,
+    /// As in `error.code`; `worker_lost` for an attempt whose worker stopped mid-way.
+    pub code: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
 /// The uploaded document.
 #[derive(Debug, Clone, Object)]
 pub struct InputInfo {
@@ -75,6 +86,8 @@ pub struct Job {
     /// When the job's files were deleted after the retention period (`null` until then).
     #[oai(nullable)]
     pub expired_at: Option<DateTime<Utc>>,
+    /// Every failed or lost attempt of this run, oldest first (empty when none failed).
+    pub attempt_errors: Vec<AttemptErrorInfo>,
 }
 
 fn timestamp(micros: i64) -> DateTime<Utc> {
@@ -88,6 +101,16 @@ fn size(bytes: Option<i64>) -> u64 {
 impl From<JobRecord> for Job {
     fn from(r: JobRecord) -> Self {
         let id = r.uuid();
+        let attempt_errors = r
+            .attempt_history()
+            .into_iter()
+            .map(|e| AttemptErrorInfo {
+                attempt: u32::try_from(e.attempt).unwrap_or(0),
+                code: e.code,
+                message: e.message,
+                at: timestamp(e.at),
+            })
+            .collect();
         let error = match (r.error_code, r.error_message) {
             (Some(code), message) => Some(JobErrorInfo {
                 code,
@@ -123,6 +146,7 @@ impl From<JobRecord> for Job {
             started_at: r.started_at.map(timestamp),
             finished_at: r.finished_at.map(timestamp),
             expired_at: r.expired_at.map(timestamp),
+            attempt_errors,
         }
     }
 }
@@ -163,6 +187,7 @@ impl poem_openapi::types::Example for Job {
             started_at: Some(at("2026-11-22T10:00:00.002Z")),
             finished_at: Some(at("2026-11-22T10:00:00.310Z")),
             expired_at: None,
+            attempt_errors: Vec::new(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub fn document(registry: &Registry) -> String {
     let mut doc: Value =
         serde_json::from_str(&super::service().spec()).expect("poem-openapi writes JSON");
     complete(&mut doc, registry);
+    describe_guards(&mut doc);
     simplify_refs(&mut doc);
     serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
 }
@@ -64,6 +65,61 @@ fn schemas(doc: &mut Value) -> &mut Map<String, Value> {
     doc.pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
         .expect("the document has component schemas")
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    })
+}
+
+/// What the middleware in front of the operations can answer: 401 (API keys), 408 (time
+/// limit), 413 (body size), 429 with `Retry-After` (queue cap, upload rate) — and the
+/// optional bearer scheme Swagger UI offers.
+fn describe_guards(doc: &mut Value) {
+    doc["components"]["securitySchemes"] = json!({
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Needed when the service runs with API_KEYS: `Authorization: Bearer <key>`.",
+        }
+    });
+    // Either the key, or nothing (a service without API_KEYS).
+    doc["security"] = json!([{"apiKey": []}, {}]);
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, ops) in paths.iter_mut() {
+        let probe = path == "/healthz" || path == "/readyz";
+        for (_, op) in ops.as_object_mut().into_iter().flatten() {
+            let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            let responses = &mut op["responses"];
+            if probe {
+                op["security"] = json!([]);
+                continue;
+            }
+            responses["401"] = error_response("An API key is required (`code`: `unauthorized`).");
+            responses["408"] = error_response(
+                "The request took longer than the service allows (`request_timeout`).",
+            );
+            if matches!(id.as_str(), "create_job" | "create_jobs_batch") {
+                responses["413"] = error_response("The JSON body is larger than `MAX_JSON_BYTES`.");
+            }
+            if matches!(
+                id.as_str(),
+                "create_export" | "create_job" | "create_jobs_batch"
+            ) {
+                let mut too_many = error_response(
+                    "Too many jobs are queued (`MAX_QUEUED_JOBS`), or this client uploads too fast (`UPLOADS_PER_MINUTE`); `code`: `overloaded`.",
+                );
+                too_many["headers"] = json!({
+                    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
+                });
+                responses["429"] = too_many;
+            }
+        }
+    }
 }
 
 /// `allOf: [{$ref}, {description}]` (how poem-openapi documents a field of a named type)

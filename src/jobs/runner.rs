@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::{ErasedKind, JobContext, JobError, JobOutput, JobStatus, Policy, Registry};
 use crate::events::{Change, Wakers, next_change_of};
 use crate::metrics::Metrics;
-use crate::queue::{Failure, JobRecord, Lease, Queue, ResultFile, TaskRef};
+use crate::queue::{AttemptError, Failure, JobRecord, Lease, Queue, ResultFile, TaskRef};
 use crate::storage::{self, Storage};
 
 /// How long past a kind's own time limit the apalis timeout layer waits before dropping a
@@ -49,6 +49,9 @@ pub struct Runtime {
     registry: Registry,
     work_dir: PathBuf,
     metrics: Arc<Metrics>,
+    /// Attempts started and not finished. An attempt removes itself when it ends normally; one
+    /// that was dropped (shutdown deadline) stays here to be put back in the queue.
+    in_flight: std::sync::Mutex<std::collections::HashMap<Uuid, Lease>>,
 }
 
 impl Runtime {
@@ -65,7 +68,32 @@ impl Runtime {
             registry,
             work_dir,
             metrics,
+            in_flight: Default::default(),
         }
+    }
+
+    /// Puts attempts that were still running when the worker stopped back in the queue (our
+    /// row `queued`, the apalis task unlocked), so another worker picks them up at once instead
+    /// of after their lease runs out. Returns how many.
+    pub async fn requeue_interrupted(&self) -> usize {
+        let leases: Vec<Lease> = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        let mut requeued = 0;
+        for lease in leases {
+            match self.queue.requeue_interrupted(&lease).await {
+                Ok(true) => requeued += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(job_id = %lease.job, error = %e, "could not requeue; its lease will expire")
+                }
+            }
+        }
+        requeued
     }
 
     pub(crate) fn registry(&self) -> &Registry {
@@ -155,7 +183,42 @@ async fn run_attempt(
         }
     };
     let lease = row.lease();
+    rt.in_flight
+        .lock()
+        .expect("in-flight lock")
+        .insert(job, lease.clone());
+    let result = attempt(&rt, &row, lease.clone(), apalis_attempt).await;
+    rt.in_flight.lock().expect("in-flight lock").remove(&job);
+    result
+}
+
+/// One started attempt, from running the kind to recording how it ended.
+/// The job's failed attempts so far, with an entry for every earlier attempt that left no
+/// record: its worker stopped mid-attempt (crash, `kill -9`, shutdown) and its lease ran out.
+fn history_before(row: &JobRecord, attempt: i64) -> Vec<AttemptError> {
+    let mut history = row.attempt_history();
+    for n in 1..attempt {
+        if !history.iter().any(|e| e.attempt == n) {
+            history.push(AttemptError {
+                attempt: n,
+                code: "worker_lost".into(),
+                message: "the worker running this attempt stopped before it finished (crash, kill or shutdown)".into(),
+                at: crate::queue::now_micros(),
+            });
+        }
+    }
+    history.sort_by_key(|e| e.attempt);
+    history
+}
+
+async fn attempt(
+    rt: &Runtime,
+    row: &JobRecord,
+    lease: Lease,
+    apalis_attempt: usize,
+) -> Result<(), Stop> {
     let started = std::time::Instant::now();
+    let mut history = history_before(row, lease.attempt);
     tracing::debug!(kind = %row.kind, attempt = lease.attempt, "attempt started");
     let result = match rt.registry.get(&row.kind) {
         None => Err(Outcome::Failed(JobError::fatal(
@@ -169,7 +232,7 @@ async fn run_attempt(
                 row.max_attempts
             ),
         ))),
-        Some(kind) => run_kind(&rt, kind.as_ref(), &row).await,
+        Some(kind) => run_kind(rt, kind.as_ref(), row, &history).await,
     };
     let result = match result {
         Ok(()) => {
@@ -190,10 +253,17 @@ async fn run_attempt(
     let outcome = if is_final { "failed" } else { "retried" };
     rt.metrics.attempt(&row.kind, outcome, started.elapsed());
     tracing::warn!(code = %result.code, message = %result.message, is_final, "attempt failed");
+    history.push(AttemptError {
+        attempt: lease.attempt,
+        code: result.code.clone(),
+        message: result.message.clone(),
+        at: crate::queue::now_micros(),
+    });
     let failure = Failure {
         code: &result.code,
         message: &result.message,
         is_final,
+        history: &history,
     };
     if let Err(e) = rt.queue.fail(&lease, &failure).await {
         tracing::error!(error = %e, "could not record the failure");
@@ -218,7 +288,12 @@ impl From<JobError> for Outcome {
 
 /// Runs the kind within its limit and publishes what it made. The scratch directory lives
 /// exactly as long as this call.
-async fn run_kind(rt: &Runtime, kind: &dyn ErasedKind, row: &JobRecord) -> Result<(), Outcome> {
+async fn run_kind(
+    rt: &Runtime,
+    kind: &dyn ErasedKind,
+    row: &JobRecord,
+    history: &[AttemptError],
+) -> Result<(), Outcome> {
     let policy = kind.policy();
     let scratch = tempfile::Builder::new()
         .prefix(&format!("offload-{}-", row.id))
@@ -248,14 +323,19 @@ async fn run_kind(rt: &Runtime, kind: &dyn ErasedKind, row: &JobRecord) -> Resul
         _ = token.cancelled() => return Err(Outcome::Cancelled),
     };
     match output {
-        Ok(output) => publish(rt, &row.lease(), output).await,
+        Ok(output) => publish(rt, &row.lease(), output, history).await,
         Err(_) if token.is_cancelled() => Err(Outcome::Cancelled),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Stores the result file (if any) and marks the job `succeeded`, fenced by the lease.
-async fn publish(rt: &Runtime, lease: &Lease, output: JobOutput) -> Result<(), Outcome> {
+async fn publish(
+    rt: &Runtime,
+    lease: &Lease,
+    output: JobOutput,
+    history: &[AttemptError],
+) -> Result<(), Outcome> {
     let stored = match output.file {
         None => None,
         Some(file) => {
@@ -275,7 +355,7 @@ async fn publish(rt: &Runtime, lease: &Lease, output: JobOutput) -> Result<(), O
     };
     match rt
         .queue
-        .succeed(lease, stored.as_ref())
+        .succeed(lease, stored.as_ref(), history)
         .await
         .map_err(JobError::internal)?
     {

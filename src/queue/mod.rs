@@ -68,6 +68,18 @@ pub struct JobRecord {
     pub updated_at: i64,
     /// When the sweeper deleted the job's files (its result then answers 410).
     pub expired_at: Option<i64>,
+    /// JSON array of [`AttemptError`]s.
+    pub attempt_errors: Option<String>,
+}
+
+/// One failed (or lost) attempt, as kept in the job's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub attempt: i64,
+    pub code: String,
+    pub message: String,
+    /// Unix microseconds.
+    pub at: i64,
 }
 
 impl JobRecord {
@@ -81,6 +93,14 @@ impl JobRecord {
 
     pub fn args_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.args).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The failed attempts so far.
+    pub fn attempt_history(&self) -> Vec<AttemptError> {
+        self.attempt_errors
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
     }
 
     /// The attempt this row is currently leased to.
@@ -157,6 +177,12 @@ pub struct Failure<'a> {
     pub message: &'a str,
     /// No attempt follows: the job becomes `failed`; otherwise it goes back to `queued`.
     pub is_final: bool,
+    /// The job's attempt history including this failure.
+    pub history: &'a [AttemptError],
+}
+
+fn history_json(history: &[AttemptError]) -> Option<String> {
+    (!history.is_empty()).then(|| serde_json::to_string(history).expect("history serializes"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +225,8 @@ pub(crate) struct Dialect {
     kill_pending_task: &'static str,
     /// Deletes finished apalis tasks whose `done_at` is before `$1` (unix seconds).
     prune_done_tasks: &'static str,
+    /// Unlocks a task whose worker stopped mid-attempt, for any worker to take.
+    requeue_task: &'static str,
 }
 
 /// Knobs the queue needs from the settings.
@@ -557,6 +585,7 @@ impl Queue {
         &self,
         lease: &Lease,
         result: Option<&ResultFile>,
+        history: &[AttemptError],
     ) -> Result<Option<JobRecord>, QueueError> {
         let q = self.sql(sql::SUCCEED);
         let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
@@ -568,6 +597,7 @@ impl Queue {
             .bind(result.map(|r| r.content_type.as_str()))
             .bind(result.map(|r| r.size))
             .bind(now_micros())
+            .bind(history_json(history))
             .fetch_optional(pool)
             .await)?;
         if let Some(row) = &row {
@@ -604,12 +634,38 @@ impl Queue {
             .bind(finished)
             .bind(now_micros())
             .bind(message)
+            .bind(history_json(failure.history))
             .fetch_optional(pool)
             .await)?;
         if let Some(row) = &row {
             self.publish(row);
         }
         Ok(row)
+    }
+
+    /// Puts an attempt that its worker abandoned (shutdown deadline) back in the queue: the
+    /// row to `queued`, the apalis task unlocked. `false` when the lease had already moved on.
+    pub async fn requeue_interrupted(&self, lease: &Lease) -> Result<bool, QueueError> {
+        let (q, d) = (self.sql(sql::REQUEUE_INTERRUPTED), self.dialect());
+        let row = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let row = sqlx::query_as::<_, JobRecord>(q)
+                .bind(lease.job.to_string())
+                .bind(&lease.task_id)
+                .bind(lease.attempt)
+                .bind(now_micros())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if row.is_some() {
+                sqlx::query(d.requeue_task).bind(&lease.task_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            row
+        });
+        if let Some(row) = &row {
+            self.publish(row);
+        }
+        Ok(row.is_some())
     }
 
     /// The job's status, or `None` if it no longer exists.
@@ -691,6 +747,13 @@ impl Queue {
             .fetch_optional(pool)
             .await)?;
         Ok(won.is_some())
+    }
+
+    /// Jobs waiting for a worker.
+    pub async fn queued_count(&self) -> Result<i64, QueueError> {
+        let q = self.sql(sql::QUEUED_COUNT);
+        let n = on_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(q).fetch_one(pool).await)?;
+        Ok(n)
     }
 
     /// `(kind, status, count)` of every job, for `/metrics`.

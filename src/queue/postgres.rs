@@ -24,6 +24,9 @@ UPDATE apalis.jobs SET status = 'Killed', done_at = now()
 WHERE id = $1 AND status IN ('Pending', 'Failed')",
     prune_done_tasks: "\
 DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at < to_timestamp($1)",
+    requeue_task: "\
+UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
+WHERE id = $1 AND status IN ('Running', 'Queued')",
 };
 
 pub(super) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
@@ -31,7 +34,7 @@ pub(super) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(16)
         // Fail fast while the database is down instead of hanging requests.
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(3))
         .connect_with(options)
         .await
 }

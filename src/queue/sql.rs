@@ -49,7 +49,7 @@ pub(super) const RETRY: &str = "\
 UPDATE offload_jobs
 SET status = 'queued', task_id = $2, attempts = 0, error_code = NULL, error_message = NULL,
     progress_percent = 0, progress_message = 'queued', started_at = NULL, finished_at = NULL,
-    updated_at = $3
+    attempt_errors = NULL, updated_at = $3
 WHERE id = $1 AND status IN ('failed', 'cancelled')
 RETURNING *";
 
@@ -73,14 +73,14 @@ UPDATE offload_jobs
 SET status = 'succeeded', progress_percent = 100, progress_message = 'done',
     error_code = NULL, error_message = NULL,
     result_key = $4, result_filename = $5, result_content_type = $6, result_size = $7,
-    finished_at = $8, updated_at = $8
+    finished_at = $8, updated_at = $8, attempt_errors = $9
 WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
 
 pub(super) const FAIL: &str = "\
 UPDATE offload_jobs
 SET status = $4, error_code = $5, error_message = $6, finished_at = $7, updated_at = $8,
-    progress_message = $9
+    progress_message = $9, attempt_errors = $10
 WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
 
@@ -106,3 +106,12 @@ pub(super) const ACQUIRE_LEASE: &str = "\
 INSERT INTO offload_leases (name, holder, until) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO UPDATE SET holder = $2, until = $3 WHERE offload_leases.until < $4
 RETURNING holder";
+
+pub(super) const REQUEUE_INTERRUPTED: &str = "\
+UPDATE offload_jobs
+SET status = 'queued', progress_message = 'interrupted by a worker shutdown; waiting for a worker',
+    updated_at = $4
+WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
+RETURNING *";
+
+pub(super) const QUEUED_COUNT: &str = "SELECT COUNT(*) FROM offload_jobs WHERE status = 'queued'";

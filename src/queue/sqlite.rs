@@ -31,6 +31,9 @@ VALUES (?3, ?1, ?2, 'Pending', 0, ?4, strftime('%s', 'now'), 0)",
 UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now')
 WHERE id = ?1 AND status IN ('Pending', 'Failed')",
     prune_done_tasks: "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at < ?1",
+    requeue_task: "\
+UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
+WHERE id = ?1 AND status IN ('Running', 'Queued')",
 };
 
 pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {

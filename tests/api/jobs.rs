@@ -39,6 +39,14 @@ async fn a_job_that_fails_twice_succeeds_on_its_third_attempt(backend: Backend) 
         .find(|e| e["status"] == "queued" && e["attempts"] == 1)
         .expect("a queued event after the first failure");
     assert_eq!(waiting["error"]["code"], "planned_failure");
+    // The finished job keeps every failed attempt's error.
+    let history: Vec<(u64, &str)> = done["attempt_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["attempt"].as_u64().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(history, [(1, "planned_failure"), (2, "planned_failure")]);
 }
 
 async fn unknown_ids_are_404_and_malformed_ids_400(backend: Backend) {

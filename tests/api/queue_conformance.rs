@@ -69,7 +69,7 @@ async fn an_attempt_that_lost_its_lease_cannot_write(backend: Backend) {
     };
     assert!(
         queue
-            .succeed(&first, Some(&stale_result))
+            .succeed(&first, Some(&stale_result), &[])
             .await
             .unwrap()
             .is_none()
@@ -78,13 +78,14 @@ async fn an_attempt_that_lost_its_lease_cannot_write(backend: Backend) {
         code: "x",
         message: "stale",
         is_final: true,
+        history: &[],
     };
     assert!(queue.fail(&first, &failure).await.unwrap().is_none());
 
     // The current attempt's are applied.
     assert!(queue.progress(&second, 40, "working").await.unwrap());
     let done = queue
-        .succeed(&second, None)
+        .succeed(&second, None, &[])
         .await
         .unwrap()
         .expect("current lease succeeds");
