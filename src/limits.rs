@@ -37,19 +37,19 @@ fn json_error(status: StatusCode, code: ApiErrorCode, message: String) -> Respon
 }
 
 /// Enforces a body limit of `limit` bytes on `req`; `Err` is the 413 to send instead.
-pub fn body_limit(req: &mut Request, limit: u64) -> Result<(), Response> {
+pub fn body_limit(req: &mut Request, limit: u64) -> Result<(), Box<Response>> {
     let declared = req
         .header(header::CONTENT_LENGTH)
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit) {
-        return Err(json_error(
+        return Err(Box::new(json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             ApiErrorCode::TooLarge,
             format!(
                 "body: {} bytes is over this endpoint's limit of {limit} bytes",
                 declared.unwrap_or(0)
             ),
-        ));
+        )));
     }
     if declared.is_none() {
         let mut seen = 0u64;

@@ -193,7 +193,7 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
                         Ok(resp) => resp?.into_response(),
                         Err(_) => crate::limits::timed_out(limit),
                     },
-                    Err(refusal) => refusal,
+                    Err(refusal) => *refusal,
                 };
                 // RFC 9110: a 405 names the methods the resource does accept.
                 if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
@@ -214,10 +214,10 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
 async fn guard(
     state: &ApiState,
     mut req: poem::Request,
-) -> Result<(poem::Request, std::time::Duration), poem::Response> {
+) -> Result<(poem::Request, std::time::Duration), Box<poem::Response>> {
     use crate::limits;
     if !state.keys.allows(&req) {
-        return Err(crate::auth::unauthorized());
+        return Err(Box::new(crate::auth::unauthorized()));
     }
     let path = req.uri().path();
     let submit = req.method() == poem::http::Method::POST
@@ -238,10 +238,10 @@ async fn guard(
         && let Some(ip) = limits::client_ip(&req)
         && let Err(wait) = g.uploads.take(ip)
     {
-        return Err(g.uploads.refusal(wait));
+        return Err(Box::new(g.uploads.refusal(wait)));
     }
     if submit && let Some(full) = g.queue_full(&state.queue).await {
-        return Err(full);
+        return Err(Box::new(full));
     }
     let time = if upload {
         g.upload_timeout
