@@ -7,6 +7,7 @@ mod compose;
 mod converter;
 mod events;
 mod exports;
+mod faults;
 mod fixtures;
 mod helpers;
 mod jobs;

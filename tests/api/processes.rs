@@ -43,6 +43,40 @@ impl Process {
         Process { child, lines }
     }
 
+    /// SIGKILL: the process gets no chance to clean up, as in a crash or an OOM kill.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the process");
+        self.child.wait().expect("reap the process");
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on a pid we own and have not reaped; no memory is involved.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "signal {signal} to {pid}"
+        );
+    }
+
+    /// Waits (up to [`PATIENCE`]) for the process to exit; its exit code, `None` if a signal
+    /// ended it. Log lines keep arriving on `lines` meanwhile.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the process did not exit"
+            );
+            // Polling a child's exit status has no event to await short of a SIGCHLD handler.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Blocks until a log line contains `needle`; returns it.
     pub fn wait_for_line(&self, needle: &str) -> String {
         let deadline = std::time::Instant::now() + PATIENCE;
