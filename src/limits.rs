@@ -169,18 +169,22 @@ impl Guards {
             *cached = (Some(Instant::now()), count);
         }
         let queued = u64::try_from(cached.1).unwrap_or(0);
-        (queued >= self.max_queued_jobs).then(|| {
-            let mut resp = json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                ApiErrorCode::Overloaded,
-                format!(
-                    "{queued} jobs are waiting (the limit is {}); retry shortly",
-                    self.max_queued_jobs
-                ),
-            );
-            resp.headers_mut().insert(header::RETRY_AFTER, 5.into());
-            resp
-        })
+        if queued < self.max_queued_jobs {
+            // Count the admitted submit until the next read, so a burst within the cache
+            // window cannot overshoot the cap (a refused or batch submit is corrected then).
+            cached.1 += 1;
+            return None;
+        }
+        let mut resp = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            ApiErrorCode::Overloaded,
+            format!(
+                "{queued} jobs are waiting (the limit is {}); retry shortly",
+                self.max_queued_jobs
+            ),
+        );
+        resp.headers_mut().insert(header::RETRY_AFTER, 5.into());
+        Some(resp)
     }
 }
 

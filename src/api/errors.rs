@@ -298,6 +298,12 @@ fn describe(err: &poem::Error) -> (ApiErrorCode, String) {
         ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError,
         ParseRequestPayloadError,
     };
+    if err.to_string().contains(crate::limits::BODY_TOO_LARGE) {
+        return (
+            ApiErrorCode::TooLarge,
+            format!("body: {}", crate::limits::BODY_TOO_LARGE),
+        );
+    }
     if let Some(e) = err.downcast_ref::<ParseParamError>() {
         return (
             ApiErrorCode::InvalidParameter,

@@ -9,6 +9,7 @@ mod events;
 mod exports;
 mod faults;
 mod fixtures;
+mod guards;
 mod helpers;
 mod jobs;
 mod processes;
