@@ -365,13 +365,27 @@ pub fn content_disposition(filename: &str) -> String {
 /// characters; empty names become `file`.
 pub fn sanitize_filename(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = last.chars().filter(|c| !c.is_control()).take(200).collect();
-    let clean = clean.trim().trim_start_matches('.').to_string();
+    let clean: String = last.chars().filter(|c| !c.is_control()).collect();
+    let clean = clean.trim().trim_start_matches('.');
     if clean.is_empty() {
-        "file".to_string()
-    } else {
-        clean
+        return "file".to_string();
     }
+    // Long names are cut in the middle of the stem so the extension (a type hint) survives.
+    const MAX_CHARS: usize = 200;
+    if clean.chars().count() <= MAX_CHARS {
+        return clean.to_string();
+    }
+    let ext = clean
+        .rsplit_once('.')
+        .map(|(_, e)| e)
+        .filter(|e| e.chars().count() <= 10)
+        .map(|e| format!(".{e}"))
+        .unwrap_or_default();
+    let stem: String = clean
+        .chars()
+        .take(MAX_CHARS - ext.chars().count())
+        .collect();
+    format!("{stem}{ext}")
 }
 
 #[cfg(test)]
@@ -387,6 +401,11 @@ mod tests {
             "aSet-Cookie: x.pptx"
         );
         assert_eq!(sanitize_filename(".."), "file");
+        let long = sanitize_filename(&format!("{}.pptx", "n".repeat(1000)));
+        assert_eq!(
+            (long.chars().count(), long.ends_with("n.pptx")),
+            (200, true)
+        );
         assert_eq!(sanitize_filename(""), "file");
     }
 

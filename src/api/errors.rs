@@ -282,6 +282,7 @@ pub async fn json_errors(err: poem::Error) -> Response {
     // A body cut at its limit surfaces as a parse error; it is a 413.
     let status = match code {
         ApiErrorCode::TooLarge => poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+        ApiErrorCode::InvalidArguments => poem::http::StatusCode::UNPROCESSABLE_ENTITY,
         _ => err.status(),
     };
     if status.is_server_error() {
@@ -322,10 +323,20 @@ fn describe(err: &poem::Error) -> (ApiErrorCode, String) {
         return (ApiErrorCode::InvalidBody, e.reason.clone());
     }
     if let Some(e) = err.downcast_ref::<ParseMultipartError>() {
+        // A `format` the enum does not know is an invalid argument, not a malformed form.
+        if e.reason.contains("field `format`") {
+            return (
+                ApiErrorCode::InvalidArguments,
+                "field format: unsupported output format; supported: pdf".into(),
+            );
+        }
         return (
             ApiErrorCode::InvalidForm,
             format!("multipart form: {}", e.reason),
         );
+    }
+    if let Some(e) = err.downcast_ref::<poem::error::ParseMultipartError>() {
+        return (ApiErrorCode::InvalidForm, format!("multipart form: {e}"));
     }
     if let Some(e) = err.downcast_ref::<ContentTypeError>() {
         return (ApiErrorCode::UnsupportedContentType, e.to_string());

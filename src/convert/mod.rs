@@ -5,6 +5,7 @@ pub mod libreoffice;
 pub mod process;
 pub mod sniff;
 pub mod warm;
+pub mod xml_depth;
 
 use std::path::{Path, PathBuf};
 

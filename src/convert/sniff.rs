@@ -187,6 +187,8 @@ pub struct PackageLimits {
     pub max_entries: usize,
     pub max_uncompressed: u64,
     pub max_ratio: u64,
+    /// Element nesting any XML part may reach (LibreOffice's parser stops at 256).
+    pub max_xml_depth: usize,
 }
 
 impl Default for PackageLimits {
@@ -195,6 +197,7 @@ impl Default for PackageLimits {
             max_entries: 10_000,
             max_uncompressed: 1024 * 1024 * 1024,
             max_ratio: 200,
+            max_xml_depth: 256,
         }
     }
 }
@@ -268,6 +271,8 @@ fn inspect_zip(
     file.seek(SeekFrom::Start(0)).map_err(JobError::internal)?;
     let mut archive = zip::ZipArchive::new(file).map_err(corrupt)?;
     check_package_limits(&mut archive, limits)?;
+    check_main_part(&mut archive, format)?;
+    check_xml_depth(&mut archive, limits.max_xml_depth)?;
     let names: Vec<String> = archive.file_names().map(str::to_owned).collect();
     let count_matching = |prefix: &str| {
         names
@@ -321,6 +326,50 @@ fn check_package_limits<R: Read + Seek>(
             "the package expands to {total} bytes; the limit is {}",
             limits.max_uncompressed
         )));
+    }
+    Ok(())
+}
+
+/// The part that holds the document itself must be there and not be empty: LibreOffice would
+/// otherwise render a blank page and call it a success.
+fn check_main_part<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    format: DocFormat,
+) -> Result<(), JobError> {
+    let main = match format {
+        DocFormat::Pptx => "ppt/presentation.xml",
+        DocFormat::Docx => "word/document.xml",
+        DocFormat::Xlsx => "xl/workbook.xml",
+        _ => "content.xml",
+    };
+    match archive.by_name(main) {
+        Ok(entry) if entry.size() > 0 => Ok(()),
+        Ok(_) => Err(corrupt(format!("its main part {main} is empty"))),
+        Err(_) => Err(corrupt(format!("its main part {main} is missing"))),
+    }
+}
+
+/// Refuses a package with an XML part nested deeper than `limit` (streams every part; the
+/// package limits above already bound how much that is).
+fn check_xml_depth<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    limit: usize,
+) -> Result<(), JobError> {
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).map_err(corrupt)?;
+        let name = entry.name().to_owned();
+        if !(name.ends_with(".xml") || name.ends_with(".rels")) {
+            continue;
+        }
+        if let Some(depth) = super::xml_depth::exceeds(entry, limit).map_err(corrupt)? {
+            return Err(JobError::fatal(
+                "document_too_large",
+                format!(
+                    "part {name:?} nests elements over {} deep (reached {depth})",
+                    limit
+                ),
+            ));
+        }
     }
     Ok(())
 }

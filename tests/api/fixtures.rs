@@ -81,6 +81,21 @@ pub fn zip_bomb_docx() -> Vec<u8> {
     minimal_docx(doc, &[("word/media/padding.bin", &zeros)])
 }
 
+/// A docx whose paragraphs nest `depth` levels deep.
+pub fn deep_docx(depth: usize) -> Vec<u8> {
+    let doc = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{}<w:r><w:t>deep</w:t></w:r>{}</w:body></w:document>"#,
+        "<w:p>".repeat(depth),
+        "</w:p>".repeat(depth)
+    );
+    minimal_docx(&doc, &[])
+}
+
+/// A docx whose main part, word/document.xml, is 0 bytes.
+pub fn hollow_docx() -> Vec<u8> {
+    minimal_docx("", &[])
+}
+
 /// The Python of the test virtualenv that scripts/test prepares.
 pub fn test_python() -> PathBuf {
     let python = std::env::var_os("OFFLOAD_TEST_PYTHON")

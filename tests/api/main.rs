@@ -11,6 +11,7 @@ mod faults;
 mod fixtures;
 mod guards;
 mod helpers;
+mod hostile;
 mod jobs;
 mod processes;
 mod queue_conformance;
