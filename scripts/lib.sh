@@ -67,6 +67,16 @@ ensure_postgres() {
   die "Postgres does not answer at $(pg_admin_url)"
 }
 
+# Server binaries for the test that runs (and stops) a private Postgres cluster of its own.
+# Exports TEST_PG_BIN.
+ensure_postgres_binaries() {
+  if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    ensure_packages postgresql || die "the Postgres server binaries (pg_ctl, initdb) could not be installed"
+  fi
+  TEST_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  export TEST_PG_BIN
+}
+
 # The test suite's Python packages, in target/test-venv (re-installed when the requirements
 # file changes). Exports OFFLOAD_TEST_PYTHON for the tests.
 ensure_test_venv() {

@@ -248,18 +248,16 @@ fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converte
     Ok(Arc::new(warm))
 }
 
-/// Restarts a worker whose backend failed (the database went away), after a pause that
-/// grows with its restarts up to 2 s, so an outage is ridden out without a restart storm.
-/// The callback is synchronous; `block_in_place` keeps the runtime's other tasks (the API
-/// answering 503 meanwhile) running while this thread waits.
+/// Restarts a worker whose backend failed (the database went away); the restarted worker
+/// waits a pause that grows with its restarts up to 2 s before it touches the database again
+/// (`queue::restart`), so an outage is ridden out without a restart storm.
 fn restart_with_backoff(
     worker: &apalis::prelude::WorkerContext,
     error: &apalis::prelude::WorkerError,
 ) -> bool {
-    let restarts = worker.restarts().min(3) as u32;
-    let pause = std::time::Duration::from_millis(250 * 2u64.pow(restarts));
+    // Never wait here: the monitor polls every worker in one future (see `queue::restart`).
+    let pause = crate::queue::restart::restart_pause(worker.restarts() + 1);
     tracing::warn!(worker = worker.name(), %error, ?pause, "worker stopped; restarting");
-    tokio::task::block_in_place(|| std::thread::sleep(pause));
     true
 }
 

@@ -382,16 +382,16 @@ async fn watch_cancel(queue: Queue, job: Uuid, token: CancellationToken) {
     loop {
         tokio::select! {
             () = token.cancelled() => return,
-            change = next_change_of(&mut changes, job) => match change {
-                Some(Change { status: Some(JobStatus::Running), .. }) => continue,
-                Some(_) => {
-                    token.cancel();
-                    return;
+            change = next_change_of(&mut changes, job) => {
+                if let Some(Change { status: Some(JobStatus::Running), .. }) = change {
+                    continue;
                 }
-                None => {}
-            },
+            }
             _ = tick.tick() => {}
         }
+        // The feed says something changed; the database says what is true now. (A change
+        // can arrive late: the API publishes `queued` after the commit that already let this
+        // worker start the job.)
         match queue.status(job).await {
             Ok(Some(JobStatus::Running)) | Err(_) => {}
             Ok(_) => {

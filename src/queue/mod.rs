@@ -17,6 +17,7 @@
 //! differ ([`postgres`], [`sqlite`]).
 
 mod postgres;
+pub mod restart;
 mod sql;
 mod sqlite;
 

@@ -29,12 +29,14 @@ UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
 WHERE id = $1 AND status IN ('Running', 'Queued')",
 };
 
+/// Fail fast while the database is down instead of hanging requests.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub(super) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(url)?.application_name("offload");
     PgPoolOptions::new()
         .max_connections(16)
-        // Fail fast while the database is down instead of hanging requests.
-        .acquire_timeout(Duration::from_secs(3))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
 }
@@ -71,6 +73,7 @@ pub(super) fn register_workers(
         let (name, policy) = (kind.name(), kind.policy().clone());
         let (pool, rt, config) = (pool.clone(), rt.clone(), config.clone());
         monitor = monitor.register(move |restarts| {
+            let pool = super::restart::generation_pool(&pool, restarts, ACQUIRE_TIMEOUT);
             let storage_config = Config::default()
                 .queue(name)
                 .batch_size(policy.batch_size)

@@ -36,6 +36,9 @@ UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
 WHERE id = ?1 AND status IN ('Running', 'Queued')",
 };
 
+/// Writers queue behind one another; a long wait means something is wrong.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -49,7 +52,7 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
     }
     SqlitePoolOptions::new()
         .max_connections(8)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
 }
@@ -84,6 +87,7 @@ pub(super) fn register_workers(
         let (name, policy) = (kind.name(), kind.policy().clone());
         let (pool, rt, config) = (pool.clone(), rt.clone(), config.clone());
         monitor = monitor.register(move |restarts| {
+            let pool = super::restart::generation_pool(&pool, restarts, ACQUIRE_TIMEOUT);
             let storage_config = Config::default()
                 .queue(name)
                 .batch_size(policy.batch_size)

@@ -13,6 +13,7 @@ mod guards;
 mod helpers;
 mod hostile;
 mod jobs;
+mod outage;
 mod processes;
 mod queue_conformance;
 mod storage;

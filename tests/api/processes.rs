@@ -60,6 +60,11 @@ impl Process {
         );
     }
 
+    /// The exit status if the process has ended, `None` while it runs.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Waits (up to [`PATIENCE`]) for the process to exit; its exit code, `None` if a signal
     /// ended it. Log lines keep arriving on `lines` meanwhile.
     pub fn wait_exit(&mut self) -> Option<i32> {
