@@ -89,7 +89,20 @@ fn compose_runs_postgres_minio_an_api_and_scalable_workers() {
             .to_string()
             .contains("/readyz")
     );
-    assert_eq!(services["api"]["environment"]["BIND_ADDR"], "0.0.0.0:8080");
+    let api_env = &services["api"]["environment"];
+    assert_eq!(api_env["BIND_ADDR"], "0.0.0.0:8080");
+    // Beyond loopback the service wants API keys; compose insists the user provides them.
+    let keys = api_env["API_KEYS"].as_str().unwrap();
+    assert!(keys.starts_with("${OFFLOAD_API_KEYS:?"), "{keys}");
+    let mut settings = offload::settings::Settings::defaults();
+    settings.bind_addr = api_env["BIND_ADDR"].as_str().unwrap().into();
+    settings.board_addr = api_env["BOARD_ADDR"].as_str().unwrap().into();
+    assert!(
+        settings.validate().is_err(),
+        "without keys it would refuse to start"
+    );
+    settings.api_keys = "a-key".into();
+    settings.validate().expect("with a key it starts");
     // `--scale worker=4` needs a worker without fixed host ports or container name.
     assert!(
         services["worker"].get("ports").is_none()
