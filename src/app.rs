@@ -103,13 +103,16 @@ impl Application {
             true => (Some(bind(&settings).await?), bind_board(&settings).await?),
             false => (None, None),
         };
-        let runtime = Arc::new(Runtime::new(
-            queue.clone(),
-            storage.clone(),
-            registry.clone(),
-            settings.work_dir(),
-            metrics.clone(),
-        ));
+        let runtime = Arc::new(
+            Runtime::new(
+                queue.clone(),
+                storage.clone(),
+                registry.clone(),
+                settings.work_dir(),
+                metrics.clone(),
+            )
+            .pause_before_publish(settings.test_pause_before_publish),
+        );
         let state = Arc::new(ApiState {
             spec: api::spec::document(&registry),
             board_port: board.as_ref().and_then(port_of),
@@ -122,6 +125,9 @@ impl Application {
             runs_worker: role.runs_worker(),
             keys: ApiKeys::parse(&settings.api_keys),
             guards: Guards::from_settings(&settings),
+            outbound: crate::outbound::Outbound::parse(&settings.outbound_allow)
+                .expect("validated at start"),
+            webhooks: !settings.webhook_secret.is_empty(),
         });
         Ok(Self {
             role,

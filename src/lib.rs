@@ -26,6 +26,7 @@
 //! - [`metrics`]: `/metrics` in Prometheus text.
 //! - [`auth`], [`limits`]: optional API keys; body, time, rate and queue limits, and the
 //!   slow-loris guard.
+//! - [`outbound`]: where webhooks may go (public addresses, or those `OUTBOUND_ALLOW` names).
 
 pub mod api;
 pub mod app;
@@ -38,6 +39,7 @@ pub mod events;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;
+pub mod outbound;
 pub mod pages;
 pub mod queue;
 pub mod settings;

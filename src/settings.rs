@@ -189,6 +189,31 @@ pub struct Settings {
     /// Directory for per-job scratch space and LibreOffice profiles (default: the system temp dir).
     #[arg(long, env = "WORK_DIR", global = true)]
     pub work_dir: Option<PathBuf>,
+
+    /// Key that signs completion webhooks (`Offload-Signature`); `callback_url` needs it.
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET",
+        default_value = "",
+        global = true,
+        hide_env_values = true
+    )]
+    pub webhook_secret: String,
+
+    /// Hosts, addresses and CIDR networks webhooks may go to besides public addresses
+    /// (comma-separated), e.g. `127.0.0.1` for a receiver on the same machine.
+    #[arg(long, env = "OUTBOUND_ALLOW", default_value = "", global = true)]
+    pub outbound_allow: String,
+
+    /// Test-only fault injection: a worker stops (forever) just before a job's `publish`
+    /// step, so a test can kill it there. Never set it in production.
+    #[arg(
+        long,
+        env = "OFFLOAD_TEST_PAUSE_BEFORE_PUBLISH",
+        hide = true,
+        global = true
+    )]
+    pub test_pause_before_publish: bool,
 }
 
 /// A setting that cannot be used, with the variable that holds it.
@@ -289,6 +314,8 @@ impl Settings {
         if self.warm_restart_after == 0 {
             return Err(bad("WARM_RESTART_AFTER", "must be at least 1"));
         }
+        crate::outbound::Outbound::parse(&self.outbound_allow)
+            .map_err(|e| bad("OUTBOUND_ALLOW", e))?;
         crate::sweeper::parse_schedule(&self.sweep_schedule)
             .map_err(|e| bad("SWEEP_SCHEDULE", e))?;
         if self.job_retention_secs < self.result_retention_secs {

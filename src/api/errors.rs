@@ -178,6 +178,9 @@ impl From<QueueError> for ApiError {
                 ApiErrorCode::WrongState,
                 format!("the job is {s}, which does not allow this"),
             ),
+            e @ QueueError::PartOfMerge { .. } => {
+                ApiError::conflict(ApiErrorCode::WrongState, e.to_string())
+            }
             QueueError::Db(err) if is_outage(&err) => {
                 tracing::warn!(error = %err, "database unavailable");
                 ApiError::unavailable(

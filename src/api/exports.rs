@@ -8,7 +8,6 @@ use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi};
-use uuid::Uuid;
 
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::models::Job;
@@ -16,7 +15,7 @@ use super::{ApiState, Tag};
 use crate::convert::sniff::{self, SniffError};
 use crate::convert::{DocFormat, OutputFormat};
 use crate::jobs::JobKind;
-use crate::jobs::kinds::Export;
+use crate::jobs::kinds::{Export, Merge};
 use crate::queue::{InputFile, NewJob};
 use crate::storage;
 
@@ -24,11 +23,24 @@ use crate::storage;
 #[derive(Debug, Multipart)]
 pub struct ExportForm {
     /// The document: pptx, ppt, odp, docx, doc, odt, rtf, xlsx, xls or ods. Its type is read
-    /// from its content, not from its name.
-    file: Upload,
+    /// from its content, not from its name. Several `file` parts (up to 20) need
+    /// `merge=true`.
+    file: Vec<Upload>,
     /// Output format (default `pdf`).
     format: Option<ExportFormat>,
+    /// With several files: convert them in parallel and join the PDFs, in upload order, into
+    /// one. The answer is the merge job; its `parts` are the per-file jobs.
+    merge: Option<bool>,
+    /// Where to POST the job (signed) when it ends; needs `WEBHOOK_SECRET` on the service and
+    /// a public address (or one `OUTBOUND_ALLOW` names).
+    callback_url: Option<String>,
+    /// Run no earlier than this (RFC 3339, e.g. `2026-11-22T18:00:00Z`); the job waits in
+    /// `queued` until then.
+    run_at: Option<String>,
 }
+
+/// Most files one merge job joins.
+const MAX_PARTS: usize = 20;
 
 /// A job was accepted (or, for a repeated `Idempotency-Key`, found).
 #[derive(ApiResponse)]
@@ -86,56 +98,142 @@ impl ExportsApi {
         let output = match form.format.unwrap_or(ExportFormat::Pdf) {
             ExportFormat::Pdf => OutputFormat::Pdf,
         };
-        if form.file.size() as u64 > state.max_upload_bytes {
-            return Err(ApiError::too_large(format!(
-                "field file: {} bytes is over the limit of {} bytes",
-                form.file.size(),
-                state.max_upload_bytes
-            ))
-            .into());
-        }
+        let files = checked_files(
+            form.file,
+            form.merge.unwrap_or(false),
+            state.max_upload_bytes,
+        )?;
+        // An HTML form sends fields left blank as empty strings: those mean "not given".
+        let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let run_at = given(form.run_at)
+            .as_deref()
+            .map(parse_run_at)
+            .transpose()?;
+        let callback_url = state
+            .callback_url(given(form.callback_url), "field")
+            .await?;
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));
         }
-        let filename = storage::sanitize_filename(form.file.file_name().unwrap_or("document"));
-        let (format, file) = sniff_upload(form.file, &filename).await?;
-        let id = Uuid::new_v4();
-        let input_key = storage::input_key(id);
-        let size = state
-            .storage
-            .put_reader(
-                &input_key,
-                tokio::fs::File::from_std(file),
-                state.max_upload_bytes,
-            )
-            .await?;
-        let job = NewJob {
-            id,
-            kind: Export::NAME.to_string(),
-            args: serde_json::json!({ "format": output.extension() }),
-            max_attempts: state.max_attempts(Export::NAME),
-            idempotency_key: key,
-            input: Some(InputFile {
-                key: input_key.clone(),
-                filename,
-                content_type: format.media_type().to_string(),
-                size: i64::try_from(size).unwrap_or(i64::MAX),
-                format: format.extension().to_string(),
-            }),
+        let args = serde_json::json!({ "format": output.extension() });
+        let mut parts = Vec::with_capacity(files.len());
+        for upload in files {
+            parts.push(store_upload(&state, upload, &args).await?);
+        }
+        let mut jobs = if parts.len() == 1 {
+            parts
+        } else {
+            let mut merge = NewJob::new(Merge::NAME, args.clone(), state.max_attempts(Merge::NAME));
+            merge.steps = Merge::STEPS.to_vec();
+            merge.waiting_parts = Some(parts.len() as i64);
+            for (i, part) in parts.iter_mut().enumerate() {
+                part.part_of = Some((merge.id, i as i64));
+            }
+            std::iter::once(merge).chain(parts).collect()
         };
-        let enqueued = match state.queue.enqueue(vec![job]).await {
-            Ok(mut e) => e.remove(0),
+        jobs[0].idempotency_key = key;
+        jobs[0].callback_url = callback_url;
+        for job in jobs.iter_mut() {
+            job.run_at = run_at;
+        }
+        let inputs: Vec<String> = jobs
+            .iter()
+            .filter_map(|j| j.input.as_ref().map(|i| i.key.clone()))
+            .collect();
+        let enqueued = match state.queue.enqueue(jobs).await {
+            Ok(e) => e,
             Err(e) => {
-                let _ = state.storage.delete(&input_key).await;
+                for key in &inputs {
+                    let _ = state.storage.delete(key).await;
+                }
                 return Err(ApiError::from(e).into());
             }
         };
-        if !enqueued.created {
+        let first = enqueued.into_iter().next().expect("at least one job");
+        if !first.created {
             // Lost a race on the idempotency key: the other request's job stands.
-            let _ = state.storage.delete(&input_key).await;
+            for key in &inputs {
+                let _ = state.storage.delete(key).await;
+            }
         }
-        Ok(Accepted::job(enqueued.job.into()))
+        Ok(Accepted::job(Job::view(&state.queue, first.job).await?))
     }
+}
+
+/// The uploads of a form: at least one, several only with `merge`, none too large.
+fn checked_files(files: Vec<Upload>, merge: bool, limit: u64) -> Result<Vec<Upload>, ApiError> {
+    let bad = |message: String| ApiError::bad_request(ApiErrorCode::InvalidForm, message);
+    // A blank file input of a form arrives as an empty part without a filename: not a file.
+    let files: Vec<Upload> = files
+        .into_iter()
+        .filter(|f| f.size() > 0 || f.file_name().is_some_and(|n| !n.is_empty()))
+        .collect();
+    match files.len() {
+        0 => {
+            return Err(bad(
+                "field file: missing; send the document as a `file` part".into(),
+            ));
+        }
+        1 => {}
+        n if !merge => {
+            return Err(bad(format!(
+                "field file: {n} files sent; add merge=true to join them into one PDF, or send one"
+            )));
+        }
+        n if n > MAX_PARTS => {
+            return Err(bad(format!(
+                "field file: {n} files; a merge takes at most {MAX_PARTS}"
+            )));
+        }
+        _ => {}
+    }
+    if let Some(big) = files.iter().find(|f| f.size() as u64 > limit) {
+        return Err(ApiError::too_large(format!(
+            "field file: {} bytes is over the limit of {limit} bytes",
+            big.size()
+        )));
+    }
+    Ok(files)
+}
+
+fn parse_run_at(value: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            ApiError::bad_request(
+                ApiErrorCode::InvalidForm,
+                format!("field run_at: {value:?} is not an RFC 3339 time ({e})"),
+            )
+        })
+}
+
+/// Sniffs and stores one upload; the export job that will convert it.
+async fn store_upload(
+    state: &ApiState,
+    upload: Upload,
+    args: &serde_json::Value,
+) -> Result<NewJob, ApiError> {
+    let filename = storage::sanitize_filename(upload.file_name().unwrap_or("document"));
+    let (format, file) = sniff_upload(upload, &filename).await?;
+    let mut job = NewJob::new(Export::NAME, args.clone(), state.max_attempts(Export::NAME));
+    job.steps = Export::STEPS.to_vec();
+    let input_key = storage::input_key(job.id);
+    let size = state
+        .storage
+        .put_reader(
+            &input_key,
+            tokio::fs::File::from_std(file),
+            state.max_upload_bytes,
+        )
+        .await?;
+    job.input = Some(InputFile {
+        key: input_key,
+        filename,
+        content_type: format.media_type().to_string(),
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        format: format.extension().to_string(),
+    });
+    Ok(job)
 }
 
 /// Reads the spooled upload's real type; the file comes back rewound for storing.

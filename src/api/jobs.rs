@@ -36,6 +36,11 @@ pub struct NewJobRequest {
     pub kind: String,
     /// The kind's arguments; `sleep` takes `{"seconds": 2.5, "fail_times": 1}`.
     pub args: Option<serde_json::Value>,
+    /// Where to POST the job (signed) when it ends; needs `WEBHOOK_SECRET` on the service and
+    /// a public address (or one `OUTBOUND_ALLOW` names).
+    pub callback_url: Option<String>,
+    /// Run no earlier than this (RFC 3339); the job waits in `queued` until then.
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Several argument-only jobs, created in one transaction.
@@ -181,7 +186,7 @@ impl JobsApi {
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));
         }
-        let mut job = state.new_job(body.0, "body")?;
+        let mut job = state.new_job(body.0, "body").await?;
         job.idempotency_key = key;
         let mut created = state.queue.enqueue(vec![job]).await?;
         Ok(Accepted::job(created.remove(0).job.into()))
@@ -208,13 +213,10 @@ impl JobsApi {
             )
             .into());
         }
-        let jobs = body
-            .0
-            .jobs
-            .into_iter()
-            .enumerate()
-            .map(|(i, req)| state.new_job(req, &format!("body.jobs[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = Vec::with_capacity(n);
+        for (i, req) in body.0.jobs.into_iter().enumerate() {
+            jobs.push(state.new_job(req, &format!("body.jobs[{i}]")).await?);
+        }
         let created = state.queue.enqueue(jobs).await?;
         Ok(BatchAccepted::Accepted(Json(BatchCreated {
             jobs: created.into_iter().map(|e| e.job.into()).collect(),
@@ -235,7 +237,7 @@ impl JobsApi {
             .get(id.0)
             .await?
             .ok_or_else(|| ApiError::job_not_found(id.0))?;
-        Ok(Json(row.into()))
+        Ok(Json(Job::view(&state.queue, row).await?))
     }
 
     /// List jobs
@@ -286,7 +288,13 @@ impl JobsApi {
             None
         };
         Ok(Json(JobPage {
-            jobs: rows.into_iter().map(Job::from).collect(),
+            jobs: {
+                let mut jobs = Vec::with_capacity(rows.len());
+                for row in rows {
+                    jobs.push(Job::view(&state.queue, row).await?);
+                }
+                jobs
+            },
             next_cursor,
         }))
     }
@@ -383,7 +391,8 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Json<Job>, JobStateError> {
-        Ok(Json(state.queue.cancel(id.0).await?.into()))
+        let row = state.queue.cancel(id.0).await?;
+        Ok(Json(Job::view(&state.queue, row).await?))
     }
 
     /// Retry a job
@@ -407,9 +416,8 @@ impl JobsApi {
             )
             .into());
         }
-        Ok(Retried::Accepted(Json(
-            state.queue.retry(id.0).await?.into(),
-        )))
+        let row = state.queue.retry(id.0).await?;
+        Ok(Retried::Accepted(Json(Job::view(&state.queue, row).await?)))
     }
 
     /// Delete a job
@@ -421,14 +429,15 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Deleted, JobError> {
-        state
-            .queue
-            .delete(id.0)
-            .await?
-            .ok_or_else(|| ApiError::job_not_found(id.0))?;
-        if let Err(e) = state.storage.delete_job(id.0).await {
-            // The row is gone, so nothing can reach the files; log and move on.
-            tracing::warn!(job_id = %id.0, error = %e, "could not delete stored files");
+        let deleted = state.queue.delete(id.0).await?;
+        if deleted.is_empty() {
+            return Err(ApiError::job_not_found(id.0).into());
+        }
+        for row in deleted {
+            if let Err(e) = state.storage.delete_job(row.uuid()).await {
+                // The row is gone, so nothing can reach the files; log and move on.
+                tracing::warn!(job_id = %row.id, error = %e, "could not delete stored files");
+            }
         }
         Ok(Deleted::NoContent)
     }
@@ -485,7 +494,11 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
             }
             w.last_update = Some(stamp);
             w.finished = row.status().is_final();
-            return Some((Job::from(row), w));
+            let job = match Job::view(&w.state.queue, row.clone()).await {
+                Ok(job) => job,
+                Err(_) => Job::from(row),
+            };
+            return Some((job, w));
         }
     })
 }

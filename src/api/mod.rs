@@ -59,6 +59,10 @@ pub struct ApiState {
     pub keys: crate::auth::ApiKeys,
     /// Body, time, rate and queue limits.
     pub guards: crate::limits::Guards,
+    /// Where `callback_url`s may point.
+    pub outbound: crate::outbound::Outbound,
+    /// Whether `WEBHOOK_SECRET` is set (a `callback_url` needs it).
+    pub webhooks: bool,
 }
 
 impl ApiState {
@@ -80,17 +84,21 @@ impl ApiState {
     }
 
     /// Validates an argument-only job request; `field` names it in errors.
-    fn new_job(&self, req: jobs::NewJobRequest, field: &str) -> Result<NewJob, ApiError> {
-        let kind = self.registry.get(&req.kind).ok_or_else(|| {
-            ApiError::invalid(
-                ApiErrorCode::UnknownKind,
-                format!(
-                    "{field}.kind: unknown kind {:?}; known: {}",
-                    req.kind,
-                    self.registry.names().join(", ")
-                ),
-            )
-        })?;
+    async fn new_job(&self, req: jobs::NewJobRequest, field: &str) -> Result<NewJob, ApiError> {
+        let kind = self
+            .registry
+            .get(&req.kind)
+            .filter(|k| !k.internal())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    ApiErrorCode::UnknownKind,
+                    format!(
+                        "{field}.kind: unknown kind {:?}; known: {}",
+                        req.kind,
+                        self.registry.submittable().join(", ")
+                    ),
+                )
+            })?;
         if kind.takes_upload() {
             return Err(ApiError::invalid(
                 ApiErrorCode::UploadRequired,
@@ -107,14 +115,34 @@ impl ApiState {
                 format!("{field}.args: {why}"),
             )
         })?;
-        Ok(NewJob {
-            id: uuid::Uuid::new_v4(),
-            kind: kind.name().to_string(),
-            args,
-            max_attempts: kind.policy().max_attempts,
-            idempotency_key: None,
-            input: None,
-        })
+        let mut job = NewJob::new(kind.name(), args, kind.policy().max_attempts);
+        job.steps = kind.steps().to_vec();
+        job.callback_url = self.callback_url(req.callback_url, field).await?;
+        job.run_at = req.run_at.map(|t| t.timestamp_micros());
+        Ok(job)
+    }
+
+    /// Checks a `callback_url` (`field` names its place in errors): webhooks configured, the
+    /// address allowed.
+    async fn callback_url(
+        &self,
+        url: Option<String>,
+        field: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(url) = url else { return Ok(None) };
+        let refuse = |why: String| {
+            ApiError::invalid(
+                ApiErrorCode::InvalidArguments,
+                format!("{field}.callback_url: {why}"),
+            )
+        };
+        if !self.webhooks {
+            return Err(refuse(
+                "this service has no WEBHOOK_SECRET, so it cannot sign webhooks".into(),
+            ));
+        }
+        self.outbound.check(&url).await.map_err(refuse)?;
+        Ok(Some(url))
     }
 }
 

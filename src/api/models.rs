@@ -60,6 +60,36 @@ pub struct ResultInfo {
     pub url: String,
 }
 
+/// One checkpointed step of the job (see `JobKind::STEPS`): the kind's own steps (an export's
+/// `inspect` and `convert`), then `publish` (the result stored, the job `succeeded`) and, with a
+/// `callback_url`, `notify` (the webhook delivery queued). A new attempt resumes after the last
+/// `done` step.
+#[derive(Debug, Clone, Object)]
+pub struct StepInfo {
+    pub name: String,
+    pub status: crate::jobs::steps::StepStatus,
+    /// The attempt that last ran it.
+    #[oai(nullable)]
+    pub attempt: Option<u32>,
+    #[oai(nullable)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why its last run failed.
+    #[oai(nullable)]
+    pub error: Option<String>,
+}
+
+/// One part of a merge job: a document converted on its own, merged in this order.
+#[derive(Debug, Clone, Object)]
+pub struct PartInfo {
+    /// The part's own job (`GET /api/v1/jobs/{id}`).
+    pub id: Uuid,
+    pub status: JobStatus,
+    /// The part's uploaded filename.
+    pub filename: String,
+}
+
 /// A job: what was asked, where it is, and what came out.
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "Job", example)]
@@ -88,6 +118,47 @@ pub struct Job {
     pub expired_at: Option<DateTime<Utc>>,
     /// Every failed or lost attempt of this run, oldest first (empty when none failed).
     pub attempt_errors: Vec<AttemptErrorInfo>,
+    /// The job's steps and their checkpoints, in order.
+    pub steps: Vec<StepInfo>,
+    /// For a part of a merge job: that merge job.
+    #[oai(nullable)]
+    pub parent_id: Option<Uuid>,
+    /// For a merge job: its parts in merge order (empty for other jobs).
+    pub parts: Vec<PartInfo>,
+    /// Where the job is POSTed when it ends (see the README for the signature).
+    #[oai(nullable)]
+    pub callback_url: Option<String>,
+    /// The job waits in `queued` until this time.
+    #[oai(nullable)]
+    pub run_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// The job with its merge parts listed (`parts` are that job's parts, in order).
+    pub fn with_parts(row: JobRecord, parts: Vec<JobRecord>) -> Self {
+        let mut job = Job::from(row);
+        job.parts = parts
+            .into_iter()
+            .map(|p| PartInfo {
+                id: p.uuid(),
+                status: p.status(),
+                filename: p.input_filename.unwrap_or_default(),
+            })
+            .collect();
+        job
+    }
+
+    /// The API's view of `row`: a merge job with its parts (one more query).
+    pub async fn view(
+        queue: &crate::queue::Queue,
+        row: JobRecord,
+    ) -> Result<Self, crate::queue::QueueError> {
+        if !row.is_parent() {
+            return Ok(Job::from(row));
+        }
+        let parts = queue.parts(row.uuid()).await?;
+        Ok(Job::with_parts(row, parts))
+    }
 }
 
 fn timestamp(micros: i64) -> DateTime<Utc> {
@@ -111,6 +182,19 @@ impl From<JobRecord> for Job {
                 at: timestamp(e.at),
             })
             .collect();
+        let steps = r
+            .step_list()
+            .into_iter()
+            .map(|s| StepInfo {
+                name: s.name,
+                status: s.status,
+                attempt: s.attempt.and_then(|a| u32::try_from(a).ok()),
+                started_at: s.started_at.map(timestamp),
+                finished_at: s.finished_at.map(timestamp),
+                error: s.error,
+            })
+            .collect();
+        let parent_id = r.parent();
         let error = match (r.error_code, r.error_message) {
             (Some(code), message) => Some(JobErrorInfo {
                 code,
@@ -129,8 +213,14 @@ impl From<JobRecord> for Job {
             size: size(r.result_size),
             url: format!("/api/v1/jobs/{id}/result"),
         });
+
         Job {
             id,
+            steps,
+            parent_id,
+            parts: Vec::new(),
+            callback_url: r.callback_url.clone(),
+            run_at: r.run_at.map(timestamp),
             status: JobStatus::parse(&r.status).unwrap_or(JobStatus::Failed),
             kind: r.kind,
             progress: Progress {
@@ -188,6 +278,21 @@ impl poem_openapi::types::Example for Job {
             finished_at: Some(at("2026-11-22T10:00:00.310Z")),
             expired_at: None,
             attempt_errors: Vec::new(),
+            steps: ["inspect", "convert", "publish"]
+                .into_iter()
+                .map(|name| StepInfo {
+                    name: name.into(),
+                    status: crate::jobs::steps::StepStatus::Done,
+                    attempt: Some(1),
+                    started_at: Some(at("2026-11-22T10:00:00.002Z")),
+                    finished_at: Some(at("2026-11-22T10:00:00.310Z")),
+                    error: None,
+                })
+                .collect(),
+            parent_id: None,
+            parts: Vec::new(),
+            callback_url: None,
+            run_at: None,
         }
     }
 }

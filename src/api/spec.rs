@@ -198,6 +198,18 @@ fn complete(doc: &mut Value, registry: &Registry) {
             },
         });
     }
+    // Swagger UI pre-fills a form's text fields with their example ("string" when none),
+    // which would schedule or call back to nonsense; these optional fields start empty.
+    if let Some(form) = doc.pointer_mut(
+        "/paths/~1api~1v1~1exports/post/requestBody/content/multipart~1form-data/schema/properties",
+    ) {
+        for (field, format) in [("run_at", "date-time"), ("callback_url", "uri")] {
+            if let Some(schema) = form.get_mut(field) {
+                schema["format"] = json!(format);
+                schema["example"] = json!("");
+            }
+        }
+    }
     if let Some(params) = doc
         .pointer_mut("/paths/~1api~1v1~1jobs/get/parameters")
         .and_then(Value::as_array_mut)
@@ -231,7 +243,10 @@ fn new_job_request(registry: &Registry, schemas: &mut Map<String, Value>) -> Val
     let mut generator = SchemaSettings::openapi3().into_generator();
     let mut variants = Vec::new();
     let mut mapping = Map::new();
-    for kind in registry.iter().filter(|k| !k.takes_upload()) {
+    for kind in registry
+        .iter()
+        .filter(|k| !k.takes_upload() && !k.internal())
+    {
         let name = format!("NewJob_{}", kind.name());
         let args = kind.args_schema(&mut generator).to_value();
         schemas.insert(
@@ -244,6 +259,15 @@ fn new_job_request(registry: &Registry, schemas: &mut Map<String, Value>) -> Val
                     "kind": {"type": "string", "enum": [kind.name()]},
                     // `null` and absent both mean "no arguments".
                     "args": {"allOf": [args], "nullable": true},
+                    "callback_url": {
+                        "type": "string", "format": "uri", "nullable": true,
+                        "description": "Where to POST the job (signed) when it ends; needs `WEBHOOK_SECRET` \
+                            on the service and a public address (or one `OUTBOUND_ALLOW` names).",
+                    },
+                    "run_at": {
+                        "type": "string", "format": "date-time", "nullable": true,
+                        "description": "Run no earlier than this; the job waits in `queued` until then.",
+                    },
                 },
             }),
         );

@@ -1,15 +1,20 @@
 //! [`JobContext`]: what a running attempt can see and do — its ids, its scratch directory, its
-//! input document, progress reports and cancellation.
+//! input document, progress reports, checkpointed steps, other jobs' results (a merge reads its
+//! parts') and cancellation.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::JobError;
-use crate::queue::{InputFile, JobRecord, Lease, Queue};
-use crate::storage::Storage;
+use super::steps::{self, Step, StepStatus};
+use super::{JobError, OutputFile};
+use crate::queue::{InputFile, JobRecord, Lease, Queue, ResultFile};
+use crate::storage::{self, Storage};
 
 /// Handed to [`super::JobKind::run`] for one attempt. Cheap to clone.
 #[derive(Clone)]
@@ -25,6 +30,8 @@ struct Inner {
     storage: Storage,
     work_dir: PathBuf,
     cancel: CancellationToken,
+    /// The job's step checkpoints as this attempt found and updated them.
+    steps: Mutex<Vec<Step>>,
 }
 
 impl JobContext {
@@ -51,6 +58,7 @@ impl JobContext {
                 storage,
                 work_dir: work_dir.to_path_buf(),
                 cancel,
+                steps: Mutex::new(row.step_list()),
             }),
         }
     }
@@ -117,6 +125,147 @@ impl JobContext {
                 "the job was cancelled or taken over",
             ))
         }
+    }
+
+    /// Runs step `name` once per job: if an earlier attempt finished it, returns its kept
+    /// output without running `work`; otherwise runs `work` and checkpoints its output before
+    /// returning it. Whatever the step made outside the database must be durable when `work`
+    /// returns (see [`Self::store`]). A failure is recorded on the step and returned.
+    pub async fn step<T, F>(&self, name: &str, work: F) -> Result<T, JobError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, JobError>>,
+    {
+        if let Some(kept) = self.finished_step(name) {
+            tracing::debug!(step = name, "step already done; using its checkpoint");
+            return serde_json::from_value(kept).map_err(|e| {
+                JobError::fatal(
+                    "internal",
+                    format!("step {name}: checkpoint unreadable: {e}"),
+                )
+            });
+        }
+        let (attempt, now) = (self.inner.lease.attempt, crate::queue::now_micros());
+        self.checkpoint(name, |s| {
+            s.status = StepStatus::Running;
+            s.attempt = Some(attempt);
+            s.started_at = Some(now);
+            s.finished_at = None;
+            s.error = None;
+        })
+        .await?;
+        let result = work.await;
+        let now = crate::queue::now_micros();
+        match result {
+            Ok(value) => {
+                let output = serde_json::to_value(&value).map_err(JobError::internal)?;
+                self.checkpoint(name, |s| {
+                    s.status = StepStatus::Done;
+                    s.finished_at = Some(now);
+                    s.output = Some(output);
+                })
+                .await?;
+                Ok(value)
+            }
+            Err(err) => {
+                let why = err.to_string();
+                // Best effort: the attempt's failure is recorded by the runner either way.
+                let _ = self
+                    .checkpoint(name, |s| {
+                        s.status = StepStatus::Failed;
+                        s.finished_at = Some(now);
+                        s.error = Some(why);
+                    })
+                    .await;
+                Err(err)
+            }
+        }
+    }
+
+    fn finished_step(&self, name: &str) -> Option<serde_json::Value> {
+        let steps = self.inner.steps.lock().expect("steps lock");
+        steps
+            .iter()
+            .find(|s| s.name == name && s.status == StepStatus::Done)
+            .map(|s| s.output.clone().unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn checkpoint(&self, name: &str, change: impl FnOnce(&mut Step)) -> Result<(), JobError> {
+        let list = {
+            let mut steps = self.inner.steps.lock().expect("steps lock");
+            steps::update(&mut steps, name, change);
+            steps.clone()
+        };
+        let current = self
+            .inner
+            .queue
+            .checkpoint(&self.inner.lease, &list)
+            .await
+            .map_err(JobError::internal)?;
+        if current {
+            Ok(())
+        } else {
+            self.inner.cancel.cancel();
+            Err(JobError::fatal(
+                "lease_lost",
+                "the job was cancelled or taken over",
+            ))
+        }
+    }
+
+    /// The step checkpoints as they stand.
+    pub(crate) fn steps(&self) -> Vec<Step> {
+        self.inner.steps.lock().expect("steps lock").clone()
+    }
+
+    /// Uploads `file` to storage as this attempt's result object and returns it; hand it to
+    /// [`super::JobOutput::stored`], possibly from a later attempt (via a step's output).
+    pub async fn store(&self, file: &OutputFile) -> Result<ResultFile, JobError> {
+        let lease = &self.inner.lease;
+        let key = storage::result_key(lease.job, &lease.task_id, lease.attempt);
+        let size = self
+            .inner
+            .storage
+            .put_file(&key, &file.path)
+            .await
+            .map_err(|e| JobError::retryable("storage_unavailable", e.to_string()))?;
+        Ok(ResultFile {
+            key,
+            filename: file.filename.clone(),
+            content_type: file.content_type.clone(),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Another job, as stored (`None` if it does not exist).
+    pub async fn job(&self, id: Uuid) -> Result<Option<JobRecord>, JobError> {
+        self.inner.queue.get(id).await.map_err(JobError::internal)
+    }
+
+    /// This job's parts (a merge job's), in upload order.
+    pub async fn parts(&self) -> Result<Vec<JobRecord>, JobError> {
+        self.parts_of(self.job_id()).await
+    }
+
+    /// The parts of merge job `id`, in upload order.
+    pub async fn parts_of(&self, id: Uuid) -> Result<Vec<JobRecord>, JobError> {
+        self.inner.queue.parts(id).await.map_err(JobError::internal)
+    }
+
+    /// Copies the result file of `job` into `to`. A storage failure is retryable.
+    pub async fn fetch_result(&self, job: &JobRecord, to: &Path) -> Result<(), JobError> {
+        let key = job.result_key.as_deref().ok_or_else(|| {
+            JobError::fatal(
+                "missing_input",
+                format!("job {} has no result file", job.id),
+            )
+        })?;
+        self.inner
+            .storage
+            .download(key, to)
+            .await
+            .map(|_| ())
+            .map_err(|e| JobError::retryable("storage_unavailable", e.to_string()))
     }
 
     pub fn is_cancelled(&self) -> bool {

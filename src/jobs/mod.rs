@@ -26,6 +26,7 @@ pub mod context;
 pub mod kinds;
 pub mod runner;
 pub mod state;
+pub mod steps;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -70,6 +71,12 @@ pub trait JobKind: Send + Sync + 'static {
     /// Error codes this kind returns beyond [`BUILTIN_ERROR_CODES`]; they join the enum of job
     /// error codes in the OpenAPI document, so generated clients know them.
     const ERROR_CODES: &'static [&'static str] = &[];
+    /// The steps [`Self::run`] goes through with [`JobContext::step`], in order; each one's
+    /// outcome is checkpointed, so a new attempt resumes after the last finished step. The
+    /// runner adds `publish` and `notify` after them. Shown in the job's `steps`.
+    const STEPS: &'static [&'static str] = &[];
+    /// Created by offload itself (a merge of parts, a webhook delivery), never by `POST /jobs`.
+    const INTERNAL: bool = false;
 
     /// Adjust the service-wide defaults for this kind.
     fn policy(&self, defaults: Policy) -> Policy {
@@ -95,6 +102,8 @@ pub trait JobKind: Send + Sync + 'static {
 pub struct JobOutput {
     /// A file to publish as the job's result (it is uploaded to storage by the runner).
     pub file: Option<OutputFile>,
+    /// A result already in storage ([`JobContext::store`]), e.g. made by a checkpointed step.
+    pub stored: Option<crate::queue::ResultFile>,
 }
 
 impl JobOutput {
@@ -103,7 +112,17 @@ impl JobOutput {
     }
 
     pub fn file(file: OutputFile) -> Self {
-        Self { file: Some(file) }
+        Self {
+            file: Some(file),
+            stored: None,
+        }
+    }
+
+    pub fn stored(file: crate::queue::ResultFile) -> Self {
+        Self {
+            file: None,
+            stored: Some(file),
+        }
     }
 }
 
@@ -182,6 +201,8 @@ pub(crate) trait ErasedKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn takes_upload(&self) -> bool;
     fn error_codes(&self) -> &'static [&'static str];
+    fn steps(&self) -> &'static [&'static str];
+    fn internal(&self) -> bool;
     fn args_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
     fn policy(&self) -> &Policy;
     fn check_args(&self, args: &serde_json::Value) -> Result<(), String>;
@@ -208,6 +229,14 @@ impl<K: JobKind> ErasedKind for Registered<K> {
 
     fn error_codes(&self) -> &'static [&'static str] {
         K::ERROR_CODES
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        K::STEPS
+    }
+
+    fn internal(&self) -> bool {
+        K::INTERNAL
     }
 
     fn args_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -279,6 +308,15 @@ impl Registry {
     /// Names of all registered kinds, sorted.
     pub fn names(&self) -> Vec<&'static str> {
         self.kinds.keys().copied().collect()
+    }
+
+    /// Names of the kinds clients may submit (not the internal ones), sorted.
+    pub fn submittable(&self) -> Vec<&'static str> {
+        self.kinds
+            .iter()
+            .filter(|(_, k)| !k.internal())
+            .map(|(name, _)| *name)
+            .collect()
     }
 
     /// Every job error code a job of these kinds can show, sorted.

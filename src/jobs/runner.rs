@@ -27,11 +27,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::steps::{self, StepStatus};
 use super::{ErasedKind, JobContext, JobError, JobOutput, JobStatus, Policy, Registry};
 use crate::events::{Change, Wakers, next_change_of};
 use crate::metrics::Metrics;
-use crate::queue::{AttemptError, Failure, JobRecord, Lease, Queue, ResultFile, TaskRef};
-use crate::storage::{self, Storage};
+use crate::queue::{AttemptError, Failure, JobRecord, Lease, Queue, TaskRef};
+use crate::storage::Storage;
 
 /// How long past a kind's own time limit the apalis timeout layer waits before dropping a
 /// stuck attempt (e.g. one blocked on a database that went away).
@@ -52,6 +53,8 @@ pub struct Runtime {
     /// Attempts started and not finished. An attempt removes itself when it ends normally; one
     /// that was dropped (shutdown deadline) stays here to be put back in the queue.
     in_flight: std::sync::Mutex<std::collections::HashMap<Uuid, Lease>>,
+    /// Test-only fault injection: stop every attempt just before `publish`.
+    pause_before_publish: bool,
 }
 
 impl Runtime {
@@ -69,7 +72,15 @@ impl Runtime {
             work_dir,
             metrics,
             in_flight: Default::default(),
+            pause_before_publish: false,
         }
+    }
+
+    /// Test-only fault injection (`OFFLOAD_TEST_PAUSE_BEFORE_PUBLISH`): every attempt stops
+    /// for good just before its `publish` step, so a test can kill the worker there.
+    pub fn pause_before_publish(mut self, pause: bool) -> Self {
+        self.pause_before_publish = pause;
+        self
     }
 
     /// Puts attempts that were still running when the worker stopped back in the queue (our
@@ -265,7 +276,7 @@ async fn attempt(
         is_final,
         history: &history,
     };
-    if let Err(e) = rt.queue.fail(&lease, &failure).await {
+    if let Err(e) = rt.queue.fail(row, &failure).await {
         tracing::error!(error = %e, "could not record the failure");
     }
     if is_final {
@@ -323,39 +334,45 @@ async fn run_kind(
         _ = token.cancelled() => return Err(Outcome::Cancelled),
     };
     match output {
-        Ok(output) => publish(rt, &row.lease(), output, history).await,
+        Ok(output) => publish(rt, row, &ctx, output, history).await,
         Err(_) if token.is_cancelled() => Err(Outcome::Cancelled),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Stores the result file (if any) and marks the job `succeeded`, fenced by the lease.
+/// The runner's `publish` step: stores the result file (if the kind left one on disk) and
+/// marks the job `succeeded` with its steps, fenced by the lease; for a job with a webhook or
+/// a merge job, that happens in the same transaction as their next move.
 async fn publish(
     rt: &Runtime,
-    lease: &Lease,
+    row: &JobRecord,
+    ctx: &JobContext,
     output: JobOutput,
     history: &[AttemptError],
 ) -> Result<(), Outcome> {
-    let stored = match output.file {
-        None => None,
-        Some(file) => {
-            let key = storage::result_key(lease.job, &lease.task_id, lease.attempt);
-            let size = rt
-                .storage
-                .put_file(&key, &file.path)
-                .await
-                .map_err(|e| JobError::retryable("storage_unavailable", e.to_string()))?;
-            Some(ResultFile {
-                key,
-                filename: file.filename,
-                content_type: file.content_type,
-                size: i64::try_from(size).unwrap_or(i64::MAX),
-            })
-        }
+    if rt.pause_before_publish {
+        tracing::warn!(
+            "fault injection (OFFLOAD_TEST_PAUSE_BEFORE_PUBLISH): pausing before publish"
+        );
+        std::future::pending::<()>().await;
+    }
+    let started_at = crate::queue::now_micros();
+    let uploaded = match output.file {
+        Some(file) if output.stored.is_none() => Some(ctx.store(&file).await?),
+        _ => None,
     };
+    let result = output.stored.or_else(|| uploaded.clone());
+    let mut list = ctx.steps();
+    steps::update(&mut list, steps::PUBLISH, |s| {
+        s.status = StepStatus::Done;
+        s.attempt = Some(row.attempts);
+        s.started_at = Some(started_at);
+        s.finished_at = Some(crate::queue::now_micros());
+        s.error = None;
+    });
     match rt
         .queue
-        .succeed(lease, stored.as_ref(), history)
+        .succeed(row, result.as_ref(), history, &list)
         .await
         .map_err(JobError::internal)?
     {
@@ -364,8 +381,9 @@ async fn publish(
             Ok(())
         }
         None => {
-            // Cancelled, deleted or superseded meanwhile: this attempt's file is nobody's.
-            if let Some(file) = stored {
+            // Cancelled, deleted or superseded meanwhile: the file this attempt uploaded is
+            // nobody's (one kept by a step may be a newer attempt's, so it stays).
+            if let Some(file) = uploaded {
                 let _ = rt.storage.delete(&file.key).await;
             }
             Err(Outcome::Cancelled)

@@ -71,6 +71,18 @@ pub struct JobRecord {
     pub expired_at: Option<i64>,
     /// JSON array of [`AttemptError`]s.
     pub attempt_errors: Option<String>,
+    /// JSON array of [`crate::jobs::steps::Step`] checkpoints.
+    pub steps: Option<String>,
+    /// The merge job this job is a part of.
+    pub parent_id: Option<String>,
+    /// This part's place in its merge job (upload order, from 0).
+    pub part_index: Option<i64>,
+    /// A merge job's parts not yet succeeded; its task is pushed when this reaches 0.
+    pub waiting_parts: Option<i64>,
+    /// Where to POST the job when it ends.
+    pub callback_url: Option<String>,
+    /// Not before this time (unix microseconds).
+    pub run_at: Option<i64>,
 }
 
 /// One failed (or lost) attempt, as kept in the job's history.
@@ -104,6 +116,22 @@ impl JobRecord {
             .unwrap_or_default()
     }
 
+    /// The job's step checkpoints.
+    pub fn step_list(&self) -> Vec<crate::jobs::steps::Step> {
+        crate::jobs::steps::parse(self.steps.as_deref())
+    }
+
+    pub fn parent(&self) -> Option<Uuid> {
+        self.parent_id
+            .as_deref()
+            .and_then(|p| Uuid::parse_str(p).ok())
+    }
+
+    /// A merge job (it has parts).
+    pub fn is_parent(&self) -> bool {
+        self.waiting_parts.is_some()
+    }
+
     /// The attempt this row is currently leased to.
     pub fn lease(&self) -> Lease {
         Lease {
@@ -126,7 +154,7 @@ pub struct InputFile {
 }
 
 /// A stored result file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResultFile {
     pub key: String,
     pub filename: String,
@@ -143,6 +171,53 @@ pub struct NewJob {
     pub max_attempts: u32,
     pub idempotency_key: Option<String>,
     pub input: Option<InputFile>,
+    /// Names of the kind's steps (the runner's own are added).
+    pub steps: Vec<&'static str>,
+    /// Where to POST the job when it ends (checked by the caller).
+    pub callback_url: Option<String>,
+    /// Not before this time (unix microseconds).
+    pub run_at: Option<i64>,
+    /// Part `index` of merge job `parent`.
+    pub part_of: Option<(Uuid, i64)>,
+    /// A merge job waiting for this many parts: it gets no task until they succeed.
+    pub waiting_parts: Option<i64>,
+}
+
+impl NewJob {
+    /// A job of `kind` with `args` and nothing else set.
+    pub fn new(kind: &str, args: serde_json::Value, max_attempts: u32) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            kind: kind.to_string(),
+            args,
+            max_attempts,
+            idempotency_key: None,
+            input: None,
+            steps: Vec::new(),
+            callback_url: None,
+            run_at: None,
+            part_of: None,
+            waiting_parts: None,
+        }
+    }
+
+    fn initial_steps(&self) -> String {
+        let steps = crate::jobs::steps::initial(&self.steps, self.callback_url.is_some());
+        crate::jobs::steps::to_column(&steps)
+    }
+
+    fn initial_message(&self, now: i64) -> String {
+        match (self.waiting_parts, self.run_at) {
+            (Some(n), _) => format!("waiting for {n} parts"),
+            (None, Some(at)) if at > now => format!(
+                "scheduled for {}",
+                chrono::DateTime::from_timestamp_micros(at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default()
+            ),
+            _ => "queued".into(),
+        }
+    }
 }
 
 /// The result of a submit: the job, and whether this call created it (an idempotency key
@@ -196,6 +271,8 @@ pub enum QueueError {
     NotFound,
     #[error("the job is {0}")]
     WrongState(JobStatus),
+    #[error("the job is part {} of merge job {parent}; retry or delete that job", index + 1)]
+    PartOfMerge { parent: Uuid, index: i64 },
 }
 
 /// The connection pool of the configured engine.
@@ -216,11 +293,62 @@ macro_rules! on_db {
     };
 }
 
+/// Inserts `$job` (a [`NewJob`]) and, unless it is a merge job waiting for its parts, its
+/// apalis task, on executor `$ex`; evaluates to the row, or `None` when its idempotency key
+/// was taken. A macro so that it expands inside each arm of [`on_db!`].
+macro_rules! insert_job {
+    ($queue:expr, $d:expr, $ex:expr, $job:expr, $now:expr) => {{
+        let job: &NewJob = $job;
+        let task_id = new_task_id();
+        let input = job.input.as_ref();
+        let (parent, index) = match job.part_of {
+            Some((p, i)) => (Some(p.to_string()), Some(i)),
+            None => (None, None),
+        };
+        let inserted = sqlx::query_as::<_, JobRecord>($queue.sql(sql::INSERT))
+            .bind(job.id.to_string())
+            .bind(&job.kind)
+            .bind(job.args.to_string())
+            .bind(&task_id)
+            .bind(i64::from(job.max_attempts))
+            .bind(input.map(|i| i.key.as_str()))
+            .bind(input.map(|i| i.filename.as_str()))
+            .bind(input.map(|i| i.content_type.as_str()))
+            .bind(input.map(|i| i.size))
+            .bind(input.map(|i| i.format.as_str()))
+            .bind(job.idempotency_key.as_deref())
+            .bind($now)
+            .bind(job.initial_message($now))
+            .bind(job.initial_steps())
+            .bind(job.callback_url.as_deref())
+            .bind(job.run_at)
+            .bind(parent)
+            .bind(index)
+            .bind(job.waiting_parts)
+            .fetch_optional(&mut *$ex)
+            .await?;
+        if let Some(row) = &inserted
+            && job.waiting_parts.is_none()
+        {
+            sqlx::query($d.insert_task)
+                .bind(&task_id)
+                .bind(&job.kind)
+                .bind(task_payload(job.id))
+                .bind(row.max_attempts as i32)
+                .bind(job.run_at.map(|at| at / 1_000_000))
+                .execute(&mut *$ex)
+                .await?;
+        }
+        inserted
+    }};
+}
+
 /// The statements on apalis's tables, which differ per engine.
 #[derive(Debug)]
 pub(crate) struct Dialect {
     begin_write: &'static str,
-    /// Binds `(task id, kind, payload, max attempts)` as `$1..$4`.
+    /// Binds `(task id, kind, payload, max attempts, run at)` as `$1..$5`; run at is unix
+    /// seconds or NULL for now.
     insert_task: &'static str,
     delete_task: &'static str,
     kill_pending_task: &'static str,
@@ -235,6 +363,8 @@ pub(crate) struct Dialect {
 pub struct QueueConfig {
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// Attempts of a webhook delivery.
+    pub webhook_attempts: u32,
 }
 
 impl QueueConfig {
@@ -242,6 +372,7 @@ impl QueueConfig {
         Self {
             lease: settings.worker_lease(),
             poll_interval: settings.poll_interval(),
+            webhook_attempts: crate::jobs::kinds::webhook::attempts(settings),
         }
     }
 
@@ -330,18 +461,18 @@ impl Queue {
         on_db!(&self.db, pool => pool.close().await)
     }
 
-    fn sql(&self, text: &'static str) -> SqlStr {
+    pub(super) fn sql(&self, text: &'static str) -> SqlStr {
         sql::for_engine(&self.db, text)
     }
 
-    fn dialect(&self) -> &'static Dialect {
+    pub(super) fn dialect(&self) -> &'static Dialect {
         match self.db {
             Db::Postgres(_) => &postgres::DIALECT,
             Db::Sqlite(_) => &sqlite::DIALECT,
         }
     }
 
-    fn publish(&self, job: &JobRecord) {
+    pub(super) fn publish(&self, job: &JobRecord) {
         self.feed.publish(Change {
             job: job.uuid(),
             status: Some(job.status()),
@@ -351,41 +482,15 @@ impl Queue {
 
     /// Creates jobs (one transaction for all of them) and their apalis tasks.
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, QueueError> {
-        let (insert, by_key) = (self.sql(sql::INSERT), self.sql(sql::BY_IDEMPOTENCY_KEY));
+        let by_key = self.sql(sql::BY_IDEMPOTENCY_KEY);
         let d = self.dialect();
         let now = now_micros();
         let mut out = Vec::with_capacity(jobs.len());
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(d.begin_write).await?;
             for job in &jobs {
-                let task_id = new_task_id();
-                let input = job.input.as_ref();
-                let inserted = sqlx::query_as::<_, JobRecord>(insert.clone())
-                    .bind(job.id.to_string())
-                    .bind(&job.kind)
-                    .bind(job.args.to_string())
-                    .bind(&task_id)
-                    .bind(i64::from(job.max_attempts))
-                    .bind(input.map(|i| i.key.as_str()))
-                    .bind(input.map(|i| i.filename.as_str()))
-                    .bind(input.map(|i| i.content_type.as_str()))
-                    .bind(input.map(|i| i.size))
-                    .bind(input.map(|i| i.format.as_str()))
-                    .bind(job.idempotency_key.as_deref())
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let enqueued = match inserted {
-                    Some(row) => {
-                        sqlx::query(d.insert_task)
-                            .bind(&task_id)
-                            .bind(&job.kind)
-                            .bind(task_payload(job.id))
-                            .bind(row.max_attempts as i32)
-                            .execute(&mut *tx)
-                            .await?;
-                        Enqueued { job: row, created: true }
-                    }
+                let enqueued = match insert_job!(self, d, &mut *tx, job, now) {
+                    Some(row) => Enqueued { job: row, created: true },
                     // The idempotency key was used before: hand back that job.
                     None => Enqueued {
                         job: sqlx::query_as::<_, JobRecord>(by_key.clone())
@@ -399,15 +504,27 @@ impl Queue {
             }
             tx.commit().await?;
         });
+        let created: Vec<JobRecord> = out
+            .iter()
+            .filter(|e| e.created)
+            .map(|e| e.job.clone())
+            .collect();
+        self.announce(&created);
+        Ok(out)
+    }
+
+    /// Publishes rows that changed on the feed and wakes the workers of their kinds.
+    pub(super) fn announce(&self, rows: &[JobRecord]) {
         let mut woken = std::collections::BTreeSet::new();
-        for e in out.iter().filter(|e| e.created) {
-            self.publish(&e.job);
-            woken.insert(e.job.kind.clone());
+        for row in rows {
+            self.publish(row);
+            if row.status() == JobStatus::Queued {
+                woken.insert(row.kind.clone());
+            }
         }
         for kind in woken {
             self.wakers.wake(&kind);
         }
-        Ok(out)
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
@@ -448,82 +565,9 @@ impl Queue {
         Ok(rows)
     }
 
-    /// Cancels a queued or running job. A running attempt notices through the feed (this
-    /// process) or its next poll (other processes) and stops.
-    pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, QueueError> {
-        let q = self.sql(sql::CANCEL);
-        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
-            .bind(id.to_string())
-            .bind(now_micros())
-            .fetch_optional(pool)
-            .await)?;
-        let row = self.transitioned(id, row).await?;
-        // Keep apalis from handing out a task that would only find the job cancelled.
-        let kill = self.dialect().kill_pending_task;
-        on_db!(&self.db, pool => sqlx::query(kill).bind(&row.task_id).execute(pool).await.map(|_| ()))?;
-        self.publish(&row);
-        Ok(row)
-    }
-
-    /// Puts a failed or cancelled job back in the queue with a fresh set of attempts, under a
-    /// new apalis task (so a straggler of the old task cannot run it).
-    pub async fn retry(&self, id: Uuid) -> Result<JobRecord, QueueError> {
-        let (q, d, task_id) = (self.sql(sql::RETRY), self.dialect(), new_task_id());
-        let row = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = sqlx::query_as::<_, JobRecord>(q)
-                .bind(id.to_string())
-                .bind(&task_id)
-                .bind(now_micros())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = &row {
-                sqlx::query(d.insert_task)
-                    .bind(&task_id)
-                    .bind(&row.kind)
-                    .bind(task_payload(id))
-                    .bind(row.max_attempts as i32)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            row
-        });
-        let row = self.transitioned(id, row).await?;
-        self.publish(&row);
-        self.wakers.wake(&row.kind);
-        Ok(row)
-    }
-
-    /// Deletes the job row and its apalis task; returns the row so the caller can remove the
-    /// stored files. A running attempt finds its lease gone and stops.
-    pub async fn delete(&self, id: Uuid) -> Result<Option<JobRecord>, QueueError> {
-        let (q, d) = (self.sql(sql::DELETE), self.dialect());
-        let row = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = sqlx::query_as::<_, JobRecord>(q)
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = &row {
-                sqlx::query(d.delete_task).bind(&row.task_id).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            row
-        });
-        if row.is_some() {
-            self.feed.publish(Change {
-                job: id,
-                status: None,
-                row: None,
-            });
-        }
-        Ok(row)
-    }
-
     /// `Some(row)` when a guarded update applied; otherwise tells a missing job from a job in
     /// the wrong state.
-    async fn transitioned(
+    pub(super) async fn transitioned(
         &self,
         id: Uuid,
         row: Option<JobRecord>,
@@ -579,69 +623,6 @@ impl Queue {
             self.publish(row);
         }
         Ok(row.is_some())
-    }
-
-    /// Marks the attempt's job `succeeded`; `None` when the lease is gone.
-    pub async fn succeed(
-        &self,
-        lease: &Lease,
-        result: Option<&ResultFile>,
-        history: &[AttemptError],
-    ) -> Result<Option<JobRecord>, QueueError> {
-        let q = self.sql(sql::SUCCEED);
-        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
-            .bind(lease.job.to_string())
-            .bind(&lease.task_id)
-            .bind(lease.attempt)
-            .bind(result.map(|r| r.key.as_str()))
-            .bind(result.map(|r| r.filename.as_str()))
-            .bind(result.map(|r| r.content_type.as_str()))
-            .bind(result.map(|r| r.size))
-            .bind(now_micros())
-            .bind(history_json(history))
-            .fetch_optional(pool)
-            .await)?;
-        if let Some(row) = &row {
-            self.publish(row);
-        }
-        Ok(row)
-    }
-
-    /// Records a failed attempt: back to `queued` (with the error shown) or `failed` for good.
-    /// `None` when the lease is gone.
-    pub async fn fail(
-        &self,
-        lease: &Lease,
-        failure: &Failure<'_>,
-    ) -> Result<Option<JobRecord>, QueueError> {
-        let q = self.sql(sql::FAIL);
-        let (status, finished) = if failure.is_final {
-            (JobStatus::Failed, Some(now_micros()))
-        } else {
-            (JobStatus::Queued, None)
-        };
-        let message = if failure.is_final {
-            "failed"
-        } else {
-            "waiting to retry"
-        };
-        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
-            .bind(lease.job.to_string())
-            .bind(&lease.task_id)
-            .bind(lease.attempt)
-            .bind(status.as_str())
-            .bind(failure.code)
-            .bind(failure.message)
-            .bind(finished)
-            .bind(now_micros())
-            .bind(message)
-            .bind(history_json(failure.history))
-            .fetch_optional(pool)
-            .await)?;
-        if let Some(row) = &row {
-            self.publish(row);
-        }
-        Ok(row)
     }
 
     /// Puts an attempt that its worker abandoned (shutdown deadline) back in the queue: the
@@ -785,3 +766,5 @@ impl Queue {
         }
     }
 }
+
+mod workflow;

@@ -32,8 +32,10 @@ pub(super) const INSERT: &str = "\
 INSERT INTO offload_jobs (
     id, kind, status, args, task_id, attempts, max_attempts, progress_percent, progress_message,
     input_key, input_filename, input_content_type, input_size, input_format,
-    idempotency_key, created_at, updated_at)
-VALUES ($1, $2, 'queued', $3, $4, 0, $5, 0, 'queued', $6, $7, $8, $9, $10, $11, $12, $12)
+    idempotency_key, created_at, updated_at,
+    steps, callback_url, run_at, parent_id, part_index, waiting_parts)
+VALUES ($1, $2, 'queued', $3, $4, 0, $5, 0, $13, $6, $7, $8, $9, $10, $11, $12, $12,
+    $14, $15, $16, $17, $18, $19)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *";
 
@@ -49,9 +51,61 @@ pub(super) const RETRY: &str = "\
 UPDATE offload_jobs
 SET status = 'queued', task_id = $2, attempts = 0, error_code = NULL, error_message = NULL,
     progress_percent = 0, progress_message = 'queued', started_at = NULL, finished_at = NULL,
-    attempt_errors = NULL, updated_at = $3
+    attempt_errors = NULL, updated_at = $3, steps = $4
 WHERE id = $1 AND status IN ('failed', 'cancelled')
 RETURNING *";
+
+/// A step checkpoint of the running attempt (fenced by its lease).
+pub(super) const SET_STEPS: &str = "\
+UPDATE offload_jobs SET steps = $4, updated_at = $5
+WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
+RETURNING *";
+
+/// Steps of a job that has ended (its `notify` step).
+pub(super) const SET_FINAL_STEPS: &str =
+    "UPDATE offload_jobs SET steps = $2, updated_at = $3 WHERE id = $1 RETURNING *";
+
+pub(super) const PARTS: &str =
+    "SELECT * FROM offload_jobs WHERE parent_id = $1 ORDER BY part_index";
+
+/// One part of merge job `$1` succeeded: one fewer to wait for, progress up to 90%.
+pub(super) const PART_SUCCEEDED: &str = "\
+UPDATE offload_jobs
+SET waiting_parts = waiting_parts - 1,
+    progress_percent = 90 * ((SELECT COUNT(*) FROM offload_jobs p WHERE p.parent_id = $1)
+        - waiting_parts + 1) / (SELECT COUNT(*) FROM offload_jobs p WHERE p.parent_id = $1),
+    progress_message = CASE WHEN waiting_parts = 1 THEN 'parts converted; waiting to merge'
+        ELSE 'converted ' || CAST((SELECT COUNT(*) FROM offload_jobs p WHERE p.parent_id = $1)
+            - waiting_parts + 1 AS TEXT)
+        || ' of ' || CAST((SELECT COUNT(*) FROM offload_jobs p WHERE p.parent_id = $1) AS TEXT)
+        || ' parts' END,
+    updated_at = $2
+WHERE id = $1 AND status = 'queued' AND waiting_parts > 0
+RETURNING *";
+
+/// A part of merge job `$1` failed for good (or was cancelled): so does the merge job.
+pub(super) const PART_FAILED: &str = "\
+UPDATE offload_jobs
+SET status = 'failed', error_code = $2, error_message = $3, progress_message = 'failed',
+    finished_at = $4, updated_at = $4
+WHERE id = $1 AND status IN ('queued', 'running')
+RETURNING *";
+
+/// Cancels the unfinished parts of merge job `$1`.
+pub(super) const CANCEL_PARTS: &str = "\
+UPDATE offload_jobs
+SET status = 'cancelled', progress_message = $3, finished_at = $2, updated_at = $2
+WHERE parent_id = $1 AND status IN ('queued', 'running')
+RETURNING *";
+
+/// A retried merge job waits for its parts that have not succeeded.
+pub(super) const WAIT_FOR_PARTS: &str = "\
+UPDATE offload_jobs
+SET waiting_parts = (SELECT COUNT(*) FROM offload_jobs p WHERE p.parent_id = $1 AND p.status <> 'succeeded')
+WHERE id = $1
+RETURNING *";
+
+pub(super) const DELETE_PARTS: &str = "DELETE FROM offload_jobs WHERE parent_id = $1 RETURNING *";
 
 pub(super) const DELETE: &str = "DELETE FROM offload_jobs WHERE id = $1 RETURNING *";
 
@@ -73,7 +127,7 @@ UPDATE offload_jobs
 SET status = 'succeeded', progress_percent = 100, progress_message = 'done',
     error_code = NULL, error_message = NULL,
     result_key = $4, result_filename = $5, result_content_type = $6, result_size = $7,
-    finished_at = $8, updated_at = $8, attempt_errors = $9
+    finished_at = $8, updated_at = $8, attempt_errors = $9, steps = $10
 WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
 

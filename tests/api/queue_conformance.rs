@@ -5,7 +5,6 @@ use offload::app::Role;
 use offload::jobs::JobStatus;
 use offload::queue::{Failure, NewJob, Queue, ResultFile};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -18,14 +17,9 @@ on_both_backends!(
 );
 
 fn new_job(kind: &str, key: Option<&str>) -> NewJob {
-    NewJob {
-        id: Uuid::new_v4(),
-        kind: kind.to_string(),
-        args: json!({}),
-        max_attempts: 3,
-        idempotency_key: key.map(str::to_string),
-        input: None,
-    }
+    let mut job = NewJob::new(kind, json!({}), 3);
+    job.idempotency_key = key.map(str::to_string);
+    job
 }
 
 async fn queue_without_workers(backend: Backend) -> (TestApp, Queue) {
@@ -49,18 +43,17 @@ async fn an_attempt_that_lost_its_lease_cannot_write(backend: Backend) {
         .begin_attempt(id, &job.task_id)
         .await
         .unwrap()
-        .unwrap()
-        .lease();
+        .unwrap();
     let second = queue
         .begin_attempt(id, &job.task_id)
         .await
         .unwrap()
-        .unwrap()
-        .lease();
-    assert_eq!((first.attempt, second.attempt), (1, 2));
+        .unwrap();
+    assert_eq!((first.attempts, second.attempts), (1, 2));
 
     // The stale attempt's writes are refused, whatever they are.
-    assert!(!queue.progress(&first, 50, "stale").await.unwrap());
+    assert!(!queue.progress(&first.lease(), 50, "stale").await.unwrap());
+    assert!(!queue.checkpoint(&first.lease(), &[]).await.unwrap());
     let stale_result = ResultFile {
         key: "stale".into(),
         filename: "stale.pdf".into(),
@@ -69,7 +62,7 @@ async fn an_attempt_that_lost_its_lease_cannot_write(backend: Backend) {
     };
     assert!(
         queue
-            .succeed(&first, Some(&stale_result), &[])
+            .succeed(&first, Some(&stale_result), &[], &[])
             .await
             .unwrap()
             .is_none()
@@ -83,9 +76,15 @@ async fn an_attempt_that_lost_its_lease_cannot_write(backend: Backend) {
     assert!(queue.fail(&first, &failure).await.unwrap().is_none());
 
     // The current attempt's are applied.
-    assert!(queue.progress(&second, 40, "working").await.unwrap());
+    assert!(
+        queue
+            .progress(&second.lease(), 40, "working")
+            .await
+            .unwrap()
+    );
+    assert!(queue.checkpoint(&second.lease(), &[]).await.unwrap());
     let done = queue
-        .succeed(&second, None, &[])
+        .succeed(&second, None, &[], &[])
         .await
         .unwrap()
         .expect("current lease succeeds");
@@ -141,7 +140,7 @@ async fn begin_attempt_only_takes_jobs_of_its_own_task(backend: Backend) {
 
     // Deleted: nothing to start or write.
     let lease = running.lease();
-    queue.delete(id).await.unwrap().unwrap();
+    assert_eq!(queue.delete(id).await.unwrap().len(), 1);
     assert!(!queue.progress(&lease, 10, "gone").await.unwrap());
     assert!(queue.get(id).await.unwrap().is_none());
 }

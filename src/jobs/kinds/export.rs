@@ -1,7 +1,9 @@
 //! `export`: an uploaded office document to PDF.
 //!
-//! Stages, as progress: `downloading input` → `inspecting` → `converting N slides` →
-//! `storing result` (the runner) → `done`.
+//! Steps (checkpointed): `inspect` (the real type's pre-flight checks and the slide or sheet
+//! count), `convert` (LibreOffice; the PDF goes to storage), then the runner's `publish` and,
+//! with a `callback_url`, `notify`. Progress messages: `downloading input` → `inspecting` →
+//! `converting N slides` → `converted N pages; storing` → `done`.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use crate::convert::sniff::{self, PackageLimits};
 use crate::convert::{Converter, DocFormat, OutputFormat};
 use crate::jobs::{JobContext, JobError, JobKind, JobOutput, OutputFile, Policy};
 use crate::metrics::Metrics;
+use crate::queue::ResultFile;
 use crate::settings::Settings;
 
 pub struct Export {
@@ -44,6 +47,7 @@ impl JobKind for Export {
     const NAME: &'static str = "export";
     type Args = ExportArgs;
     const TAKES_UPLOAD: bool = true;
+    const STEPS: &'static [&'static str] = &["inspect", "convert"];
 
     fn policy(&self, defaults: Policy) -> Policy {
         // One claimed job per free slot: an idle worker elsewhere can take the rest.
@@ -80,16 +84,63 @@ impl JobKind for Export {
                 format!("unknown stored format {:?}", input.format),
             )
         })?;
+        let inspected: Inspected = ctx.step("inspect", self.inspect(&ctx, format)).await?;
+        let stored = ctx
+            .step(
+                "convert",
+                self.convert(&ctx, format, out, &input.filename, inspected),
+            )
+            .await?;
+        Ok(JobOutput::stored(stored))
+    }
+}
 
+/// What the `inspect` step learned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Inspected {
+    /// e.g. "5 slides"
+    what: Option<String>,
+}
+
+impl Export {
+    /// The uploaded document in this attempt's scratch directory (downloaded once per attempt).
+    async fn input_path(ctx: &JobContext) -> Result<std::path::PathBuf, JobError> {
+        let ext = ctx.input().map(|i| i.format.clone()).unwrap_or_default();
+        let path = ctx.work_dir().join(format!("input.{ext}"));
+        if path.exists() {
+            return Ok(path);
+        }
         ctx.progress(5, "downloading input").await?;
-        let path = ctx.fetch_input().await?;
+        ctx.fetch_input().await
+    }
+
+    /// Step `inspect`: the real type's pre-flight checks (package limits, encryption, XML
+    /// depth) and the slide or sheet count.
+    async fn inspect(&self, ctx: &JobContext, format: DocFormat) -> Result<Inspected, JobError> {
+        let path = Self::input_path(ctx).await?;
         ctx.progress(10, "inspecting").await?;
-        let (checked, limits) = (path.clone(), self.limits.clone());
-        let info = tokio::task::spawn_blocking(move || sniff::inspect(&checked, format, &limits))
+        let limits = self.limits.clone();
+        let info = tokio::task::spawn_blocking(move || sniff::inspect(&path, format, &limits))
             .await
             .map_err(JobError::internal)??;
-        let what = info
-            .describe(format)
+        Ok(Inspected {
+            what: info.describe(format),
+        })
+    }
+
+    /// Step `convert`: LibreOffice, then the PDF into storage (so that `publish` after a crash
+    /// needs no second conversion).
+    async fn convert(
+        &self,
+        ctx: &JobContext,
+        format: DocFormat,
+        out: OutputFormat,
+        filename: &str,
+        inspected: Inspected,
+    ) -> Result<ResultFile, JobError> {
+        let path = Self::input_path(ctx).await?;
+        let what = inspected
+            .what
             .map(|d| format!("converting {d}"))
             .unwrap_or_else(|| "converting".into());
         ctx.progress(30, what).await?;
@@ -98,17 +149,18 @@ impl JobKind for Export {
             .converter
             .convert(&path, format, ctx.work_dir(), ctx.cancel_token())
             .await?;
-        ctx.progress(90, format!("converted {} pages", converted.pages))
+        ctx.progress(90, format!("converted {} pages; storing", converted.pages))
             .await?;
-        let stem = std::path::Path::new(&input.filename)
+        let stem = std::path::Path::new(filename)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "document".into());
-        Ok(JobOutput::file(OutputFile {
+        ctx.store(&OutputFile {
             path: converted.path,
             filename: format!("{stem}.{}", out.extension()),
             content_type: out.media_type().to_string(),
-        }))
+        })
+        .await
     }
 }

@@ -2,8 +2,10 @@
 //! application embedding offload would to add its own.
 
 pub mod export;
+pub mod merge;
 pub mod noop;
 pub mod sleep;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -13,8 +15,10 @@ use crate::metrics::Metrics;
 use crate::settings::Settings;
 
 pub use export::Export;
+pub use merge::Merge;
 pub use noop::Noop;
 pub use sleep::Sleep;
+pub use webhook::Webhook;
 
 /// Service-wide defaults every kind starts from.
 pub fn default_policy(settings: &Settings) -> Policy {
@@ -27,7 +31,8 @@ pub fn default_policy(settings: &Settings) -> Policy {
     }
 }
 
-/// `export`, `noop` and `sleep`, configured from `settings`.
+/// `export`, `noop` and `sleep`, and the internal `merge` (multi-document exports) and
+/// `webhook` (completion callbacks), configured from `settings`.
 pub fn builtin(
     settings: &Settings,
     converter: Arc<dyn Converter>,
@@ -37,4 +42,6 @@ pub fn builtin(
         .register(Export::new(converter, settings, metrics))
         .register(Noop)
         .register(Sleep)
+        .register(Merge)
+        .register(Webhook::new(settings))
 }

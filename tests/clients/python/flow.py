@@ -30,7 +30,7 @@ def main(base: str, deck_path: str) -> None:
     client = Client(base_url=base, raise_on_unexpected_status=True)
 
     with open(deck_path, "rb") as deck:
-        job = create_export.sync(client=client, body=CreateExportBody(file=File(payload=deck, file_name="deck5.pptx")))
+        job = create_export.sync(client=client, body=CreateExportBody(file=[File(payload=deck, file_name="deck5.pptx")]))
     assert isinstance(job, Job), job
     assert job.status == JobStatus.QUEUED
 
@@ -41,6 +41,9 @@ def main(base: str, deck_path: str) -> None:
         job = get_job.sync(client=client, id=job.id)
         assert isinstance(job, Job), job
     assert job.status == JobStatus.SUCCEEDED, job.error
+    assert [(s.name, s.status.value) for s in job.steps] == [
+        ("inspect", "done"), ("convert", "done"), ("publish", "done")
+    ], job.steps
 
     pdf = get_job_result.sync(client=client, id=job.id)
     assert isinstance(pdf, File), pdf

@@ -18,7 +18,7 @@ const finalStatuses = new Set<Job["status"]>(["succeeded", "failed", "cancelled"
 // Upload: the multipart form is built by hand (openapi-fetch sends JSON by default).
 const deck = readFileSync(deckPath);
 const created = await client.POST("/api/v1/exports", {
-  body: { file: "deck5.pptx" },
+  body: { file: ["deck5.pptx"] },
   bodySerializer() {
     const form = new FormData();
     form.append("file", new Blob([deck]), "deck5.pptx");
@@ -28,6 +28,10 @@ const created = await client.POST("/api/v1/exports", {
 check(created.response.status === 202 && created.data, `upload answered ${created.response.status}`);
 let job: Job = created.data;
 check(job.kind === "export" && job.status === "queued", "a queued export");
+check(
+  job.steps.map((s) => s.name).join(",") === "inspect,convert,publish",
+  `the steps are listed: ${JSON.stringify(job.steps)}`,
+);
 
 // Poll until the job is final.
 const deadline = Date.now() + 120_000;

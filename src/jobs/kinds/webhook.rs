@@ -1,0 +1,154 @@
+//! `webhook`: delivers a job that ended to its `callback_url` — a durable job of its own,
+//! queued in the transaction that ended the job, retried with backoff until the receiver
+//! answers 2xx (at least once; the `Idempotency-Key` header, this delivery's id, is the same
+//! on every try so the receiver can drop repeats).
+//!
+//! The body is the Job JSON as `GET /api/v1/jobs/{id}` shows it at delivery time. The
+//! `Offload-Signature` header is `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+//! keyed with `WEBHOOK_SECRET`. The address is checked against the outbound policy again
+//! here, and the request goes only to the addresses that passed.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use poem_openapi::types::ToJSON;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::api::models::Job;
+use crate::jobs::{JobContext, JobError, JobKind, JobOutput, Policy};
+use crate::outbound::Outbound;
+use crate::settings::Settings;
+
+pub const NAME: &str = "webhook";
+/// How long a receiver may take to answer.
+const RECEIVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Deliveries are worth more tries than the service default: receivers go down for a while.
+pub fn attempts(settings: &Settings) -> u32 {
+    settings.max_attempts.max(8)
+}
+
+pub struct Webhook {
+    secret: String,
+    outbound: Outbound,
+}
+
+impl Webhook {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            secret: settings.webhook_secret.clone(),
+            outbound: Outbound::parse(&settings.outbound_allow).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WebhookArgs {
+    /// The job that ended.
+    pub job_id: String,
+    /// Where to POST it.
+    pub url: String,
+}
+
+/// `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`.
+pub fn signature(secret: &str, unix: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(unix.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={unix},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl JobKind for Webhook {
+    const NAME: &'static str = NAME;
+    type Args = WebhookArgs;
+    const INTERNAL: bool = true;
+    const ERROR_CODES: &'static [&'static str] = &["webhook_failed", "webhook_refused"];
+
+    fn policy(&self, defaults: Policy) -> Policy {
+        Policy {
+            max_attempts: defaults.max_attempts.max(8),
+            timeout: RECEIVER_TIMEOUT * 3,
+            concurrency: 16,
+            batch_size: 16,
+            ..defaults
+        }
+    }
+
+    async fn run(&self, ctx: JobContext, args: WebhookArgs) -> Result<JobOutput, JobError> {
+        if self.secret.is_empty() {
+            return Err(JobError::fatal(
+                "webhook_refused",
+                "WEBHOOK_SECRET is not set on this worker; deliveries are never sent unsigned",
+            ));
+        }
+        let job_id = Uuid::parse_str(&args.job_id)
+            .map_err(|e| JobError::fatal("invalid_arguments", format!("job_id: {e}")))?;
+        let row = ctx.job(job_id).await?.ok_or_else(|| {
+            JobError::fatal("webhook_refused", "the job was deleted before its delivery")
+        })?;
+        let parts = if row.is_parent() {
+            ctx.parts_of(job_id).await?
+        } else {
+            Vec::new()
+        };
+        let status = row.status.clone();
+        let body = serde_json::to_vec(&Job::with_parts(row, parts).to_json())
+            .map_err(JobError::internal)?;
+        let destination =
+            self.outbound.check(&args.url).await.map_err(|why| {
+                JobError::fatal("webhook_refused", format!("callback_url: {why}"))
+            })?;
+        let client = reqwest::Client::builder()
+            .resolve_to_addrs(&destination.host, &destination.addrs)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(RECEIVER_TIMEOUT)
+            .build()
+            .map_err(JobError::internal)?;
+        let unix = chrono::Utc::now().timestamp();
+        ctx.progress(50, format!("delivering to {}", destination.host))
+            .await?;
+        let answer = client
+            .post(destination.url)
+            .header("content-type", "application/json")
+            .header(
+                "user-agent",
+                concat!("offload-webhook/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("offload-event", format!("job.{status}"))
+            .header("offload-signature", signature(&self.secret, unix, &body))
+            .header("idempotency-key", ctx.job_id().to_string())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| JobError::retryable("webhook_failed", format!("no answer: {e}")))?;
+        if !answer.status().is_success() {
+            return Err(JobError::retryable(
+                "webhook_failed",
+                format!("the receiver answered HTTP {}", answer.status()),
+            ));
+        }
+        ctx.progress(
+            100,
+            format!("delivered (HTTP {})", answer.status().as_u16()),
+        )
+        .await?;
+        Ok(JobOutput::none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signature;
+
+    #[test]
+    fn the_signature_is_an_hmac_of_time_dot_body() {
+        // echo -n '1700000000.{"a":1}' | openssl dgst -sha256 -hmac secret
+        assert_eq!(
+            signature("secret", 1_700_000_000, br#"{"a":1}"#),
+            "t=1700000000,v1=49f24e537407743fa4a0242bb63b94b9a47ee99cbbe071ccd8a22550ae411686"
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! Transitions that move more than one row: a job ending (its webhook delivery is queued in the
+//! same transaction; a part moves its merge job on), cancel and retry (a merge job takes its
+//! parts along), delete, and step checkpoints.
+//!
+//! Fan-in is a counter: a merge job is created with `waiting_parts = N` and no apalis task.
+//! Each part that succeeds decrements it in the part's own completing transaction; the one
+//! that reaches 0 pushes the merge job's task. The decrement is a single guarded `UPDATE`, so
+//! two parts finishing at once on two workers cannot both (or neither) push it. A part that
+//! fails for good fails the merge job with the part's error and cancels the other parts.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    AttemptError, Db, Failure, JobRecord, Lease, NewJob, Queue, QueueError, ResultFile,
+    history_json, new_task_id, now_micros, sql, task_payload,
+};
+use crate::jobs::JobStatus;
+use crate::jobs::kinds::webhook;
+use crate::jobs::steps::{self, Step, StepStatus};
+
+/// The merge job's error when part `row` ended without succeeding.
+fn part_failure(row: &JobRecord) -> (String, String) {
+    let code = row.error_code.clone().unwrap_or_else(|| "cancelled".into());
+    let why = row
+        .error_message
+        .clone()
+        .unwrap_or_else(|| "the part was cancelled".into());
+    let name = row.input_filename.as_deref().unwrap_or("document");
+    let n = row.part_index.unwrap_or(0) + 1;
+    (code, format!("part {n} ({name}): {why}"))
+}
+
+/// The `notify` step of a job whose delivery `delivery` was just queued.
+fn notified(row: &JobRecord, delivery: Uuid, now: i64) -> String {
+    let mut list = row.step_list();
+    steps::update(&mut list, steps::NOTIFY, |s| {
+        s.status = StepStatus::Done;
+        s.started_at = Some(now);
+        s.finished_at = Some(now);
+        s.output = Some(json!({ "delivery": delivery }));
+    });
+    steps::to_column(&list)
+}
+
+/// In the transaction that ended `$row` (a final status): moves a part's merge job on, and
+/// queues the webhook delivery of every job that ended here and asked for one. Pushes every
+/// row it wrote onto `$changed`. A macro so that it expands inside each arm of `on_db!`.
+macro_rules! after_final {
+    ($q:expr, $ex:expr, $row:expr, $now:expr, $changed:expr) => {{
+        let d = $q.dialect();
+        let mut ended: Vec<JobRecord> = vec![$row];
+        if let Some(parent) = ended[0].parent_id.clone() {
+            if ended[0].status() == JobStatus::Succeeded {
+                let merge = sqlx::query_as::<_, JobRecord>($q.sql(sql::PART_SUCCEEDED))
+                    .bind(&parent)
+                    .bind($now)
+                    .fetch_optional(&mut *$ex)
+                    .await?;
+                if let Some(merge) = merge {
+                    if merge.waiting_parts == Some(0) {
+                        sqlx::query(d.insert_task)
+                            .bind(&merge.task_id)
+                            .bind(&merge.kind)
+                            .bind(task_payload(merge.uuid()))
+                            .bind(merge.max_attempts as i32)
+                            .bind(None::<i64>)
+                            .execute(&mut *$ex)
+                            .await?;
+                    }
+                    $changed.push(merge);
+                }
+            } else {
+                let (code, message) = part_failure(&ended[0]);
+                let merge = sqlx::query_as::<_, JobRecord>($q.sql(sql::PART_FAILED))
+                    .bind(&parent)
+                    .bind(code)
+                    .bind(message)
+                    .bind($now)
+                    .fetch_optional(&mut *$ex)
+                    .await?;
+                if let Some(merge) = merge {
+                    let others = sqlx::query_as::<_, JobRecord>($q.sql(sql::CANCEL_PARTS))
+                        .bind(&parent)
+                        .bind($now)
+                        .bind("cancelled: another part of the merge failed")
+                        .fetch_all(&mut *$ex)
+                        .await?;
+                    for other in &others {
+                        sqlx::query(d.kill_pending_task)
+                            .bind(&other.task_id)
+                            .execute(&mut *$ex)
+                            .await?;
+                    }
+                    $changed.extend(others);
+                    ended.push(merge);
+                }
+            }
+        }
+        for row in ended {
+            let Some(url) = row.callback_url.clone() else {
+                $changed.push(row);
+                continue;
+            };
+            let args = json!({ "job_id": row.id, "url": url });
+            let delivery = NewJob::new(webhook::NAME, args, $q.config.webhook_attempts);
+            if let Some(queued) = insert_job!($q, d, $ex, &delivery, $now) {
+                $changed.push(queued);
+            }
+            let row = sqlx::query_as::<_, JobRecord>($q.sql(sql::SET_FINAL_STEPS))
+                .bind(&row.id)
+                .bind(notified(&row, delivery.id, $now))
+                .bind($now)
+                .fetch_one(&mut *$ex)
+                .await?;
+            $changed.push(row);
+        }
+    }};
+}
+
+/// The newest version of job `id` among `rows`.
+fn latest(rows: &[JobRecord], id: &str) -> Option<JobRecord> {
+    rows.iter().rev().find(|r| r.id == id).cloned()
+}
+
+impl Queue {
+    /// Cancels a queued or running job (a merge job with its unfinished parts; a part fails
+    /// its merge job). A running attempt notices through the feed (this process) or its next
+    /// poll (other processes) and stops.
+    pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, QueueError> {
+        let (d, now) = (self.dialect(), now_micros());
+        let mut changed = Vec::new();
+        let row = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::CANCEL))
+                .bind(id.to_string())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = &row {
+                // Keep apalis from handing out a task that would only find the job cancelled.
+                sqlx::query(d.kill_pending_task).bind(&row.task_id).execute(&mut *tx).await?;
+                if row.is_parent() {
+                    let parts = sqlx::query_as::<_, JobRecord>(self.sql(sql::CANCEL_PARTS))
+                        .bind(&row.id)
+                        .bind(now)
+                        .bind("cancelled with its merge job")
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for part in &parts {
+                        sqlx::query(d.kill_pending_task).bind(&part.task_id).execute(&mut *tx).await?;
+                    }
+                    changed.extend(parts);
+                }
+                after_final!(self, tx, row.clone(), now, changed);
+            }
+            tx.commit().await?;
+            row
+        });
+        let row = self.transitioned(id, row).await?;
+        self.announce(&changed);
+        Ok(latest(&changed, &row.id).unwrap_or(row))
+    }
+
+    /// Puts a failed or cancelled job back in the queue with a fresh set of attempts, under a
+    /// new apalis task (so a straggler of the old task cannot run it). Finished steps keep
+    /// their checkpoints. A merge job re-runs only its parts that did not succeed.
+    pub async fn retry(&self, id: Uuid) -> Result<JobRecord, QueueError> {
+        let (d, now) = (self.dialect(), now_micros());
+        let mut changed = Vec::new();
+        let row = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let current = sqlx::query_as::<_, JobRecord>(self.sql(sql::GET))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(QueueError::NotFound)?;
+            if let (Some(parent), Some(index)) = (current.parent(), current.part_index) {
+                return Err(QueueError::PartOfMerge { parent, index });
+            }
+            let mut jobs = vec![current];
+            if jobs[0].is_parent() {
+                let parts = sqlx::query_as::<_, JobRecord>(self.sql(sql::PARTS))
+                    .bind(id.to_string())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                jobs.extend(parts.into_iter().filter(|p| p.status() != JobStatus::Succeeded));
+            }
+            let mut retried = None;
+            for job in jobs {
+                let mut list = job.step_list();
+                steps::reset_unfinished(&mut list);
+                let task_id = new_task_id();
+                let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::RETRY))
+                    .bind(&job.id)
+                    .bind(&task_id)
+                    .bind(now)
+                    .bind(steps::to_column(&list))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(mut row) = row else { break };
+                if row.is_parent() {
+                    row = sqlx::query_as::<_, JobRecord>(self.sql(sql::WAIT_FOR_PARTS))
+                        .bind(&row.id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                }
+                if row.waiting_parts.unwrap_or(0) == 0 {
+                    sqlx::query(d.insert_task)
+                        .bind(&task_id)
+                        .bind(&row.kind)
+                        .bind(task_payload(row.uuid()))
+                        .bind(row.max_attempts as i32)
+                        .bind(None::<i64>)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                retried.get_or_insert_with(|| row.clone());
+                changed.push(row);
+            }
+            tx.commit().await?;
+            retried
+        });
+        let row = self.transitioned(id, row).await?;
+        self.announce(&changed);
+        Ok(row)
+    }
+
+    /// Deletes the job row (a merge job with its parts) and their apalis tasks; returns the
+    /// deleted rows so the caller can remove their stored files. `Ok(vec![])`: no such job.
+    /// A running attempt finds its lease gone and stops.
+    pub async fn delete(&self, id: Uuid) -> Result<Vec<JobRecord>, QueueError> {
+        let d = self.dialect();
+        let rows = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let current = sqlx::query_as::<_, JobRecord>(self.sql(sql::GET))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(current) = current else { return Ok(Vec::new()) };
+            if let (Some(parent), Some(index)) = (current.parent(), current.part_index) {
+                return Err(QueueError::PartOfMerge { parent, index });
+            }
+            let mut rows = sqlx::query_as::<_, JobRecord>(self.sql(sql::DELETE))
+                .bind(id.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+            if current.is_parent() {
+                rows.extend(
+                    sqlx::query_as::<_, JobRecord>(self.sql(sql::DELETE_PARTS))
+                        .bind(id.to_string())
+                        .fetch_all(&mut *tx)
+                        .await?,
+                );
+            }
+            for row in &rows {
+                sqlx::query(d.delete_task).bind(&row.task_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            rows
+        });
+        for row in &rows {
+            self.feed.publish(crate::events::Change {
+                job: row.uuid(),
+                status: None,
+                row: None,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The parts of merge job `parent`, in upload order.
+    pub async fn parts(&self, parent: Uuid) -> Result<Vec<JobRecord>, QueueError> {
+        let rows = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(self.sql(sql::PARTS))
+            .bind(parent.to_string())
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// Stores the running attempt's step checkpoints; `false` when the lease is gone.
+    pub async fn checkpoint(&self, lease: &Lease, list: &[Step]) -> Result<bool, QueueError> {
+        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(self.sql(sql::SET_STEPS))
+            .bind(lease.job.to_string())
+            .bind(&lease.task_id)
+            .bind(lease.attempt)
+            .bind(steps::to_column(list))
+            .bind(now_micros())
+            .fetch_optional(pool)
+            .await)?;
+        if let Some(row) = &row {
+            self.publish(row);
+        }
+        Ok(row.is_some())
+    }
+
+    /// Marks the attempt's job `succeeded` with its final `steps`; `None` when the lease is
+    /// gone. `started` is the row as the attempt began (it says whether the job has a webhook
+    /// or a merge job to move on, which then happens in the same transaction).
+    pub async fn succeed(
+        &self,
+        started: &JobRecord,
+        result: Option<&ResultFile>,
+        history: &[AttemptError],
+        list: &[Step],
+    ) -> Result<Option<JobRecord>, QueueError> {
+        let (d, now, lease) = (self.dialect(), now_micros(), started.lease());
+        let effects = started.parent_id.is_some() || started.callback_url.is_some();
+        let mut changed = Vec::new();
+        let row = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::SUCCEED))
+                .bind(lease.job.to_string())
+                .bind(&lease.task_id)
+                .bind(lease.attempt)
+                .bind(result.map(|r| r.key.as_str()))
+                .bind(result.map(|r| r.filename.as_str()))
+                .bind(result.map(|r| r.content_type.as_str()))
+                .bind(result.map(|r| r.size))
+                .bind(now)
+                .bind(history_json(history))
+                .bind(steps::to_column(list))
+                .fetch_optional(&mut *tx)
+                .await?;
+            match &row {
+                Some(row) if effects => after_final!(self, tx, row.clone(), now, changed),
+                Some(row) => changed.push(row.clone()),
+                None => {}
+            }
+            tx.commit().await?;
+            row
+        });
+        self.announce(&changed);
+        Ok(row.and_then(|r| latest(&changed, &r.id)))
+    }
+
+    /// Records a failed attempt: back to `queued` (with the error shown) or `failed` for good
+    /// (with the same effects as [`Self::succeed`]). `None` when the lease is gone.
+    pub async fn fail(
+        &self,
+        started: &JobRecord,
+        failure: &Failure<'_>,
+    ) -> Result<Option<JobRecord>, QueueError> {
+        let (d, now, lease) = (self.dialect(), now_micros(), started.lease());
+        let effects =
+            failure.is_final && (started.parent_id.is_some() || started.callback_url.is_some());
+        let (status, finished, message) = if failure.is_final {
+            (JobStatus::Failed, Some(now), "failed")
+        } else {
+            (JobStatus::Queued, None, "waiting to retry")
+        };
+        let mut changed = Vec::new();
+        let row = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::FAIL))
+                .bind(lease.job.to_string())
+                .bind(&lease.task_id)
+                .bind(lease.attempt)
+                .bind(status.as_str())
+                .bind(failure.code)
+                .bind(failure.message)
+                .bind(finished)
+                .bind(now)
+                .bind(message)
+                .bind(history_json(failure.history))
+                .fetch_optional(&mut *tx)
+                .await?;
+            match &row {
+                Some(row) if effects => after_final!(self, tx, row.clone(), now, changed),
+                Some(row) => changed.push(row.clone()),
+                None => {}
+            }
+            tx.commit().await?;
+            row
+        });
+        self.announce(&changed);
+        Ok(row.and_then(|r| latest(&changed, &r.id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parts_failure_names_the_part() {
+        let (code, message) = part_failure(&part_row());
+        assert_eq!(code, "document_corrupt");
+        assert_eq!(message, "part 2 (b.pptx): damaged");
+    }
+
+    fn part_row() -> JobRecord {
+        JobRecord {
+            id: Uuid::nil().to_string(),
+            kind: "export".into(),
+            status: "failed".into(),
+            args: "{}".into(),
+            task_id: "t".into(),
+            attempts: 1,
+            max_attempts: 5,
+            progress_percent: 0,
+            progress_message: None,
+            error_code: Some("document_corrupt".into()),
+            error_message: Some("damaged".into()),
+            input_key: None,
+            input_filename: Some("b.pptx".into()),
+            input_content_type: None,
+            input_size: None,
+            input_format: None,
+            result_key: None,
+            result_filename: None,
+            result_content_type: None,
+            result_size: None,
+            idempotency_key: None,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            updated_at: 0,
+            expired_at: None,
+            attempt_errors: None,
+            steps: None,
+            parent_id: Some(Uuid::nil().to_string()),
+            part_index: Some(1),
+            waiting_parts: None,
+            callback_url: None,
+            run_at: None,
+        }
+    }
+}
