@@ -62,10 +62,10 @@ pub struct ExportsApi;
 operation_errors!(
     /// Errors of `POST /exports`.
     CreateExportError {
-        BadRequest = 400 "Malformed form (no `file` part), an empty file, or an invalid `Idempotency-Key`.",
+        BadRequest = 400 "Malformed form (no `file` part, several without `merge=true`), an empty file, an invalid `run_at` or `Idempotency-Key`.",
         TooLarge = 413 "The file is larger than `max_upload_bytes` (see `GET /api/v1/formats`).",
         UnsupportedType = 415 "The file is not a document type this service converts, or the request is not `multipart/form-data`.",
-        Invalid = 422 "Unsupported output `format`.",
+        Invalid = 422 "Unsupported output `format`, or a `callback_url` this service may not call.",
     }
 );
 

@@ -105,7 +105,7 @@ operation_errors!(
     CreateJobError {
         BadRequest = 400 "Malformed JSON body, or an invalid `Idempotency-Key`.",
         UnsupportedType = 415 "The body is not `application/json`.",
-        Invalid = 422 "Unknown kind, a kind that takes a document, or invalid arguments.",
+        Invalid = 422 "Unknown kind, a kind that takes a document, invalid arguments, or a `callback_url` this service may not call.",
     }
 );
 operation_errors!(
@@ -128,7 +128,15 @@ operation_errors!(
     JobStateError {
         BadRequest = 400 "The id is not a UUID.",
         NotFound = 404 "No job with that id.",
-        Conflict = 409 "The job's status does not allow this.",
+        Conflict = 409 "The job's status does not allow this, or it is a part of a merge job (act on that job).",
+    }
+);
+operation_errors!(
+    /// Errors of `DELETE /jobs/{id}`.
+    DeleteError {
+        BadRequest = 400 "The id is not a UUID.",
+        NotFound = 404 "No job with that id.",
+        Conflict = 409 "The job is a part of a merge job; delete the merge job.",
     }
 );
 operation_errors!(
@@ -428,7 +436,7 @@ impl JobsApi {
         &self,
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
-    ) -> Result<Deleted, JobError> {
+    ) -> Result<Deleted, DeleteError> {
         let deleted = state.queue.delete(id.0).await?;
         if deleted.is_empty() {
             return Err(ApiError::job_not_found(id.0).into());

@@ -356,6 +356,8 @@ pub(crate) struct Dialect {
     prune_done_tasks: &'static str,
     /// Unlocks a task whose worker stopped mid-attempt, for any worker to take.
     requeue_task: &'static str,
+    /// Counts the tasks of queue `$1` waiting for a worker.
+    pending_tasks: &'static str,
 }
 
 /// Knobs the queue needs from the settings.
@@ -729,6 +731,13 @@ impl Queue {
             .fetch_optional(pool)
             .await)?;
         Ok(won.is_some())
+    }
+
+    /// apalis tasks of `kind` waiting for a worker (a merge job waiting for its parts has none).
+    pub async fn pending_tasks(&self, kind: &str) -> Result<i64, QueueError> {
+        let q = self.dialect().pending_tasks;
+        let n = on_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(q).bind(kind).fetch_one(pool).await)?;
+        Ok(n)
     }
 
     /// Jobs waiting for a worker.

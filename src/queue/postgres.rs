@@ -27,6 +27,7 @@ DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at < to_time
     requeue_task: "\
 UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
 WHERE id = $1 AND status IN ('Running', 'Queued')",
+    pending_tasks: "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'",
 };
 
 /// Fail fast while the database is down instead of hanging requests.

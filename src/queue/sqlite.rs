@@ -34,6 +34,7 @@ WHERE id = ?1 AND status IN ('Pending', 'Failed')",
     requeue_task: "\
 UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
 WHERE id = ?1 AND status IN ('Running', 'Queued')",
+    pending_tasks: "SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status = 'Pending'",
 };
 
 /// Writers queue behind one another; a long wait means something is wrong.

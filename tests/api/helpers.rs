@@ -317,52 +317,12 @@ impl TestApp {
 
     /// SSE events until the stream ends or `stop` accepts one (which is included).
     pub async fn events_until(&self, id: &str, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let resp = self
-            .client
-            .get(self.url(&format!("/api/v1/jobs/{id}/events")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let mut body = resp.bytes_stream();
-        let mut buf = String::new();
-        let mut events = Vec::new();
-        let read = async {
-            while let Some(chunk) = body.next().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-                while let Some(end) = buf.find("\n\n") {
-                    let frame: String = buf.drain(..end + 2).collect();
-                    for line in frame.lines() {
-                        if let Some(data) = line.strip_prefix("data:") {
-                            let event: Value = serde_json::from_str(data.trim()).unwrap();
-                            let done = stop(&event);
-                            events.push(event);
-                            if done {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        if tokio::time::timeout(PATIENCE, read).await.is_err() {
-            panic!(
-                "job {id}: no end of its event stream within {PATIENCE:?}; last events: {:?}",
-                events.last()
-            );
-        }
-        events
+        events_at(&self.client, &self.base, id, stop).await
     }
 
     /// Waits (on the event stream) for a final status and returns the job.
     pub async fn wait_final(&self, id: &str) -> Value {
-        let events = self.events(id).await;
-        let last = events.last().cloned().expect("at least one event");
-        assert!(
-            is_final(&last),
-            "stream ended before a final status: {last}"
-        );
-        last
+        wait_final_at(&self.client, &self.base, id).await
     }
 
     /// Waits until the job is running (on the event stream).
@@ -407,4 +367,60 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+}
+
+/// SSE events of job `id` at the service `base` until the stream ends or `stop` accepts one
+/// (which is included).
+pub async fn events_at(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    stop: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let resp = client
+        .get(format!("{base}/api/v1/jobs/{id}/events"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                for line in frame.lines() {
+                    if let Some(data) = line.strip_prefix("data:") {
+                        let event: Value = serde_json::from_str(data.trim()).unwrap();
+                        let done = stop(&event);
+                        events.push(event);
+                        if done {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(PATIENCE, read).await.is_err() {
+        panic!(
+            "job {id}: no end of its event stream within {PATIENCE:?}; last events: {:?}",
+            events.last()
+        );
+    }
+    events
+}
+
+/// Waits (on the event stream) for job `id` at `base` to end; returns it.
+pub async fn wait_final_at(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let events = events_at(client, base, id, |_| false).await;
+    let last = events.last().cloned().expect("at least one event");
+    assert!(
+        is_final(&last),
+        "stream ended before a final status: {last}"
+    );
+    last
 }

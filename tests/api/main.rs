@@ -17,3 +17,4 @@ mod outage;
 mod processes;
 mod queue_conformance;
 mod storage;
+mod workflows;

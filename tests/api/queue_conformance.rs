@@ -14,7 +14,206 @@ on_both_backends!(
     begin_attempt_only_takes_jobs_of_its_own_task,
     idempotency_keys_are_unique_across_a_batch,
     one_contender_gets_a_lease_until_it_runs_out,
+    a_merge_gets_its_task_when_its_last_part_succeeds,
+    a_part_that_fails_fails_its_merge_and_cancels_the_others,
+    retrying_a_merge_reruns_only_its_parts_that_did_not_succeed,
+    a_delayed_job_is_queued_with_its_time,
 );
+
+/// A merge job with `n` parts (argument-only `noop`s stand in for exports here), enqueued
+/// the way the API does it; returns the merge row and the parts' rows.
+async fn merge_of(
+    queue: &Queue,
+    n: usize,
+) -> (offload::queue::JobRecord, Vec<offload::queue::JobRecord>) {
+    let mut merge = NewJob::new("merge", json!({"format": "pdf"}), 3);
+    merge.waiting_parts = Some(n as i64);
+    let merge_id = merge.id;
+    let parts = (0..n).map(|i| {
+        let mut part = new_job("noop", None);
+        part.part_of = Some((merge_id, i as i64));
+        part
+    });
+    let jobs: Vec<NewJob> = std::iter::once(merge).chain(parts).collect();
+    let mut rows: Vec<_> = queue
+        .enqueue(jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.job)
+        .collect();
+    let merge = rows.remove(0);
+    (merge, rows)
+}
+
+/// Runs one attempt of `row` to success through the queue, as a worker would.
+async fn succeed(queue: &Queue, row: &offload::queue::JobRecord) {
+    let started = queue
+        .begin_attempt(row.uuid(), &row.task_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        queue
+            .succeed(&started, None, &[], &[])
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn fail_for_good(queue: &Queue, row: &offload::queue::JobRecord) {
+    let started = queue
+        .begin_attempt(row.uuid(), &row.task_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let failure = Failure {
+        code: "document_corrupt",
+        message: "damaged",
+        is_final: true,
+        history: &[],
+    };
+    assert!(queue.fail(&started, &failure).await.unwrap().is_some());
+}
+
+async fn a_merge_gets_its_task_when_its_last_part_succeeds(backend: Backend) {
+    let (_app, queue) = queue_without_workers(backend).await;
+    let (merge, parts) = merge_of(&queue, 2).await;
+    assert_eq!(
+        queue.pending_tasks("merge").await.unwrap(),
+        0,
+        "no task while parts run"
+    );
+    assert_eq!(queue.pending_tasks("noop").await.unwrap(), 2);
+    assert_eq!(
+        queue
+            .parts(merge.uuid())
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id.clone())
+            .collect::<Vec<_>>(),
+        parts.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        "parts come back in order"
+    );
+
+    succeed(&queue, &parts[1]).await;
+    let waiting = queue.get(merge.uuid()).await.unwrap().unwrap();
+    assert_eq!(waiting.waiting_parts, Some(1));
+    assert_eq!(waiting.status(), JobStatus::Queued);
+    assert_eq!(waiting.progress_percent, 45);
+    assert_eq!(
+        waiting.progress_message.as_deref(),
+        Some("converted 1 of 2 parts")
+    );
+    assert_eq!(queue.pending_tasks("merge").await.unwrap(), 0);
+
+    succeed(&queue, &parts[0]).await;
+    let ready = queue.get(merge.uuid()).await.unwrap().unwrap();
+    assert_eq!(ready.waiting_parts, Some(0));
+    assert_eq!(
+        queue.pending_tasks("merge").await.unwrap(),
+        1,
+        "the last part pushed it"
+    );
+    assert!(
+        queue
+            .begin_attempt(ready.uuid(), &ready.task_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn a_part_that_fails_fails_its_merge_and_cancels_the_others(backend: Backend) {
+    let (_app, queue) = queue_without_workers(backend).await;
+    let (merge, parts) = merge_of(&queue, 3).await;
+    succeed(&queue, &parts[0]).await;
+    // (No worker here: the parts' apalis tasks stay pending; only the count's change matters.)
+    let pending = queue.pending_tasks("noop").await.unwrap();
+    fail_for_good(&queue, &parts[1]).await;
+    let failed = queue.get(merge.uuid()).await.unwrap().unwrap();
+    assert_eq!(failed.status(), JobStatus::Failed);
+    assert_eq!(failed.error_code.as_deref(), Some("document_corrupt"));
+    assert_eq!(
+        failed.error_message.as_deref(),
+        Some("part 2 (document): damaged")
+    );
+    let statuses: Vec<JobStatus> = queue
+        .parts(merge.uuid())
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.status())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled
+        ]
+    );
+    assert_eq!(
+        queue.pending_tasks("noop").await.unwrap(),
+        pending - 1,
+        "the cancelled part's task is gone"
+    );
+    assert_eq!(queue.pending_tasks("merge").await.unwrap(), 0);
+}
+
+async fn retrying_a_merge_reruns_only_its_parts_that_did_not_succeed(backend: Backend) {
+    let (_app, queue) = queue_without_workers(backend).await;
+    let (merge, parts) = merge_of(&queue, 2).await;
+    succeed(&queue, &parts[0]).await;
+    fail_for_good(&queue, &parts[1]).await;
+    let before = queue.get(parts[0].uuid()).await.unwrap().unwrap();
+
+    // A part alone cannot be retried or deleted: its merge job decides.
+    assert!(matches!(
+        queue.retry(parts[1].uuid()).await,
+        Err(offload::queue::QueueError::PartOfMerge { index: 1, .. })
+    ));
+    assert!(queue.delete(parts[1].uuid()).await.is_err());
+
+    let pending = queue.pending_tasks("noop").await.unwrap();
+    let retried = queue.retry(merge.uuid()).await.unwrap();
+    assert_eq!(retried.status(), JobStatus::Queued);
+    assert_eq!(retried.waiting_parts, Some(1));
+    let now: Vec<_> = queue.parts(merge.uuid()).await.unwrap();
+    assert_eq!(now[0].status(), JobStatus::Succeeded);
+    assert_eq!(
+        now[0].finished_at, before.finished_at,
+        "the succeeded part did not run again"
+    );
+    assert_eq!(now[1].status(), JobStatus::Queued);
+    assert_ne!(now[1].task_id, parts[1].task_id, "under a new task");
+    assert_eq!(
+        queue.pending_tasks("noop").await.unwrap(),
+        pending + 1,
+        "one part re-queued"
+    );
+    assert_eq!(queue.pending_tasks("merge").await.unwrap(), 0);
+
+    succeed(&queue, &now[1]).await;
+    assert_eq!(queue.pending_tasks("merge").await.unwrap(), 1);
+    let gone = queue.delete(merge.uuid()).await.unwrap();
+    assert_eq!(gone.len(), 3, "the merge job and its parts");
+    assert!(queue.get(parts[0].uuid()).await.unwrap().is_none());
+}
+
+async fn a_delayed_job_is_queued_with_its_time(backend: Backend) {
+    let (_app, queue) = queue_without_workers(backend).await;
+    let at = chrono::Utc::now() + chrono::Duration::hours(1);
+    let mut job = new_job("noop", None);
+    job.run_at = Some(at.timestamp_micros());
+    let row = queue.enqueue(vec![job]).await.unwrap().remove(0).job;
+    assert_eq!(row.run_at, Some(at.timestamp_micros()));
+    let message = row.progress_message.unwrap();
+    assert!(message.starts_with("scheduled for "), "{message}");
+    assert_eq!(queue.pending_tasks("noop").await.unwrap(), 1);
+}
 
 fn new_job(kind: &str, key: Option<&str>) -> NewJob {
     let mut job = NewJob::new(kind, json!({}), 3);

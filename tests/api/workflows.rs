@@ -1,0 +1,387 @@
+//! Durable workflows end to end: checkpointed steps surviving a kill -9 between `convert` and
+//! `publish`, multi-document merges across worker processes, cancel/delete of merges, and
+//! delayed jobs.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+
+use offload::app::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::on_both_backends;
+use crate::processes::{Process, shared_env};
+
+on_both_backends!(
+    a_failing_part_fails_the_merge_with_its_error,
+    a_delayed_job_waits_for_its_time,
+);
+
+fn step_names(job: &Value) -> Vec<(String, String)> {
+    job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A `soffice` stand-in that records each conversion in `log`, then runs the real one.
+fn counting_soffice(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let log = dir.join("conversions.log");
+    let script = dir.join("soffice");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *--convert-to*) echo run >> '{}';; esac\nexec soffice \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}
+
+async fn upload_to(base: &str, files: &[&str], merge: bool) -> Value {
+    let mut form = reqwest::multipart::Form::new();
+    for name in files {
+        let bytes = std::fs::read(sample(name)).unwrap();
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+        );
+    }
+    if merge {
+        form = form.text("merge", "true");
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/exports"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    resp.json().await.unwrap()
+}
+
+async fn get_at(base: &str, id: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}/api/v1/jobs/{id}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_convert_and_publish_resumes_at_publish() {
+    require_libreoffice();
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (soffice, conversions) = counting_soffice(dir.path());
+    let mut env = shared_env(&db, dir.path());
+    env.push(("CONVERTER", "cold".into()));
+    env.push(("SOFFICE_PATH", soffice.display().to_string()));
+    let api = Process::start(&["api"], &env);
+    let base = api.wait_listening();
+    let mut paused = env.clone();
+    paused.push(("OFFLOAD_TEST_PAUSE_BEFORE_PUBLISH", "true".into()));
+    let mut first = Process::start(&["worker"], &paused);
+    first.wait_for_line("worker started");
+
+    let job = upload_to(&base, &["deck5.pptx"], false).await;
+    let id = id_of(&job);
+    assert_eq!(
+        step_names(&job),
+        [
+            ("inspect".into(), "pending".into()),
+            ("convert".into(), "pending".into()),
+            ("publish".into(), "pending".into())
+        ]
+    );
+    tokio::task::block_in_place(|| first.wait_for_line("pausing before publish"));
+    let paused_job: Value = get_at(&base, &id).await.json().await.unwrap();
+    assert_eq!(
+        step_names(&paused_job)[..2],
+        [
+            ("inspect".into(), "done".into()),
+            ("convert".into(), "done".into())
+        ],
+        "{paused_job}"
+    );
+    first.kill();
+
+    let second = Process::start(&["worker"], &env);
+    let line = tokio::task::block_in_place(|| second.wait_for_line("attempt succeeded"));
+    assert!(line.contains(&id), "{line}");
+    let done = wait_final_at(&reqwest::Client::new(), &base, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "the killed attempt counts");
+    let steps = done["steps"].as_array().unwrap();
+    assert_eq!(
+        steps[1]["attempt"], 1,
+        "converted by the first attempt: {done}"
+    );
+    assert_eq!(steps[2]["name"], "publish");
+    assert_eq!(steps[2]["attempt"], 2, "published by the second: {done}");
+    let runs = std::fs::read_to_string(&conversions).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "LibreOffice converted the deck once"
+    );
+    let pdf = reqwest::get(format!("{base}/api/v1/jobs/{id}/result"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(pdf_pages(&pdf), 5);
+}
+
+/// The text of each page, via poppler's `pdftotext` (pages end with a form feed).
+fn page_texts(pdf: &[u8]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("doc.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils, installed by scripts/test)");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut pages: Vec<String> = text.split('\u{c}').map(str::to_string).collect();
+    pages.pop(); // after the last form feed
+    pages
+}
+
+/// Job ids from `attempt succeeded` lines a worker has logged so far.
+fn converted_by(worker: &Process) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    while let Ok(line) = worker.lines.try_recv() {
+        if line.contains("attempt succeeded")
+            && let Some(id) = line
+                .split("job_id=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+        {
+            ids.insert(id.to_string());
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_documents_merge_into_one_pdf_across_two_workers() {
+    require_libreoffice();
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = shared_env(&db, dir.path());
+    env.push(("WORKER_CONCURRENCY", "1".into()));
+    let api = Process::start(&["api"], &env);
+    let base = api.wait_listening();
+    let workers = [
+        Process::start(&["worker"], &env),
+        Process::start(&["worker"], &env),
+    ];
+    for w in &workers {
+        w.wait_for_line("worker started");
+    }
+
+    let files = ["deck5.pptx", "report3.docx", "sales.xlsx"];
+    let merge = upload_to(&base, &files, true).await;
+    assert_eq!(merge["kind"], "merge");
+    let parts = merge["parts"].as_array().unwrap();
+    let names: Vec<&str> = parts
+        .iter()
+        .map(|p| p["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, files, "parts in upload order");
+
+    let client = reqwest::Client::new();
+    let done = wait_final_at(&client, &base, &id_of(&merge)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["filename"], "deck5-merged.pdf");
+    let download = |id: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            client
+                .get(format!("{base}/api/v1/jobs/{id}/result"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        }
+    };
+    let merged = download(id_of(&done)).await;
+    let mut expected = Vec::new();
+    for part in done["parts"].as_array().unwrap() {
+        assert_eq!(part["status"], "succeeded");
+        expected.extend(page_texts(&download(id_of(part)).await));
+    }
+    assert_eq!(pdf_pages(&merged), expected.len(), "every part's pages");
+    assert_eq!(page_texts(&merged), expected, "in upload order");
+
+    let part_ids: BTreeSet<String> = parts.iter().map(id_of).collect();
+    let (a, b) = (converted_by(&workers[0]), converted_by(&workers[1]));
+    assert!(
+        !a.is_disjoint(&part_ids) && !b.is_disjoint(&part_ids),
+        "both workers converted parts: {a:?} / {b:?}"
+    );
+}
+
+async fn a_failing_part_fails_the_merge_with_its_error(backend: Backend) {
+    require_libreoffice();
+    let app = spawn_app(backend).await;
+    let merge = upload_to(&app.base, &["deck5.pptx", "corrupt_truncated.pptx"], true).await;
+    let done = app.wait_final(&id_of(&merge)).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "document_corrupt");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("part 2 (corrupt_truncated.pptx): "),
+        "{message}"
+    );
+    let parts = done["parts"].as_array().unwrap();
+    assert_eq!(parts[1]["status"], "failed");
+    // The other part either finished first or was cancelled when its sibling failed.
+    let first = parts[0]["status"].as_str().unwrap();
+    assert!(matches!(first, "succeeded" | "cancelled"), "{first}");
+    assert!(app.download(&id_of(&done)).await.status() == 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_or_deleting_a_merge_takes_its_parts_along() {
+    // No worker: everything stays queued until the test acts.
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |_| {}).await;
+    let merge = upload_to(&app.base, &["deck5.pptx", "report3.docx"], true).await;
+    let parts: Vec<String> = merge["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(merge["progress"]["message"], "waiting for 2 parts");
+    for part in &parts {
+        let job = app.get_job(part).await;
+        assert_eq!(job["parent_id"], merge["id"]);
+        assert_eq!(job["status"], "queued");
+    }
+    let part_delete = app
+        .client
+        .delete(app.url(&format!("/api/v1/jobs/{}", parts[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part_delete.status(), 409, "a part goes with its merge job");
+
+    let cancelled = app
+        .post(&format!("/api/v1/jobs/{}/cancel", id_of(&merge)))
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    for part in &parts {
+        assert_eq!(app.get_job(part).await["status"], "cancelled");
+    }
+
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/api/v1/jobs/{}", id_of(&merge))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    for part in &parts {
+        let gone = app
+            .client
+            .get(app.url(&format!("/api/v1/jobs/{part}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 404);
+    }
+    assert!(
+        !app.storage_dir.join("jobs").exists()
+            || std::fs::read_dir(app.storage_dir.join("jobs"))
+                .unwrap()
+                .count()
+                == 0,
+        "the parts' uploads are gone too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_files_without_merge_are_refused() {
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |_| {}).await;
+    let mut form = reqwest::multipart::Form::new();
+    for name in ["deck5.pptx", "report3.docx"] {
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(std::fs::read(sample(name)).unwrap()).file_name(name),
+        );
+    }
+    let resp = app
+        .client
+        .post(app.url("/api/v1/exports"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_form");
+    assert!(
+        body["message"].as_str().unwrap().contains("merge=true"),
+        "{body}"
+    );
+}
+
+async fn a_delayed_job_waits_for_its_time(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let resp = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .json(&json!({"kind": "noop", "run_at": at.to_rfc3339()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["status"], "queued");
+    assert!(
+        job["progress"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("scheduled for "),
+        "{job}"
+    );
+    let done = app.wait_final(&id_of(&job)).await;
+    assert_eq!(done["status"], "succeeded");
+    let started =
+        chrono::DateTime::parse_from_rfc3339(done["started_at"].as_str().unwrap()).unwrap();
+    // apalis keeps SQLite's run_at in whole seconds.
+    let due = at - chrono::Duration::seconds(1);
+    assert!(started >= due, "started {started}, due {at}");
+
+    let bad = app
+        .client
+        .post(app.url("/api/v1/jobs"))
+        .json(&json!({"kind": "noop", "run_at": "tomorrow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("run_at"),
+        "{body}"
+    );
+}
