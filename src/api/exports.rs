@@ -110,7 +110,7 @@ impl ExportsApi {
             .map(parse_run_at)
             .transpose()?;
         let callback_url = state
-            .callback_url(given(form.callback_url), "field")
+            .callback_url(given(form.callback_url), "field callback_url")
             .await?;
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));

@@ -117,24 +117,23 @@ impl ApiState {
         })?;
         let mut job = NewJob::new(kind.name(), args, kind.policy().max_attempts);
         job.steps = kind.steps().to_vec();
-        job.callback_url = self.callback_url(req.callback_url, field).await?;
+        job.callback_url = self
+            .callback_url(req.callback_url, &format!("{field}.callback_url"))
+            .await?;
         job.run_at = req.run_at.map(|t| t.timestamp_micros());
         Ok(job)
     }
 
-    /// Checks a `callback_url` (`field` names its place in errors): webhooks configured, the
+    /// Checks a `callback_url` (`place` names it in errors): webhooks configured, the
     /// address allowed.
     async fn callback_url(
         &self,
         url: Option<String>,
-        field: &str,
+        place: &str,
     ) -> Result<Option<String>, ApiError> {
         let Some(url) = url else { return Ok(None) };
         let refuse = |why: String| {
-            ApiError::invalid(
-                ApiErrorCode::InvalidArguments,
-                format!("{field}.callback_url: {why}"),
-            )
+            ApiError::invalid(ApiErrorCode::InvalidArguments, format!("{place}: {why}"))
         };
         if !self.webhooks {
             return Err(refuse(

@@ -17,4 +17,5 @@ mod outage;
 mod processes;
 mod queue_conformance;
 mod storage;
+mod webhooks;
 mod workflows;
