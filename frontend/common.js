@@ -27,8 +27,15 @@ const offload = (() => {
   }
 
   // Remembers a job (newest first, at most 50), keeping what we know of it for the list.
+  // What to call a job: its document, its parts for a merge, else its kind.
+  function jobName(job) {
+    if (job.input) return job.input.filename;
+    if (job.parts && job.parts.length) return job.parts.map((p) => p.filename).join(" + ");
+    return `${job.kind} job`;
+  }
+
   function remember(job) {
-    const entry = { id: job.id, name: (job.input && job.input.filename) || job.kind, status: job.status };
+    const entry = { id: job.id, name: jobName(job), status: job.status };
     const list = [entry, ...recent().filter((j) => j.id !== job.id)].slice(0, 50);
     localStorage.setItem(RECENT_KEY, JSON.stringify(list));
   }
@@ -48,5 +55,5 @@ const offload = (() => {
     return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m ${s % 60}s`;
   }
 
-  return { api, recent, remember, forget, announce, duration, FINAL };
+  return { api, recent, remember, forget, announce, duration, jobName, FINAL };
 })();

@@ -37,13 +37,17 @@
     }
   }
 
-  // XMLHttpRequest, not fetch: only it reports upload progress (bytes sent).
-  function upload(file) {
+  // XMLHttpRequest, not fetch: only it reports upload progress (bytes sent). `files` go up in
+  // one request: one file is one export; several (with merge) become one merged PDF.
+  function upload(files) {
+    const label = files.map((f) => f.name).join(" + ");
+    const size = files.reduce((n, f) => n + f.size, 0);
+    const file = { name: files.length > 1 ? `${label} (merged)` : label };
     const li = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = file.name;
     const bar = document.createElement("progress");
-    bar.max = file.size || 1;
+    bar.max = size || 1;
     bar.value = 0;
     bar.setAttribute("aria-label", `Uploading ${file.name}`);
     const state = document.createElement("span");
@@ -85,16 +89,20 @@
         resolve(null);
       };
       const form = new FormData();
-      form.append("file", file, file.name);
+      for (const f of files) form.append("file", f, f.name);
+      if (files.length > 1) form.append("merge", "true");
       xhr.send(form);
     });
   }
 
-  async function uploadAll(files) {
-    const jobs = (await Promise.all([...files].map(upload))).filter(Boolean);
+  async function uploadAll(list) {
+    const files = [...list];
+    const merge = document.getElementById("merge").checked && files.length > 1;
+    const requests = merge ? [files] : files.map((f) => [f]);
+    const jobs = (await Promise.all(requests.map(upload))).filter(Boolean);
     renderRecent();
-    // One document: go straight to its live progress page.
-    if (files.length === 1 && jobs.length === 1) {
+    // One job: go straight to its live progress page.
+    if (requests.length === 1 && jobs.length === 1) {
       location.assign(`/jobs/${jobs[0].id}`);
     }
   }

@@ -13,7 +13,7 @@
   function render(next) {
     job = next;
     offload.remember(job);
-    const name = (job.input && job.input.filename) || `${job.kind} job`;
+    const name = offload.jobName(job);
     document.title = `${name} — ${job.status} — offload`;
     el("title").textContent = name;
     const status = el("status");
@@ -38,6 +38,8 @@
     el("cancel").hidden = !(job.status === "queued" || job.status === "running");
     el("retry").hidden = !(job.status === "failed" || job.status === "cancelled");
 
+    renderSteps(job.steps || []);
+    renderParts(job.parts || []);
     tickElapsed();
     if (job.status !== lastStatus) {
       offload.announce(`Job ${job.status}${job.error ? ": " + job.error.message : ""}`);
@@ -49,9 +51,50 @@
     }
   }
 
+  function renderSteps(steps) {
+    const list = el("steps");
+    list.replaceChildren(
+      ...steps.map((step) => {
+        const li = document.createElement("li");
+        const name = document.createElement("span");
+        name.textContent = step.name;
+        const badge = document.createElement("span");
+        badge.className = `badge step-${step.status}`;
+        badge.textContent = step.attempt ? `${step.status} (attempt ${step.attempt})` : step.status;
+        li.append(name, badge);
+        if (step.error) {
+          const why = document.createElement("span");
+          why.className = "error";
+          why.textContent = step.error;
+          li.append(why);
+        }
+        return li;
+      }),
+    );
+  }
+
+  function renderParts(parts) {
+    el("parts-card").hidden = parts.length === 0;
+    el("parts").replaceChildren(
+      ...parts.map((part) => {
+        const li = document.createElement("li");
+        const link = document.createElement("a");
+        link.href = `/jobs/${part.id}`;
+        link.textContent = part.filename;
+        const badge = document.createElement("span");
+        badge.className = `badge ${part.status}`;
+        badge.textContent = part.status;
+        li.append(link, badge);
+        return li;
+      }),
+    );
+  }
+
   function tickElapsed() {
     if (!job) return;
-    const start = Date.parse(job.started_at || job.created_at);
+    // A merge job's own attempt starts after its parts: count from its creation.
+    const merged = job.parts && job.parts.length;
+    const start = Date.parse((!merged && job.started_at) || job.created_at);
     const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
     el("elapsed").textContent = offload.duration(end - start);
   }

@@ -30,6 +30,7 @@ async fn the_pages_work_in_a_real_browser() {
         .arg(&shots)
         // 50 slides: slow enough to watch the bar move.
         .arg(sample("deck50.pptx"))
+        .arg(sample("report3.docx"))
         .current_dir(&project)
         .output()
         .await
@@ -40,6 +41,6 @@ async fn the_pages_work_in_a_real_browser() {
         "browser steps failed:\n{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(report.matches("ok - ").count(), 6, "{report}");
+    assert_eq!(report.matches("ok - ").count(), 7, "{report}");
     assert!(!report.contains("not ok"), "{report}");
 }

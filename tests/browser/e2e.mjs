@@ -5,7 +5,7 @@
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
 
-const [base, board, shots, deckPath] = process.argv.slice(2);
+const [base, board, shots, deckPath, docPath] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: [
@@ -73,6 +73,22 @@ await step("upload a deck on / and follow it to succeeded, then download the PDF
   await page.goto(base + "/");
   await page.locator("#recent a").first().waitFor();
   check((await page.textContent("#recent")).includes("succeeded"), "the recent list shows the job");
+});
+
+await step("merge two documents from the upload page and watch their parts", async () => {
+  await page.goto(base + "/");
+  await page.check("#merge");
+  await page.setInputFiles("#file", [docPath, deckPath]);
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/, { timeout: LONG });
+  await page.locator("#parts li").nth(1).waitFor({ timeout: LONG });
+  const parts = await page.locator("#parts li a").allTextContents();
+  check(parts.join(",") === "report3.docx,deck50.pptx", `the parts in the chosen order: ${parts}`);
+  await page.locator("#status", { hasText: "succeeded" }).waitFor({ timeout: LONG });
+  const steps = await page.locator("#steps li").allTextContents();
+  check(steps.length === 2 && steps[0].startsWith("merge") && steps[1].startsWith("publish"), `steps: ${steps}`);
+  check(await page.isVisible("#download"), "the merged PDF can be downloaded");
+  check((await page.textContent("#title")) === "report3.docx + deck50.pptx", "named by its parts");
+  await page.screenshot({ path: `${shots}/job-merged.png`, fullPage: true });
 });
 
 await step("cancel a slow sleep job from its page", async () => {
