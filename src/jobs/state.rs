@@ -20,6 +20,10 @@
 //!   out and another worker starts a new attempt.
 //! - `succeeded`, `failed`, `cancelled` are final. Only retry leaves `failed` and `cancelled`;
 //!   nothing leaves `succeeded` but `DELETE`.
+//! - Merge jobs (several files, `merge=true`) stay `queued` until their last part succeeds
+//!   (the part's completing transaction pushes their task); a part failing for good moves them
+//!   to `failed` and their unfinished parts to `cancelled`. Cancelling a merge job cancels its
+//!   parts. Delayed jobs (`run_at`) stay `queued` until their time.
 
 use poem_openapi::Enum;
 use serde::{Deserialize, Serialize};
