@@ -42,6 +42,13 @@ impl JobKind for Merge {
 
 async fn merge_parts(ctx: &JobContext) -> Result<ResultFile, JobError> {
     let parts = ctx.parts().await?;
+    if parts.is_empty() {
+        // Retention pruned them (parts finish, and expire, before their merge job).
+        return Err(JobError::fatal(
+            "missing_input",
+            "the parts of this merge job no longer exist",
+        ));
+    }
     ctx.progress(92, format!("merging {} parts", parts.len()))
         .await?;
     let mut files = Vec::with_capacity(parts.len());
