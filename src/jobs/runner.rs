@@ -395,7 +395,8 @@ async fn publish(
 /// once on this process's feed, or within [`CANCEL_POLL`] from another process).
 async fn watch_cancel(queue: Queue, job: Uuid, token: CancellationToken) {
     let mut changes = queue.feed().subscribe();
-    let mut tick = tokio::time::interval(CANCEL_POLL);
+    // The first check is one period in: the attempt has only just been started.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + CANCEL_POLL, CANCEL_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

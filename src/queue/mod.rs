@@ -16,6 +16,7 @@
 //! set of SQL statements ([`sql`]) serves both engines; only apalis's tables and bulk inserts
 //! differ ([`postgres`], [`sqlite`]).
 
+mod batch;
 mod postgres;
 pub mod restart;
 mod sql;
@@ -391,6 +392,8 @@ pub struct Queue {
     feed: Feed,
     wakers: Wakers,
     config: Arc<QueueConfig>,
+    /// Group commit for starting and ending attempts.
+    writer: Arc<batch::Writer>,
 }
 
 pub fn now_micros() -> i64 {
@@ -419,6 +422,7 @@ impl Queue {
             DatabaseKind::Sqlite => Db::Sqlite(sqlite::connect(&settings.database_url).await?),
         };
         Ok(Self {
+            writer: Arc::new(batch::Writer::spawn(db.clone())),
             db,
             feed: Feed::default(),
             wakers: Wakers::default(),
@@ -488,24 +492,39 @@ impl Queue {
         let d = self.dialect();
         let now = now_micros();
         let mut out = Vec::with_capacity(jobs.len());
-        on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            for job in &jobs {
-                let enqueued = match insert_job!(self, d, &mut *tx, job, now) {
-                    Some(row) => Enqueued { job: row, created: true },
-                    // The idempotency key was used before: hand back that job.
-                    None => Enqueued {
-                        job: sqlx::query_as::<_, JobRecord>(by_key.clone())
-                            .bind(job.idempotency_key.as_deref())
-                            .fetch_one(&mut *tx)
-                            .await?,
-                        created: false,
-                    },
-                };
-                out.push(enqueued);
-            }
-            tx.commit().await?;
-        });
+        macro_rules! bulk {
+            ($pool:expr, $insert:path) => {{
+                let mut tx = $pool.begin_with(d.begin_write).await?;
+                let mut created: std::collections::HashMap<String, JobRecord> =
+                    $insert(&mut *tx, &jobs, now)
+                        .await?
+                        .into_iter()
+                        .map(|r| (r.id.clone(), r))
+                        .collect();
+                for job in &jobs {
+                    let enqueued = match created.remove(&job.id.to_string()) {
+                        Some(row) => Enqueued {
+                            job: row,
+                            created: true,
+                        },
+                        // The idempotency key was used before: hand back that job.
+                        None => Enqueued {
+                            job: sqlx::query_as::<_, JobRecord>(by_key.clone())
+                                .bind(job.idempotency_key.as_deref())
+                                .fetch_one(&mut *tx)
+                                .await?,
+                            created: false,
+                        },
+                    };
+                    out.push(enqueued);
+                }
+                tx.commit().await?;
+            }};
+        }
+        match &self.db {
+            Db::Postgres(pool) => bulk!(pool, batch::insert_jobs_pg),
+            Db::Sqlite(pool) => bulk!(pool, batch::insert_jobs_sqlite),
+        }
         let created: Vec<JobRecord> = out
             .iter()
             .filter(|e| e.created)
@@ -591,13 +610,10 @@ impl Queue {
         id: Uuid,
         task_id: &str,
     ) -> Result<Option<JobRecord>, QueueError> {
-        let q = self.sql(sql::BEGIN_ATTEMPT);
-        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(q)
-            .bind(id.to_string())
-            .bind(task_id)
-            .bind(now_micros())
-            .fetch_optional(pool)
-            .await)?;
+        let row = self
+            .writer
+            .begin(id.to_string(), task_id.to_string())
+            .await?;
         if let Some(row) = &row {
             self.publish(row);
         }

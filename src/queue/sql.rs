@@ -109,13 +109,6 @@ pub(super) const DELETE_PARTS: &str = "DELETE FROM offload_jobs WHERE parent_id 
 
 pub(super) const DELETE: &str = "DELETE FROM offload_jobs WHERE id = $1 RETURNING *";
 
-pub(super) const BEGIN_ATTEMPT: &str = "\
-UPDATE offload_jobs
-SET status = 'running', attempts = attempts + 1, progress_percent = 0,
-    progress_message = 'started', started_at = COALESCE(started_at, $3), updated_at = $3
-WHERE id = $1 AND task_id = $2 AND status IN ('queued', 'running')
-RETURNING *";
-
 pub(super) const PROGRESS: &str = "\
 UPDATE offload_jobs
 SET progress_percent = $4, progress_message = $5, updated_at = $6

@@ -11,6 +11,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
+use super::batch::Finish;
 use super::{
     AttemptError, Db, Failure, JobRecord, Lease, NewJob, Queue, QueueError, ResultFile,
     history_json, new_task_id, now_micros, sql, task_payload,
@@ -306,6 +307,32 @@ impl Queue {
     ) -> Result<Option<JobRecord>, QueueError> {
         let (d, now, lease) = (self.dialect(), now_micros(), started.lease());
         let effects = started.parent_id.is_some() || started.callback_url.is_some();
+        if !effects {
+            let row = self
+                .writer
+                .finish(Finish {
+                    id: lease.job.to_string(),
+                    task_id: lease.task_id.clone(),
+                    attempts: lease.attempt,
+                    status: JobStatus::Succeeded.as_str(),
+                    percent: Some(100),
+                    message: "done".into(),
+                    error_code: None,
+                    error_message: None,
+                    result_key: result.map(|r| r.key.clone()),
+                    result_filename: result.map(|r| r.filename.clone()),
+                    result_content_type: result.map(|r| r.content_type.clone()),
+                    result_size: result.map(|r| r.size),
+                    finished_at: Some(now),
+                    history: history_json(history),
+                    steps: Some(steps::to_column(list)),
+                })
+                .await?;
+            if let Some(row) = &row {
+                self.publish(row);
+            }
+            return Ok(row);
+        }
         let mut changed = Vec::new();
         let row = on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(d.begin_write).await?;
@@ -349,6 +376,32 @@ impl Queue {
         } else {
             (JobStatus::Queued, None, "waiting to retry")
         };
+        if !effects {
+            let row = self
+                .writer
+                .finish(Finish {
+                    id: lease.job.to_string(),
+                    task_id: lease.task_id.clone(),
+                    attempts: lease.attempt,
+                    status: status.as_str(),
+                    percent: None,
+                    message: message.into(),
+                    error_code: Some(failure.code.to_string()),
+                    error_message: Some(failure.message.to_string()),
+                    result_key: None,
+                    result_filename: None,
+                    result_content_type: None,
+                    result_size: None,
+                    finished_at: finished,
+                    history: history_json(failure.history),
+                    steps: None,
+                })
+                .await?;
+            if let Some(row) = &row {
+                self.publish(row);
+            }
+            return Ok(row);
+        }
         let mut changed = Vec::new();
         let row = on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(d.begin_write).await?;
