@@ -76,9 +76,22 @@ impl Database {
         }
         let name = format!("offload_bench_{}", uuid::Uuid::new_v4().simple());
         admin(&format!("CREATE DATABASE {name}")).await;
-        let base = admin_url().rsplit_once('/').unwrap().0.to_string();
+        let base = admin_url()
+            .split('?')
+            .next()
+            .unwrap()
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_string();
         Self {
-            url: format!("{base}/{name}"),
+            url: format!(
+                "{base}/{name}{}",
+                admin_url()
+                    .split_once('?')
+                    .map(|(_, q)| format!("?{q}"))
+                    .unwrap_or_default()
+            ),
             pg_name: Some(name),
             _dir: dir,
         }

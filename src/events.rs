@@ -29,28 +29,92 @@ pub struct Change {
     pub row: Option<Arc<JobRecord>>,
 }
 
-/// Broadcast of job changes made in this process.
+/// Broadcast of job changes made in this process, plus a direct line per watched job.
+///
+/// The broadcast suits a few wide readers (an SSE stream of many jobs). A running attempt
+/// cares about one job only; had each of them subscribed to the broadcast, every change would
+/// wake every running attempt — with 64 attempts in flight, thousands of wake-ups per batch,
+/// which starved the runtime and held a 64-job commit for ~45 ms. [`Feed::watch`] delivers
+/// just the one job's changes.
 #[derive(Clone, Debug)]
 pub struct Feed {
     tx: broadcast::Sender<Change>,
+    watchers: Arc<Mutex<HashMap<Uuid, Vec<tokio::sync::mpsc::UnboundedSender<Change>>>>>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
         // Readers that lag simply re-read the database, so a modest buffer is enough.
         let (tx, _) = broadcast::channel(1024);
-        Self { tx }
+        Self {
+            tx,
+            watchers: Arc::default(),
+        }
     }
 }
 
 impl Feed {
     pub fn publish(&self, change: Change) {
+        if let Some(list) = self
+            .watchers
+            .lock()
+            .expect("watchers lock")
+            .get(&change.job)
+        {
+            for watcher in list {
+                let _ = watcher.send(change.clone());
+            }
+        }
         // No subscribers is normal (nobody watching this job).
         let _ = self.tx.send(change);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.tx.subscribe()
+    }
+
+    /// The changes of `job` alone, from now until the returned watch is dropped.
+    pub fn watch(&self, job: Uuid) -> JobWatch {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.watchers
+            .lock()
+            .expect("watchers lock")
+            .entry(job)
+            .or_default()
+            .push(tx);
+        JobWatch {
+            job,
+            rx,
+            watchers: self.watchers.clone(),
+        }
+    }
+}
+
+/// See [`Feed::watch`]; unregisters itself on drop.
+#[derive(Debug)]
+pub struct JobWatch {
+    job: Uuid,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Change>,
+    watchers: Arc<Mutex<HashMap<Uuid, Vec<tokio::sync::mpsc::UnboundedSender<Change>>>>>,
+}
+
+impl JobWatch {
+    /// The next change of the job (never ends while the feed lives).
+    pub async fn next(&mut self) -> Option<Change> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for JobWatch {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        if let Some(list) = watchers.get_mut(&self.job) {
+            list.retain(|tx| !tx.is_closed());
+            if list.is_empty() {
+                watchers.remove(&self.job);
+            }
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::steps::{self, StepStatus};
 use super::{ErasedKind, JobContext, JobError, JobOutput, JobStatus, Policy, Registry};
-use crate::events::{Change, Wakers, next_change_of};
+use crate::events::{Change, Wakers};
 use crate::metrics::Metrics;
 use crate::queue::{AttemptError, Failure, JobRecord, Lease, Queue, TaskRef};
 use crate::storage::Storage;
@@ -394,14 +394,14 @@ async fn publish(
 /// Cancels `token` once the job is no longer `running` for us: cancelled or deleted (seen at
 /// once on this process's feed, or within [`CANCEL_POLL`] from another process).
 async fn watch_cancel(queue: Queue, job: Uuid, token: CancellationToken) {
-    let mut changes = queue.feed().subscribe();
+    let mut changes = queue.feed().watch(job);
     // The first check is one period in: the attempt has only just been started.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + CANCEL_POLL, CANCEL_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = token.cancelled() => return,
-            change = next_change_of(&mut changes, job) => {
+            change = changes.next() => {
                 if let Some(Change { status: Some(JobStatus::Running), .. }) = change {
                     continue;
                 }

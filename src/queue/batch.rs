@@ -52,7 +52,7 @@ enum Op {
         reply: Reply,
     },
     Finish {
-        row: Finish,
+        row: Box<Finish>,
         reply: Reply,
     },
 }
@@ -100,7 +100,11 @@ impl Writer {
 
     /// Ends an attempt (see `Queue::succeed`, `Queue::fail`).
     pub async fn finish(&self, row: Finish) -> Result<Option<JobRecord>, QueueError> {
-        self.ask(|reply| Op::Finish { row, reply }).await
+        self.ask(|reply| Op::Finish {
+            row: Box::new(row),
+            reply,
+        })
+        .await
     }
 }
 
@@ -146,7 +150,7 @@ async fn apply(db: &Db, batch: Vec<Op>) {
             }
             Op::Finish { row, reply } => {
                 replies.insert(row.id.clone(), reply);
-                finishes.push(row);
+                finishes.push(*row);
             }
         }
     }
