@@ -14,7 +14,9 @@
 //!
 //! Our table uses portable column types (TEXT ids, BIGINT microsecond timestamps) so that one
 //! set of SQL statements ([`sql`]) serves both engines; only apalis's tables and bulk inserts
-//! differ ([`postgres`], [`sqlite`]).
+//! differ ([`postgres`], [`sqlite`]). The hot writes — batch inserts, and the start and end
+//! of every attempt — are multi-row statements; attempt starts and ends from concurrent
+//! workers share one commit ([`batch`]).
 
 mod batch;
 mod postgres;

@@ -16,6 +16,7 @@ mod jobs;
 mod outage;
 mod processes;
 mod queue_conformance;
+mod queue_plans;
 mod storage;
 mod webhooks;
 mod workflows;

@@ -1,0 +1,81 @@
+//! The queue's hot statements stay cheap as its tables grow (#8) — checked through what the
+//! database says it will do and what it sends, never through timings.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use offload::app::Role;
+use offload::queue::NewJob;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// apalis-sqlite 1.0's ack (`queries/task/ack.sql`) and lock (`queries/task/lock.sql`), as
+/// its workers run them after every batch of tasks.
+const APALIS_SQLITE_ACK: &str = "\
+WITH j AS (SELECT value ->> 'task_id' AS task_id, value ->> 'attempt' AS attempt,
+                  value ->> 'result' AS result, value ->> 'status' AS status
+           FROM json_each(?1))
+UPDATE Jobs SET status = j.status, attempts = j.attempt, last_result = j.result,
+    done_at = strftime('%s', 'now')
+FROM j WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2";
+const APALIS_SQLITE_LOCK: &str = "\
+UPDATE Jobs SET status = 'Running', lock_at = strftime('%s', 'now'), lock_by = ?2
+WHERE id IN (SELECT value FROM json_each(?1))
+  AND (status = 'Queued' OR status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))";
+
+/// Without planner statistics SQLite walks every row the worker ever locked (the ack) or
+/// every pending row (the lock) for each batch: a drain that slows as the backlog grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_acks_and_locks_find_tasks_by_id() {
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |_| {}).await;
+    let pool = sqlx::SqlitePool::connect(&app.settings.database_url)
+        .await
+        .unwrap();
+    for sql in [APALIS_SQLITE_ACK, APALIS_SQLITE_LOCK] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
+        let by_id = plan
+            .iter()
+            .any(|step| step.contains("SEARCH Jobs USING INDEX sqlite_autoindex_Jobs_1"));
+        let scans = plan
+            .iter()
+            .any(|step| step.contains("LIdx") || step.contains("idx_jobs_status_run_at"));
+        assert!(by_id && !scans, "{sql}\nplan: {plan:#?}");
+    }
+    pool.close().await;
+}
+
+/// A batch insert tells the workers of a kind once, not once per job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_wakes_the_workers_of_a_kind_once() {
+    let app = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&app.settings.database_url)
+        .await
+        .unwrap();
+    listener.listen("apalis::job::insert").await.unwrap();
+    let noops = |n| (0..n).map(|_| NewJob::new("noop", json!({}), 3)).collect();
+    let batch = app.queue.enqueue(noops(50)).await.unwrap();
+    // Notifications arrive in commit order: everything the batch sent comes before this one's.
+    let marker = app.queue.enqueue(noops(1)).await.unwrap().remove(0).job;
+    let mut from_batch = Vec::new();
+    loop {
+        let note = tokio::time::timeout(Duration::from_secs(30), listener.recv())
+            .await
+            .expect("the marker job's notification")
+            .unwrap();
+        let payload: Value = serde_json::from_str(note.payload()).unwrap();
+        if payload["id"] == marker.task_id.as_str() {
+            break;
+        }
+        from_batch.push(payload);
+    }
+    assert_eq!(from_batch.len(), 1, "{from_batch:#?}");
+    let task_ids: HashSet<&str> = batch.iter().map(|e| e.job.task_id.as_str()).collect();
+    assert_eq!(from_batch[0]["job_type"], "noop");
+    assert!(task_ids.contains(from_batch[0]["id"].as_str().unwrap()));
+}
