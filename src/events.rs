@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use futures::channel::mpsc;
-use tokio::sync::broadcast;
+use tokio::sync::mpsc as watch_mpsc;
 use uuid::Uuid;
 
 use crate::jobs::JobStatus;
@@ -29,32 +29,22 @@ pub struct Change {
     pub row: Option<Arc<JobRecord>>,
 }
 
-/// Broadcast of job changes made in this process, plus a direct line per watched job.
-///
-/// The broadcast suits a few wide readers (an SSE stream of many jobs). A running attempt
-/// cares about one job only; had each of them subscribed to the broadcast, every change would
-/// wake every running attempt — with 64 attempts in flight, thousands of wake-ups per batch,
-/// which starved the runtime and held a 64-job commit for ~45 ms. [`Feed::watch`] delivers
-/// just the one job's changes.
-#[derive(Clone, Debug)]
-pub struct Feed {
-    tx: broadcast::Sender<Change>,
-    watchers: Arc<Mutex<HashMap<Uuid, Vec<tokio::sync::mpsc::UnboundedSender<Change>>>>>,
-}
+type Watchers = Arc<Mutex<HashMap<Uuid, Vec<watch_mpsc::UnboundedSender<Change>>>>>;
 
-impl Default for Feed {
-    fn default() -> Self {
-        // Readers that lag simply re-read the database, so a modest buffer is enough.
-        let (tx, _) = broadcast::channel(1024);
-        Self {
-            tx,
-            watchers: Arc::default(),
-        }
-    }
+/// Job changes made in this process, delivered to whoever watches that job.
+///
+/// Each reader cares about one job (an SSE stream, a running attempt's cancel watcher), so a
+/// change goes only to that job's watchers. A process-wide broadcast would wake every reader
+/// for every change: with 64 attempts in flight, thousands of wake-ups per batch, which
+/// starved the runtime and held a 64-job commit for ~45 ms (#8).
+#[derive(Clone, Debug, Default)]
+pub struct Feed {
+    watchers: Watchers,
 }
 
 impl Feed {
     pub fn publish(&self, change: Change) {
+        // No watcher is normal (nobody is looking at this job).
         if let Some(list) = self
             .watchers
             .lock()
@@ -65,17 +55,11 @@ impl Feed {
                 let _ = watcher.send(change.clone());
             }
         }
-        // No subscribers is normal (nobody watching this job).
-        let _ = self.tx.send(change);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.tx.subscribe()
-    }
-
-    /// The changes of `job` alone, from now until the returned watch is dropped.
+    /// The changes of `job`, from now until the returned watch is dropped.
     pub fn watch(&self, job: Uuid) -> JobWatch {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = watch_mpsc::unbounded_channel();
         self.watchers
             .lock()
             .expect("watchers lock")
@@ -94,12 +78,13 @@ impl Feed {
 #[derive(Debug)]
 pub struct JobWatch {
     job: Uuid,
-    rx: tokio::sync::mpsc::UnboundedReceiver<Change>,
-    watchers: Arc<Mutex<HashMap<Uuid, Vec<tokio::sync::mpsc::UnboundedSender<Change>>>>>,
+    rx: watch_mpsc::UnboundedReceiver<Change>,
+    watchers: Watchers,
 }
 
 impl JobWatch {
-    /// The next change of the job (never ends while the feed lives).
+    /// The next change of the job; `None` never comes while the feed lives, so callers that
+    /// also poll the database (for other processes' changes) wrap this in a timeout.
     pub async fn next(&mut self) -> Option<Change> {
         self.rx.recv().await
     }
@@ -113,22 +98,6 @@ impl Drop for JobWatch {
             list.retain(|tx| !tx.is_closed());
             if list.is_empty() {
                 watchers.remove(&self.job);
-            }
-        }
-    }
-}
-
-/// Waits until `rx` reports a change of `job` (returning it), or the feed lags or closes
-/// (returning `None`: the caller should re-read the database).
-pub async fn next_change_of(rx: &mut broadcast::Receiver<Change>, job: Uuid) -> Option<Change> {
-    loop {
-        match rx.recv().await {
-            Ok(change) if change.job == job => return Some(change),
-            Ok(_) => continue,
-            Err(broadcast::error::RecvError::Lagged(_)) => return None,
-            Err(broadcast::error::RecvError::Closed) => {
-                // The feed lives as long as the app; park rather than spin.
-                std::future::pending::<()>().await;
             }
         }
     }

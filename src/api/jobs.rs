@@ -17,7 +17,6 @@ use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::exports::Accepted;
 use super::models::Job;
 use super::{ApiState, Tag};
-use crate::events::next_change_of;
 use crate::jobs::JobStatus;
 use crate::queue::{JobRecord, ListFilter};
 use crate::storage;
@@ -458,14 +457,14 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
     struct Watch {
         state: Arc<ApiState>,
         id: Uuid,
-        changes: tokio::sync::broadcast::Receiver<crate::events::Change>,
+        changes: crate::events::JobWatch,
         pending: Option<JobRecord>,
         last_update: Option<(i64, String)>,
         finished: bool,
     }
     let watch = Watch {
         id: first.uuid(),
-        changes: state.queue.feed().subscribe(),
+        changes: state.queue.feed().watch(first.uuid()),
         state,
         pending: Some(first),
         last_update: None,
@@ -478,19 +477,15 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
         loop {
             let row = match w.pending.take() {
                 Some(row) => row,
-                None => {
-                    match tokio::time::timeout(EVENTS_POLL, next_change_of(&mut w.changes, w.id))
-                        .await
-                    {
-                        Ok(Some(change)) if change.status.is_none() => return None,
-                        Ok(Some(crate::events::Change { row: Some(row), .. })) => (*row).clone(),
-                        _ => match w.state.queue.get(w.id).await {
-                            Ok(Some(row)) => row,
-                            Ok(None) => return None,
-                            Err(_) => continue,
-                        },
-                    }
-                }
+                None => match tokio::time::timeout(EVENTS_POLL, w.changes.next()).await {
+                    Ok(Some(change)) if change.status.is_none() => return None,
+                    Ok(Some(crate::events::Change { row: Some(row), .. })) => (*row).clone(),
+                    _ => match w.state.queue.get(w.id).await {
+                        Ok(Some(row)) => row,
+                        Ok(None) => return None,
+                        Err(_) => continue,
+                    },
+                },
             };
             let stamp = (row.updated_at, row.status.clone());
             // Skip repeats, and snapshots older than one already sent (writers race).
