@@ -388,10 +388,43 @@ fn tasks_of(rows: &[JobRecord]) -> Vec<NewTask> {
         .collect()
 }
 
+/// Bulk insert on either engine's connection, so code that runs inside [`super::on_db!`]
+/// inserts jobs the same way whatever the backend.
+pub(super) trait InsertJobs {
+    /// Inserts `jobs` and their apalis tasks with two statements, in the caller's
+    /// transaction; returns the rows created (a job whose idempotency key was taken is not
+    /// among them).
+    async fn insert_jobs(
+        &mut self,
+        jobs: &[super::NewJob],
+        now: i64,
+    ) -> Result<Vec<JobRecord>, sqlx::Error>;
+}
+
+impl InsertJobs for sqlx::PgConnection {
+    async fn insert_jobs(
+        &mut self,
+        jobs: &[super::NewJob],
+        now: i64,
+    ) -> Result<Vec<JobRecord>, sqlx::Error> {
+        insert_jobs_pg(self, jobs, now).await
+    }
+}
+
+impl InsertJobs for sqlx::SqliteConnection {
+    async fn insert_jobs(
+        &mut self,
+        jobs: &[super::NewJob],
+        now: i64,
+    ) -> Result<Vec<JobRecord>, sqlx::Error> {
+        insert_jobs_sqlite(self, jobs, now).await
+    }
+}
+
 /// Inserts `jobs` and their apalis tasks with two statements (whatever their number), in
 /// the caller's transaction; returns the rows created (a job whose idempotency key was taken
 /// is not among them).
-pub(super) async fn insert_jobs_pg(
+async fn insert_jobs_pg(
     tx: &mut sqlx::PgConnection,
     jobs: &[super::NewJob],
     now: i64,
@@ -442,7 +475,7 @@ pub(super) async fn insert_jobs_pg(
 }
 
 /// [`insert_jobs_pg`] for SQLite: the rows travel as one JSON array.
-pub(super) async fn insert_jobs_sqlite(
+async fn insert_jobs_sqlite(
     tx: &mut sqlx::SqliteConnection,
     jobs: &[super::NewJob],
     now: i64,

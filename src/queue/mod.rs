@@ -24,6 +24,7 @@ pub mod restart;
 mod sql;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use uuid::Uuid;
 use crate::events::{Change, Feed, Wakers};
 use crate::jobs::JobStatus;
 use crate::settings::{DatabaseKind, Settings};
+use batch::InsertJobs;
 
 /// The payload apalis carries for every job: a pointer to our row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,56 +298,6 @@ macro_rules! on_db {
     };
 }
 
-/// Inserts `$job` (a [`NewJob`]) and, unless it is a merge job waiting for its parts, its
-/// apalis task, on executor `$ex`; evaluates to the row, or `None` when its idempotency key
-/// was taken. A macro so that it expands inside each arm of [`on_db!`].
-macro_rules! insert_job {
-    ($queue:expr, $d:expr, $ex:expr, $job:expr, $now:expr) => {{
-        let job: &NewJob = $job;
-        let task_id = new_task_id();
-        let input = job.input.as_ref();
-        let (parent, index) = match job.part_of {
-            Some((p, i)) => (Some(p.to_string()), Some(i)),
-            None => (None, None),
-        };
-        let inserted = sqlx::query_as::<_, JobRecord>($queue.sql(sql::INSERT))
-            .bind(job.id.to_string())
-            .bind(&job.kind)
-            .bind(job.args.to_string())
-            .bind(&task_id)
-            .bind(i64::from(job.max_attempts))
-            .bind(input.map(|i| i.key.as_str()))
-            .bind(input.map(|i| i.filename.as_str()))
-            .bind(input.map(|i| i.content_type.as_str()))
-            .bind(input.map(|i| i.size))
-            .bind(input.map(|i| i.format.as_str()))
-            .bind(job.idempotency_key.as_deref())
-            .bind($now)
-            .bind(job.initial_message($now))
-            .bind(job.initial_steps())
-            .bind(job.callback_url.as_deref())
-            .bind(job.run_at)
-            .bind(parent)
-            .bind(index)
-            .bind(job.waiting_parts)
-            .fetch_optional(&mut *$ex)
-            .await?;
-        if let Some(row) = &inserted
-            && job.waiting_parts.is_none()
-        {
-            sqlx::query($d.insert_task)
-                .bind(&task_id)
-                .bind(&job.kind)
-                .bind(task_payload(job.id))
-                .bind(row.max_attempts as i32)
-                .bind(job.run_at.map(|at| at / 1_000_000))
-                .execute(&mut *$ex)
-                .await?;
-        }
-        inserted
-    }};
-}
-
 /// The statements on apalis's tables, which differ per engine.
 #[derive(Debug)]
 pub(crate) struct Dialect {
@@ -494,39 +446,29 @@ impl Queue {
         let d = self.dialect();
         let now = now_micros();
         let mut out = Vec::with_capacity(jobs.len());
-        macro_rules! bulk {
-            ($pool:expr, $insert:path) => {{
-                let mut tx = $pool.begin_with(d.begin_write).await?;
-                let mut created: std::collections::HashMap<String, JobRecord> =
-                    $insert(&mut *tx, &jobs, now)
-                        .await?
-                        .into_iter()
-                        .map(|r| (r.id.clone(), r))
-                        .collect();
-                for job in &jobs {
-                    let enqueued = match created.remove(&job.id.to_string()) {
-                        Some(row) => Enqueued {
-                            job: row,
-                            created: true,
-                        },
-                        // The idempotency key was used before: hand back that job.
-                        None => Enqueued {
-                            job: sqlx::query_as::<_, JobRecord>(by_key.clone())
-                                .bind(job.idempotency_key.as_deref())
-                                .fetch_one(&mut *tx)
-                                .await?,
-                            created: false,
-                        },
-                    };
-                    out.push(enqueued);
-                }
-                tx.commit().await?;
-            }};
-        }
-        match &self.db {
-            Db::Postgres(pool) => bulk!(pool, batch::insert_jobs_pg),
-            Db::Sqlite(pool) => bulk!(pool, batch::insert_jobs_sqlite),
-        }
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            let mut created: HashMap<String, JobRecord> = InsertJobs::insert_jobs(&mut *tx, &jobs, now)
+                .await?
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect();
+            for job in &jobs {
+                let enqueued = match created.remove(&job.id.to_string()) {
+                    Some(row) => Enqueued { job: row, created: true },
+                    // The idempotency key was used before: hand back that job.
+                    None => Enqueued {
+                        job: sqlx::query_as::<_, JobRecord>(by_key.clone())
+                            .bind(job.idempotency_key.as_deref())
+                            .fetch_one(&mut *tx)
+                            .await?,
+                        created: false,
+                    },
+                };
+                out.push(enqueued);
+            }
+            tx.commit().await?;
+        });
         let created: Vec<JobRecord> = out
             .iter()
             .filter(|e| e.created)

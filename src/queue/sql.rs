@@ -28,17 +28,6 @@ WHERE ($1 IS NULL OR status = $1)
 ORDER BY created_at DESC, id DESC
 LIMIT $5";
 
-pub(super) const INSERT: &str = "\
-INSERT INTO offload_jobs (
-    id, kind, status, args, task_id, attempts, max_attempts, progress_percent, progress_message,
-    input_key, input_filename, input_content_type, input_size, input_format,
-    idempotency_key, created_at, updated_at,
-    steps, callback_url, run_at, parent_id, part_index, waiting_parts)
-VALUES ($1, $2, 'queued', $3, $4, 0, $5, 0, $13, $6, $7, $8, $9, $10, $11, $12, $12,
-    $14, $15, $16, $17, $18, $19)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *";
-
 pub(super) const BY_IDEMPOTENCY_KEY: &str = "SELECT * FROM offload_jobs WHERE idempotency_key = $1";
 
 pub(super) const CANCEL: &str = "\

@@ -11,7 +11,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::batch::Finish;
+use super::batch::{Finish, InsertJobs};
 use super::{
     AttemptError, Db, Failure, JobRecord, Lease, NewJob, Queue, QueueError, ResultFile,
     history_json, new_task_id, now_micros, sql, task_payload,
@@ -105,9 +105,9 @@ macro_rules! after_final {
             };
             let args = json!({ "job_id": row.id, "url": url });
             let delivery = NewJob::new(webhook::NAME, args, $q.config.webhook_attempts);
-            if let Some(queued) = insert_job!($q, d, $ex, &delivery, $now) {
-                $changed.push(queued);
-            }
+            $changed.extend(
+                InsertJobs::insert_jobs(&mut *$ex, std::slice::from_ref(&delivery), $now).await?,
+            );
             let row = sqlx::query_as::<_, JobRecord>($q.sql(sql::SET_FINAL_STEPS))
                 .bind(&row.id)
                 .bind(notified(&row, delivery.id, $now))
@@ -295,6 +295,16 @@ impl Queue {
         Ok(row.is_some())
     }
 
+    /// Ends an attempt without side effects through the group-commit writer, and publishes
+    /// the row it wrote (`None` when the lease is gone).
+    async fn finish_batched(&self, row: Finish) -> Result<Option<JobRecord>, QueueError> {
+        let row = self.writer.finish(row).await?;
+        if let Some(row) = &row {
+            self.publish(row);
+        }
+        Ok(row)
+    }
+
     /// Marks the attempt's job `succeeded` with its final `steps`; `None` when the lease is
     /// gone. `started` is the row as the attempt began (it says whether the job has a webhook
     /// or a merge job to move on, which then happens in the same transaction).
@@ -308,9 +318,8 @@ impl Queue {
         let (d, now, lease) = (self.dialect(), now_micros(), started.lease());
         let effects = started.parent_id.is_some() || started.callback_url.is_some();
         if !effects {
-            let row = self
-                .writer
-                .finish(Finish {
+            return self
+                .finish_batched(Finish {
                     id: lease.job.to_string(),
                     task_id: lease.task_id.clone(),
                     attempts: lease.attempt,
@@ -327,11 +336,7 @@ impl Queue {
                     history: history_json(history),
                     steps: Some(steps::to_column(list)),
                 })
-                .await?;
-            if let Some(row) = &row {
-                self.publish(row);
-            }
-            return Ok(row);
+                .await;
         }
         let mut changed = Vec::new();
         let row = on_db!(&self.db, pool => {
@@ -377,9 +382,8 @@ impl Queue {
             (JobStatus::Queued, None, "waiting to retry")
         };
         if !effects {
-            let row = self
-                .writer
-                .finish(Finish {
+            return self
+                .finish_batched(Finish {
                     id: lease.job.to_string(),
                     task_id: lease.task_id.clone(),
                     attempts: lease.attempt,
@@ -396,11 +400,7 @@ impl Queue {
                     history: history_json(failure.history),
                     steps: None,
                 })
-                .await?;
-            if let Some(row) = &row {
-                self.publish(row);
-            }
-            return Ok(row);
+                .await;
         }
         let mut changed = Vec::new();
         let row = on_db!(&self.db, pool => {
