@@ -1,6 +1,7 @@
 //! Conversion benchmark (`scripts/bench-convert`): p50/p95 latency and docs/s for the 5-slide
-//! deck, the 50-slide deck and the docx — cold vs warm, 1 and 2 slots — next to a bare warm
-//! LibreOffice (the UNO helper driven directly, no offload in between).
+//! deck, the 50-slide deck and the docx — cold vs warm, 1 and 2 slots, in the bubblewrap
+//! sandbox and (1 slot) without it — next to a bare warm LibreOffice (the UNO helper driven
+//! directly, no offload and no sandbox in between).
 //!
 //! Prints a Markdown table, then one JSON line per figure. Not a test: nothing is asserted.
 
@@ -9,7 +10,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use offload::convert::libreoffice::LibreOffice;
+use offload::convert::libreoffice::{LibreOffice, ProcessLimits};
+use offload::convert::sandbox::{Sandbox, SandboxConfig, SandboxMode};
 use offload::convert::warm::{WarmLibreOffice, WarmOptions};
 use offload::convert::{Converter, DocFormat};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -81,7 +83,16 @@ async fn bare_warm(
     let profile = root.join("bare-profile");
     offload::convert::libreoffice::write_profile(&profile).unwrap();
     let pipe = format!("offload-bench-{}", std::process::id());
-    let mut soffice = tokio::process::Command::new("soffice")
+    let helper_path = root.join("bare_helper.py");
+    std::fs::write(&helper_path, include_str!("../src/convert/uno_helper.py")).unwrap();
+    // The helper starts LibreOffice itself and kills its process group when it exits: give
+    // the two a group of their own, not the bench's.
+    let mut helper = tokio::process::Command::new("/usr/bin/python3")
+        .arg(&helper_path)
+        .arg(&pipe)
+        .arg("60")
+        .arg("--")
+        .arg("soffice")
         .arg(format!(
             "-env:UserInstallation={}",
             offload::convert::libreoffice::file_url(&profile)
@@ -95,24 +106,10 @@ async fn bare_warm(
             "--nolockcheck",
         ])
         .arg(format!("--accept=pipe,name={pipe};urp;"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    // The helper kills its process group when it exits: give it LibreOffice's, not ours.
-    let group = soffice.id().unwrap() as i32;
-    let helper_path = root.join("bare_helper.py");
-    std::fs::write(&helper_path, include_str!("../src/convert/uno_helper.py")).unwrap();
-    let mut helper = tokio::process::Command::new("/usr/bin/python3")
-        .arg(&helper_path)
-        .arg(&pipe)
-        .arg("60")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
-        .process_group(group)
+        .process_group(0)
         .spawn()
         .unwrap();
     let mut stdin = helper.stdin.take().unwrap();
@@ -154,7 +151,6 @@ async fn bare_warm(
     let total = started.elapsed();
     drop(stdin);
     let _ = helper.wait().await;
-    let _ = soffice.kill().await;
     (lat, total)
 }
 
@@ -195,13 +191,30 @@ async fn main() {
             1,
             bare_warm(&doc, format, runs, root.path()).await,
         ));
-        for slots in [1, 2] {
-            let cold: Arc<dyn Converter> = Arc::new(LibreOffice::new("soffice", None));
-            eprintln!("{name}: cold, {slots} slot(s)");
+        for (slots, sandboxed) in [(1, true), (1, false), (2, true)] {
+            let sandbox = Arc::new(if sandboxed {
+                let config = SandboxConfig {
+                    mode: SandboxMode::Bubblewrap,
+                    bwrap: "bwrap".into(),
+                };
+                let sandbox = Sandbox::new(&config, &[]);
+                sandbox.availability().expect("bubblewrap works here");
+                sandbox
+            } else {
+                Sandbox::off()
+            });
+            let (cold_mode, warm_mode) = match sandboxed {
+                true => ("cold", "warm"),
+                false => ("cold-unsandboxed", "warm-unsandboxed"),
+            };
+            let limits = ProcessLimits::default();
+            let cold: Arc<dyn Converter> =
+                Arc::new(LibreOffice::new("soffice", limits, sandbox.clone()));
+            eprintln!("{name}: {cold_mode}, {slots} slot(s)");
             let cold_runs = (runs / 3).max(2 * slots);
             figures.push(figure(
                 name,
-                "cold",
+                cold_mode,
                 slots,
                 measure(cold, &doc, format, slots, cold_runs).await,
             ));
@@ -210,17 +223,19 @@ async fn main() {
                 slots,
                 restart_after: 10_000,
                 python: "/usr/bin/python3".into(),
-                root: root.path().join(format!("warm-{name}-{slots}")),
+                root: root.path().join(format!("warm-{name}-{slots}-{sandboxed}")),
                 start_timeout: Duration::from_secs(30),
             };
-            let warm: Arc<dyn Converter> =
-                Arc::new(WarmLibreOffice::new(LibreOffice::new("soffice", None), options).unwrap());
-            eprintln!("{name}: warm, {slots} slot(s)");
+            let warm: Arc<dyn Converter> = Arc::new(
+                WarmLibreOffice::new(LibreOffice::new("soffice", limits, sandbox), options)
+                    .unwrap(),
+            );
+            eprintln!("{name}: {warm_mode}, {slots} slot(s)");
             // Start every slot before timing (one conversion each, concurrently).
             measure(warm.clone(), &doc, format, slots, slots).await;
             figures.push(figure(
                 name,
-                "warm",
+                warm_mode,
                 slots,
                 measure(warm, &doc, format, slots, runs).await,
             ));
@@ -270,6 +285,12 @@ async fn main() {
         cold.p50.as_secs_f64() / warm.p50.as_secs_f64()
     );
     for doc in ["deck5.pptx", "deck50.pptx", "report3.docx"] {
+        for (mode, bare) in [("warm", "warm-unsandboxed"), ("cold", "cold-unsandboxed")] {
+            println!(
+                "{doc}: {mode} p50 sandboxed / unsandboxed = {:.2} (target for warm ≤ 1.1)",
+                get(doc, mode, 1).p50.as_secs_f64() / get(doc, bare, 1).p50.as_secs_f64()
+            );
+        }
         println!(
             "{doc}: warm docs/s 2 slots / 1 slot = {:.2} (target ≥ 1.7)",
             get(doc, "warm", 2).docs_per_sec / get(doc, "warm", 1).docs_per_sec

@@ -4,6 +4,7 @@
 LIBREOFFICE_PACKAGES=(
   libreoffice-impress-nogui libreoffice-writer-nogui libreoffice-calc-nogui
   fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2 python3-uno
+  bubblewrap
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -30,11 +31,19 @@ ensure_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || return 1
 }
 
+# LibreOffice, its fonts and the bubblewrap sandbox every conversion runs in.
 ensure_libreoffice() {
   if ! ensure_packages "${LIBREOFFICE_PACKAGES[@]}"; then
     return 1
   fi
-  command -v soffice >/dev/null 2>&1
+  command -v soffice >/dev/null 2>&1 && command -v bwrap >/dev/null 2>&1
+}
+
+# Conversions run in a bubblewrap sandbox, which needs user namespaces: say so plainly when
+# this machine cannot make one.
+check_sandbox() {
+  bwrap --unshare-all --unshare-user --die-with-parent --ro-bind /usr /usr \
+    --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin -- /usr/bin/true 2>/dev/null
 }
 
 pg_admin_url() { echo "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"; }

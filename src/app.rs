@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -17,7 +18,8 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Server};
 use crate::api::{self, ApiState};
 use crate::auth::ApiKeys;
 use crate::convert::Converter;
-use crate::convert::libreoffice::LibreOffice;
+use crate::convert::libreoffice::{LibreOffice, ProcessLimits};
+use crate::convert::sandbox::{Sandbox, SandboxConfig, SandboxMode};
 use crate::convert::warm::{WarmLibreOffice, WarmOptions};
 use crate::jobs::runner::Runtime;
 use crate::jobs::{Registry, kinds};
@@ -238,8 +240,17 @@ impl Application {
 
 /// The configured converter; warm slots start lazily, on the first conversion.
 fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converter>> {
-    let cold = LibreOffice::new(&settings.soffice_path, settings.convert_memory_limit());
-    if settings.converter == "cold" || !role.runs_worker() {
+    let limits = ProcessLimits {
+        memory: settings.convert_memory_limit(),
+        cpu: settings.convert_cpu_budget(),
+    };
+    if !role.runs_worker() {
+        let cold = LibreOffice::new(&settings.soffice_path, limits, Arc::new(Sandbox::off()));
+        return Ok(Arc::new(cold));
+    }
+    let sandbox = Arc::new(sandbox(settings)?);
+    let cold = LibreOffice::new(&settings.soffice_path, limits, sandbox);
+    if settings.converter == "cold" {
         return Ok(Arc::new(cold));
     }
     let options = WarmOptions {
@@ -252,6 +263,39 @@ fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converte
     let warm =
         WarmLibreOffice::new(cold, options).context("WORK_DIR: cannot prepare warm LibreOffice")?;
     Ok(Arc::new(warm))
+}
+
+/// The sandbox conversions run in, tried once now so that `/readyz` can say if it is missing.
+fn sandbox(settings: &Settings) -> anyhow::Result<Sandbox> {
+    let mode = settings.sandbox_mode()?;
+    let programs = [
+        Path::new(&settings.soffice_path),
+        Path::new(&settings.uno_python),
+    ];
+    let config = SandboxConfig {
+        mode,
+        bwrap: settings.bwrap_path.clone(),
+    };
+    let resolved: Vec<std::path::PathBuf> = programs
+        .iter()
+        .filter_map(|p| crate::convert::libreoffice::resolve_binary(&p.to_string_lossy()))
+        .collect();
+    let refs: Vec<&Path> = resolved.iter().map(|p| p.as_path()).collect();
+    for program in refs.iter().filter(|p| crate::convert::sandbox::install_root(p).is_none()) {
+        if mode == SandboxMode::Bubblewrap {
+            tracing::warn!(program = %program.display(), "installed outside /usr and /opt: not visible inside the converter sandbox");
+        }
+    }
+    let sandbox = Sandbox::new(&config, &refs);
+    match (mode, sandbox.availability()) {
+        (SandboxMode::Off, _) => tracing::warn!(
+            "CONVERT_SANDBOX=off: LibreOffice runs WITHOUT a sandbox; a crafted document can read \
+             this worker's files and reach its network. Use it only where namespaces are impossible."
+        ),
+        (_, Err(why)) => tracing::error!(%why, "exports will fail with converter_unavailable"),
+        (_, Ok(())) => tracing::debug!("conversions run in a bubblewrap sandbox"),
+    }
+    Ok(sandbox)
 }
 
 /// Restarts a worker whose backend failed (the database went away); the restarted worker

@@ -155,6 +155,23 @@ pub struct Settings {
     )]
     pub convert_memory_limit_mb: u64,
 
+    /// CPU seconds one conversion may use before it fails as `document_too_complex` (0: no
+    /// budget). Separate from the wall-clock EXPORT_TIMEOUT_SECS: a layout that never
+    /// converges is stopped by this, at once and for good, however busy the machine is.
+    #[arg(long, env = "CONVERT_CPU_SECS", default_value_t = 60, global = true)]
+    pub convert_cpu_secs: u64,
+
+    /// `bwrap`: every LibreOffice runs in a bubblewrap sandbox (no network, no files but its
+    /// own, a cleared environment); if the sandbox cannot be made, exports fail with
+    /// `converter_unavailable`. `off`: no sandbox (only where namespaces are impossible; a
+    /// crafted document can then read the worker's files and reach its network).
+    #[arg(long, env = "CONVERT_SANDBOX", default_value = "bwrap", global = true)]
+    pub convert_sandbox: String,
+
+    /// The bubblewrap binary (Debian: bubblewrap).
+    #[arg(long, env = "BWRAP_PATH", default_value = "bwrap", global = true)]
+    pub bwrap_path: String,
+
     /// A Python with LibreOffice's `uno` module (Debian: python3-uno), for warm mode.
     #[arg(
         long,
@@ -214,6 +231,16 @@ pub struct Settings {
         global = true
     )]
     pub test_pause_before_publish: bool,
+
+    /// Test-only: convert documents with their external references left in, so a test can
+    /// show that the sandbox alone stops them. Never set it in production.
+    #[arg(
+        long,
+        env = "OFFLOAD_TEST_KEEP_EXTERNAL_REFERENCES",
+        hide = true,
+        global = true
+    )]
+    pub test_keep_external_references: bool,
 }
 
 /// A setting that cannot be used, with the variable that holds it.
@@ -311,6 +338,7 @@ impl Settings {
                 format!("expected warm or cold, got {:?}", self.converter),
             ));
         }
+        self.sandbox_mode()?;
         if self.warm_restart_after == 0 {
             return Err(bad("WARM_RESTART_AFTER", "must be at least 1"));
         }
@@ -387,6 +415,17 @@ impl Settings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn sandbox_mode(&self) -> Result<crate::convert::sandbox::SandboxMode, SettingsError> {
+        self.convert_sandbox
+            .parse()
+            .map_err(|e| bad("CONVERT_SANDBOX", e))
+    }
+
+    /// The CPU budget of one conversion.
+    pub fn convert_cpu_budget(&self) -> Option<Duration> {
+        (self.convert_cpu_secs > 0).then(|| Duration::from_secs(self.convert_cpu_secs))
     }
 
     /// The per-process memory cap for LibreOffice, in bytes.

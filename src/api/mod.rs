@@ -178,7 +178,8 @@ pub fn builtin_spec() -> String {
     let settings = crate::settings::Settings::defaults();
     let converter = Arc::new(crate::convert::libreoffice::LibreOffice::new(
         &settings.soffice_path,
-        None,
+        Default::default(),
+        Arc::new(crate::convert::sandbox::Sandbox::off()),
     ));
     let metrics = Arc::new(crate::metrics::Metrics::default());
     spec::document(&crate::jobs::kinds::builtin(&settings, converter, metrics))

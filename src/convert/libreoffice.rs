@@ -1,25 +1,43 @@
 //! LibreOffice as a [`Converter`]: `soffice --headless --convert-to pdf` in a child process.
 //!
-//! Isolation: every conversion gets a fresh profile (`-env:UserInstallation`) made from the
-//! hardened template below — macros off, remote and linked content blocked — inside the job's
-//! scratch directory, so concurrent conversions never share one and a poisoned profile never
-//! outlives its conversion. The child runs in its own process group; the whole group is killed
-//! when the conversion is cancelled, times out (the caller drops the future) or finishes, so no
-//! stray `soffice.bin` survives.
+//! Isolation: every conversion runs inside the [`Sandbox`] (no network, a filesystem of only
+//! LibreOffice, fonts and the job's exchange directory, a cleared environment), with a fresh
+//! profile (`-env:UserInstallation`) made from the hardened template below — macros off,
+//! remote and linked content blocked — so concurrent conversions never share one and a
+//! poisoned profile never outlives its conversion. The sandbox sees the input as the only file
+//! of its exchange directory, and writes the PDF there. The child runs in its own process
+//! group; the whole group is killed when the conversion is cancelled, times out (the caller
+//! drops the future), spends its CPU budget or finishes, so no stray `soffice.bin` survives.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::process::{Isolation, ProcessGroup, isolate};
-use super::{Converted, Converter, DocFormat, Family, validate_pdf};
-use crate::jobs::JobError;
+use super::process::{CpuBudget, Isolation, KERNEL_LIMIT_SLACK_SECS, ProcessGroup, isolate, spent};
+use super::sandbox::{Bind, Sandbox};
+use super::{
+    ConvertError, Converted, Converter, DocFormat, Family, place_input, take_output, validate_pdf,
+};
+
+/// Limits of each LibreOffice process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessLimits {
+    /// Address-space cap, in bytes (`RLIMIT_AS`).
+    pub memory: Option<u64>,
+    /// CPU time one conversion may use; past it the document is "too complex".
+    pub cpu: Option<Duration>,
+}
 
 /// The profile template. `BlockUntrustedRefererLinks` plus the link-update settings stop
-/// LibreOffice from fetching externally linked images or data while loading a document
-/// (without them a conversion makes network requests on the document's behalf).
+/// some of LibreOffice's loaders from fetching externally linked images or data while loading
+/// a document. Only some: several loaders ignore them, which is why the sandbox, not this
+/// profile, is the boundary. Link-update values differ per application: Writer's
+/// `Content/Update/Link` is 0 = never, 1 = on request, 2 = always; Calc's is 0 = always,
+/// 1 = never, 2 = on request.
 const REGISTRY_MODIFICATIONS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
 <item oor:path="/org.openoffice.Office.Common/Security/Scripting"><prop oor:name="MacroSecurityLevel" oor:op="fuse"><value>3</value></prop></item>
@@ -27,9 +45,8 @@ const REGISTRY_MODIFICATIONS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <item oor:path="/org.openoffice.Office.Common/Security/Scripting"><prop oor:name="BlockUntrustedRefererLinks" oor:op="fuse"><value>true</value></prop></item>
 <item oor:path="/org.openoffice.Office.Common/Misc"><prop oor:name="FirstRun" oor:op="fuse"><value>false</value></prop></item>
 <item oor:path="/org.openoffice.Office.Common/Misc"><prop oor:name="UseSystemFileDialog" oor:op="fuse"><value>false</value></prop></item>
-<item oor:path="/org.openoffice.Office.Calc/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>2</value></prop></item>
-<item oor:path="/org.openoffice.Office.Writer/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>2</value></prop></item>
-<item oor:path="/org.openoffice.Office.Impress/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>2</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>1</value></prop></item>
+<item oor:path="/org.openoffice.Office.Writer/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>0</value></prop></item>
 <item oor:path="/org.openoffice.Office.Common/Internet"><prop oor:name="ooInetProxyType" oor:op="fuse"><value>0</value></prop></item>
 </oor:items>
 "#;
@@ -39,33 +56,40 @@ const REGISTRY_MODIFICATIONS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 pub struct LibreOffice {
     binary: Option<PathBuf>,
     requested: String,
-    memory_limit: Option<u64>,
+    limits: ProcessLimits,
+    sandbox: Arc<Sandbox>,
 }
 
 impl LibreOffice {
-    /// `soffice` is a path or a command name looked up on `PATH`; `memory_limit` caps each
-    /// LibreOffice's address space in bytes.
-    pub fn new(soffice: &str, memory_limit: Option<u64>) -> Self {
+    /// `soffice` is a path or a command name looked up on `PATH`; every LibreOffice runs in
+    /// `sandbox` within `limits`.
+    pub fn new(soffice: &str, limits: ProcessLimits, sandbox: Arc<Sandbox>) -> Self {
         Self {
             binary: resolve_binary(soffice),
             requested: soffice.to_string(),
-            memory_limit,
+            limits,
+            sandbox,
         }
     }
 
     /// The resolved `soffice`, or why there is none.
-    pub(crate) fn binary(&self) -> Result<&Path, JobError> {
+    pub(crate) fn binary(&self) -> Result<&Path, ConvertError> {
         self.binary
             .as_deref()
             .ok_or_else(|| unavailable(&format!("{:?} not found", self.requested)))
     }
 
-    pub(crate) fn memory_limit(&self) -> Option<u64> {
-        self.memory_limit
+    pub(crate) fn limits(&self) -> ProcessLimits {
+        self.limits
+    }
+
+    pub(crate) fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 }
 
-fn resolve_binary(cmd: &str) -> Option<PathBuf> {
+/// A command name looked up on `PATH`, or a path that must exist.
+pub(crate) fn resolve_binary(cmd: &str) -> Option<PathBuf> {
     if cmd.contains('/') {
         let path = PathBuf::from(cmd);
         return path.is_file().then_some(path);
@@ -120,20 +144,61 @@ fn convert_to_arg(format: DocFormat) -> String {
     }
 }
 
-pub(crate) fn unavailable(why: &str) -> JobError {
-    JobError::fatal(
-        "converter_unavailable",
-        format!(
-            "LibreOffice is not available on this worker ({why}); install it or set SOFFICE_PATH"
-        ),
-    )
+pub(crate) fn unavailable(why: &str) -> ConvertError {
+    ConvertError::Unavailable(format!(
+        "LibreOffice is not available on this worker ({why}); install it or set SOFFICE_PATH"
+    ))
+}
+
+/// The flags every LibreOffice gets, headless and without any first-start or recovery UI.
+pub(crate) const SOFFICE_FLAGS: [&str; 8] = [
+    "--headless",
+    "--invisible",
+    "--nocrashreport",
+    "--nodefault",
+    "--nofirststartwizard",
+    "--nolockcheck",
+    "--nologo",
+    "--norestore",
+];
+
+/// The directories one sandboxed LibreOffice uses: its profile, the exchange directory that
+/// holds the input and receives the output, and its `/tmp`.
+#[derive(Debug, Clone)]
+pub(crate) struct SandboxDirs {
+    pub profile: PathBuf,
+    pub exchange: PathBuf,
+    pub tmp: PathBuf,
+}
+
+impl SandboxDirs {
+    /// Creates them under `root`, with a fresh hardened profile.
+    pub(crate) fn create(root: &Path) -> std::io::Result<Self> {
+        let dirs = Self {
+            profile: root.join("profile"),
+            exchange: root.join("job"),
+            tmp: root.join("tmp"),
+        };
+        write_profile(&dirs.profile)?;
+        std::fs::create_dir_all(&dirs.exchange)?;
+        std::fs::create_dir_all(&dirs.tmp)?;
+        Ok(dirs)
+    }
+
+    pub(crate) fn binds(&self) -> [Bind; 3] {
+        [
+            Bind::dir(&self.profile),
+            Bind::dir(&self.exchange),
+            Bind::tmp(&self.tmp),
+        ]
+    }
 }
 
 #[async_trait::async_trait]
 impl Converter for LibreOffice {
     fn availability(&self) -> Result<(), String> {
         match &self.binary {
-            Some(_) => Ok(()),
+            Some(_) => self.sandbox.availability(),
             None => Err(format!("{:?} not found", self.requested)),
         }
     }
@@ -144,90 +209,93 @@ impl Converter for LibreOffice {
         format: DocFormat,
         out_dir: &Path,
         cancel: CancellationToken,
-    ) -> Result<Converted, JobError> {
-        let binary = self
-            .binary
-            .as_ref()
-            .ok_or_else(|| unavailable(&format!("{:?} not found", self.requested)))?;
-        let profile = out_dir.join("lo-profile");
-        let out = out_dir.join("lo-out");
-        write_profile(&profile).map_err(JobError::internal)?;
-        std::fs::create_dir_all(&out).map_err(JobError::internal)?;
+    ) -> Result<Converted, ConvertError> {
+        let binary = self.binary()?;
+        self.sandbox
+            .availability()
+            .map_err(ConvertError::Unavailable)?;
+        let dirs = SandboxDirs::create(&out_dir.join("sandbox")).map_err(ConvertError::io)?;
+        let ext = format.extension();
+        let placed = place_input(input, &dirs.exchange, &format!("input.{ext}"))?;
 
-        let mut cmd = tokio::process::Command::new(binary);
-        cmd.arg(format!("-env:UserInstallation={}", file_url(&profile)))
-            .args([
-                "--headless",
-                "--invisible",
-                "--nocrashreport",
-                "--nodefault",
-            ])
-            .args([
-                "--nofirststartwizard",
-                "--nolockcheck",
-                "--nologo",
-                "--norestore",
-            ])
+        let mut cmd = self
+            .sandbox
+            .command(binary, &dirs.binds())
+            .map_err(ConvertError::Unavailable)?;
+        cmd.arg(format!("-env:UserInstallation={}", file_url(&dirs.profile)))
+            .args(SOFFICE_FLAGS)
             .arg("--convert-to")
             .arg(convert_to_arg(format))
             .arg("--outdir")
-            .arg(&out)
-            .arg(input)
-            .env("HOME", out_dir)
+            .arg(&dirs.exchange)
+            .arg(&placed)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let iso = Isolation {
             group: 0,
-            memory_limit: self.memory_limit,
+            memory_limit: self.limits.memory,
             die_with_parent: true,
+            cpu_limit: self
+                .limits
+                .cpu
+                .map(|c| c.as_secs() + KERNEL_LIMIT_SLACK_SECS),
         };
         isolate(&mut cmd, iso);
         let child = cmd.spawn().map_err(|e| unavailable(&e.to_string()))?;
-        let _group = ProcessGroup(child.id().map(|id| id as i32).unwrap_or(0));
+        let pid = child.id().map(|id| id as i32).unwrap_or(0);
+        let _group = ProcessGroup(pid);
         let output = tokio::select! {
-            output = child.wait_with_output() => output.map_err(JobError::internal)?,
-            () = cancel.cancelled() => {
-                return Err(JobError::fatal("cancelled", "the conversion was cancelled"));
+            output = child.wait_with_output() => output.map_err(ConvertError::io)?,
+            () = cancel.cancelled() => return Err(ConvertError::Cancelled),
+            used = spent(self.limits.cpu.map(|limit| CpuBudget::start(pid, limit))) => {
+                return Err(too_complex(used));
             }
         };
         let log = String::from_utf8_lossy(&output.stderr).trim().to_string()
             + String::from_utf8_lossy(&output.stdout).trim();
         if let Some(signal) = output.status.signal() {
-            return Err(JobError::retryable(
-                "converter_crashed",
-                format!("LibreOffice was killed by signal {signal} during the conversion"),
-            ));
+            return Err(ConvertError::Crashed(format!(
+                "LibreOffice was killed by signal {signal} during the conversion"
+            )));
         }
         if !output.status.success() {
-            return Err(JobError::retryable(
-                "conversion_failed",
-                format!("LibreOffice exited with {}: {}", output.status, tail(&log)),
-            ));
+            return Err(ConvertError::Failed(format!(
+                "LibreOffice exited with {}: {}",
+                output.status,
+                tail(&log)
+            )));
         }
-        let stem = input.file_stem().unwrap_or_default();
-        let pdf = out.join(stem).with_extension("pdf");
-        if !pdf.is_file() {
-            return Err(JobError::fatal(
-                "conversion_failed",
-                format!(
-                    "LibreOffice could not read the document and wrote no PDF (it may be damaged): {}",
-                    tail(&log)
-                ),
-            ));
+        let written = dirs.exchange.join("input.pdf");
+        if !written.is_file() {
+            return Err(ConvertError::Rejected(format!(
+                "LibreOffice could not read the document and wrote no PDF (it may be damaged): {}",
+                tail(&log)
+            )));
         }
-        let checked = pdf.clone();
-        let pages = tokio::task::spawn_blocking(move || validate_pdf(&checked))
-            .await
-            .map_err(JobError::internal)?
-            .map_err(|why| {
-                JobError::fatal(
-                    "conversion_failed",
-                    format!("LibreOffice wrote a broken PDF: {why}"),
-                )
-            })?;
+        let pdf = out_dir.join("output.pdf");
+        take_output(&written, &pdf)?;
+        let _ = std::fs::remove_dir_all(out_dir.join("sandbox"));
+        let pages = checked_pages(&pdf).await?;
         Ok(Converted { path: pdf, pages })
     }
+}
+
+pub(crate) fn too_complex(used: Duration) -> ConvertError {
+    ConvertError::TooComplex(format!(
+        "the document used {:.1} s of CPU time without finishing its layout (the budget is \
+         CONVERT_CPU_SECS); it is too complex to convert",
+        used.as_secs_f64()
+    ))
+}
+
+/// Counts the pages of a PDF LibreOffice wrote, off the runtime's threads.
+pub(crate) async fn checked_pages(pdf: &Path) -> Result<usize, ConvertError> {
+    let checked = pdf.to_path_buf();
+    tokio::task::spawn_blocking(move || validate_pdf(&checked))
+        .await
+        .map_err(ConvertError::io)?
+        .map_err(|why| ConvertError::Rejected(format!("LibreOffice wrote a broken PDF: {why}")))
 }
 
 /// The last few hundred characters of a log, for error messages.

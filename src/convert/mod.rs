@@ -1,8 +1,12 @@
-//! Document conversion: the formats we accept, what a document really is ([`sniff`]), and the
-//! [`Converter`] seam with its LibreOffice implementation ([`libreoffice`]).
+//! Document conversion: the formats we accept, what a document really is ([`sniff`]), the
+//! external references a document may not follow ([`references`]), the OS [`sandbox`] every
+//! converter runs in, and the [`Converter`] seam with its LibreOffice implementations (cold
+//! [`libreoffice`], [`warm`]).
 
 pub mod libreoffice;
 pub mod process;
+pub mod references;
+pub mod sandbox;
 pub mod sniff;
 pub mod warm;
 pub mod xml_depth;
@@ -10,8 +14,6 @@ pub mod xml_depth;
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
-
-use crate::jobs::JobError;
 
 /// A document family decides how LibreOffice exports it and what progress counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,11 +145,45 @@ pub struct Converted {
     pub pages: usize,
 }
 
+/// Why a conversion produced no PDF. The export kind decides what each means for the job
+/// (its error code, and whether another attempt may help).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// The converter cannot run here: not installed, or its sandbox cannot be made.
+    #[error("{0}")]
+    Unavailable(String),
+    /// LibreOffice read the document and gave up on it, or wrote no usable PDF: the same bytes
+    /// fail the same way again.
+    #[error("{0}")]
+    Rejected(String),
+    /// LibreOffice died mid-conversion (a crash, a kill): another attempt may pass.
+    #[error("{0}")]
+    Crashed(String),
+    /// LibreOffice exited with an error of its own: another attempt may pass.
+    #[error("{0}")]
+    Failed(String),
+    /// The document used up its CPU budget: its layout does not converge.
+    #[error("{0}")]
+    TooComplex(String),
+    #[error("the conversion was cancelled")]
+    Cancelled,
+    /// Local trouble around the conversion (scratch directory, copying files).
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ConvertError {
+    pub(crate) fn io(err: impl std::fmt::Display) -> Self {
+        ConvertError::Io(err.to_string())
+    }
+}
+
 /// Turns a document into PDF. Implementations must leave nothing running when the returned
 /// future is dropped or `cancel` fires.
 #[async_trait::async_trait]
 pub trait Converter: Send + Sync {
-    /// `Err(reason)` when the converter cannot run at all (e.g. LibreOffice is not installed).
+    /// `Err(reason)` when the converter cannot run at all (LibreOffice is not installed, or
+    /// its sandbox cannot be created).
     fn availability(&self) -> Result<(), String>;
 
     /// Converts `input` (whose real type is `format`) into a file inside `out_dir`.
@@ -157,7 +193,28 @@ pub trait Converter: Send + Sync {
         format: DocFormat,
         out_dir: &Path,
         cancel: CancellationToken,
-    ) -> Result<Converted, JobError>;
+    ) -> Result<Converted, ConvertError>;
+}
+
+/// Puts `input` into the sandbox's exchange directory `dir` as `name` (a hard link when the
+/// two share a filesystem, else a copy), so the sandbox sees that one file and nothing else of
+/// the job's scratch space.
+pub(crate) fn place_input(input: &Path, dir: &Path, name: &str) -> Result<PathBuf, ConvertError> {
+    let placed = dir.join(name);
+    let _ = std::fs::remove_file(&placed);
+    if std::fs::hard_link(input, &placed).is_err() {
+        std::fs::copy(input, &placed).map_err(ConvertError::io)?;
+    }
+    Ok(placed)
+}
+
+/// Moves a file the sandbox wrote out of its exchange directory (a rename when possible).
+pub(crate) fn take_output(from: &Path, to: &Path) -> Result<(), ConvertError> {
+    if std::fs::rename(from, to).is_err() {
+        std::fs::copy(from, to).map_err(ConvertError::io)?;
+        let _ = std::fs::remove_file(from);
+    }
+    Ok(())
 }
 
 /// Counts the pages of a PDF, failing if it does not parse or is empty. An exit code of 0

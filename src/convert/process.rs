@@ -3,7 +3,10 @@
 //! - its own process group, so one `killpg` takes LibreOffice and everything it started;
 //! - `PR_SET_PDEATHSIG`, so the direct child dies with the worker even on `kill -9` (LibreOffice's
 //!   launcher forks `soffice.bin`, which that does not reach: the warm path's helper covers it);
-//! - an optional address-space cap (`RLIMIT_AS`), so a hostile document cannot eat the host.
+//! - an optional address-space cap (`RLIMIT_AS`), so a hostile document cannot eat the host;
+//! - an optional CPU-time cap (`RLIMIT_CPU`), the kernel's backstop behind [`CpuBudget`], which
+//!   stops a document whose layout never converges after its CPU budget rather than its
+//!   wall-clock timeout.
 
 use std::os::unix::process::CommandExt as _;
 
@@ -41,6 +44,8 @@ pub(crate) struct Isolation {
     pub memory_limit: Option<u64>,
     /// Kill the child when the worker dies (`PR_SET_PDEATHSIG`).
     pub die_with_parent: bool,
+    /// CPU seconds each process of the child may use (`RLIMIT_CPU`, inherited).
+    pub cpu_limit: Option<u64>,
 }
 
 /// Applies `iso` to `cmd` (and kills the child if its handle is dropped).
@@ -49,6 +54,7 @@ pub(crate) fn isolate(cmd: &mut tokio::process::Command, iso: Isolation) {
     let Isolation {
         memory_limit,
         die_with_parent,
+        cpu_limit,
         ..
     } = iso;
     let pre_exec = move || {
@@ -64,6 +70,13 @@ pub(crate) fn isolate(cmd: &mut tokio::process::Command, iso: Isolation) {
                 };
                 libc::setrlimit(libc::RLIMIT_AS, &limit);
             }
+            if let Some(secs) = cpu_limit {
+                let limit = libc::rlimit {
+                    rlim_cur: secs as libc::rlim_t,
+                    rlim_max: secs as libc::rlim_t,
+                };
+                libc::setrlimit(libc::RLIMIT_CPU, &limit);
+            }
         }
         Ok(())
     };
@@ -77,6 +90,153 @@ pub(crate) fn isolate(cmd: &mut tokio::process::Command, iso: Isolation) {
 pub(crate) fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// One process as `/proc/<pid>/stat` describes it.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    pid: i32,
+    ppid: i32,
+    /// User + system CPU time, in clock ticks.
+    ticks: u64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command: state(3) ppid(4) … utime(14) stime(15).
+    let after: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
+    let field = |n: usize| after.get(n - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        pid,
+        ppid: i32::try_from(field(4)?).ok()?,
+        ticks: field(14)? + field(15)?,
+    })
+}
+
+fn all_pids() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .collect()
+}
+
+/// `root` and every process below it (children, their children, …), from `/proc`.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let stats: Vec<Stat> = all_pids().into_iter().filter_map(stat).collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(stats.iter().filter(|s| s.ppid == parent).map(|s| s.pid));
+        i += 1;
+    }
+    tree
+}
+
+fn ticks_to_duration(ticks: u64) -> std::time::Duration {
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_millis(ticks * 1000 / per_sec)
+}
+
+/// CPU time used so far by `root` and the processes below it that are alive.
+pub fn tree_cpu(root: i32) -> std::time::Duration {
+    let ticks = descendants(root)
+        .into_iter()
+        .filter_map(stat)
+        .map(|s| s.ticks)
+        .sum();
+    ticks_to_duration(ticks)
+}
+
+/// A CPU budget for one conversion by a process tree: the tree's CPU time is sampled while
+/// the conversion runs, and [`CpuBudget::exceeded`] says when it has used more than its share
+/// since [`CpuBudget::start`]. Sampling (not only `RLIMIT_CPU`) is what lets a warm
+/// LibreOffice, whose CPU time accumulates over many documents, get a budget per document, and
+/// what tells a spent budget apart from any other crash.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuBudget {
+    root: i32,
+    limit: std::time::Duration,
+    start: std::time::Duration,
+}
+
+impl CpuBudget {
+    pub fn start(root: i32, limit: std::time::Duration) -> Self {
+        Self {
+            root,
+            limit,
+            start: tree_cpu(root),
+        }
+    }
+
+    /// `Some(used)` once the tree has used more than its budget since the start.
+    pub fn exceeded(&self) -> Option<std::time::Duration> {
+        let used = tree_cpu(self.root).saturating_sub(self.start);
+        (used > self.limit).then_some(used)
+    }
+
+    pub fn limit(&self) -> std::time::Duration {
+        self.limit
+    }
+
+    /// Sets the kernel's backstop on every process of the tree: `RLIMIT_CPU` (soft) a little
+    /// past the budget, or removed (`None`). The soft limit only, because raising a hard limit
+    /// again needs privileges a worker may not have.
+    pub fn set_kernel_limit(&self, budget: Option<std::time::Duration>) {
+        for pid in descendants(self.root) {
+            let Some(st) = stat(pid) else { continue };
+            let soft = match budget {
+                Some(b) => {
+                    ticks_to_duration(st.ticks).as_secs() + b.as_secs() + KERNEL_LIMIT_SLACK_SECS
+                }
+                None => libc::RLIM_INFINITY,
+            };
+            set_soft_cpu_limit(pid, soft);
+        }
+    }
+}
+
+/// How often a running conversion's CPU time is sampled against its budget.
+const CPU_SAMPLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Completes once `budget` is spent (never, without one), with the CPU time used.
+pub(crate) async fn spent(budget: Option<CpuBudget>) -> std::time::Duration {
+    let Some(budget) = budget else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(CPU_SAMPLE);
+    loop {
+        tick.tick().await;
+        if let Some(used) = budget.exceeded() {
+            return used;
+        }
+    }
+}
+
+/// How far past the budget the kernel's `RLIMIT_CPU` sits: sampling notices first and can say
+/// why; the kernel only stops what sampling missed.
+pub(crate) const KERNEL_LIMIT_SLACK_SECS: u64 = 2;
+
+fn set_soft_cpu_limit(pid: i32, soft: u64) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit with a null new limit only reads into `old`.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_CPU, std::ptr::null(), &mut old) } != 0 {
+        return;
+    }
+    let new = libc::rlimit {
+        rlim_cur: (soft as libc::rlim_t).min(old.rlim_max),
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: plain prlimit on a pid; failure (the process is gone) is fine.
+    unsafe {
+        libc::prlimit(pid, libc::RLIMIT_CPU, &new, std::ptr::null_mut());
+    }
 }
 
 /// Processes in group `pgid`, with their command lines (from `/proc`).

@@ -268,6 +268,12 @@ fn inspect_zip(
     if &magic[..n] == OLE2_MAGIC {
         return Err(encrypted());
     }
+    let twice = super::references::duplicate_entries(file).map_err(JobError::internal)?;
+    if let Some(name) = twice.first() {
+        // Which copy a reader takes differs between readers: an upload that says two
+        // things at once is not converted.
+        return Err(corrupt(format!("it holds two parts named {name:?}")));
+    }
     file.seek(SeekFrom::Start(0)).map_err(JobError::internal)?;
     let mut archive = zip::ZipArchive::new(file).map_err(corrupt)?;
     check_package_limits(&mut archive, limits)?;

@@ -1,4 +1,10 @@
-"""offload's warm-LibreOffice helper: drives one long-lived `soffice --accept=pipe,...` over UNO.
+"""offload's warm-LibreOffice helper: starts one long-lived `soffice --accept=pipe,...` and
+drives it over UNO.
+
+Usage: uno_helper.py PIPE_NAME START_TIMEOUT_SECS -- SOFFICE ARGS...
+
+The helper runs inside the conversion sandbox and launches LibreOffice there as its own child;
+the two talk over LibreOffice's named pipe (a Unix socket in the sandbox's /tmp), never TCP.
 
 Protocol (one JSON object per line): the helper prints {"ready": true} once connected, then
 reads requests {"input": path, "output": path, "filter": name, "options": {k: v}} from stdin and
@@ -15,6 +21,7 @@ Python that has LibreOffice's `uno` module (Debian: python3-uno).
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -36,7 +43,7 @@ def answer(obj):
     sys.stdout.flush()
 
 
-def connect(pipe, timeout):
+def connect(pipe, timeout, office):
     local = uno.getComponentContext()
     resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
     url = "uno:pipe,name=%s;urp;StarOffice.ComponentContext" % pipe
@@ -46,6 +53,8 @@ def connect(pipe, timeout):
             ctx = resolver.resolve(url)
             return ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
         except NoConnectException:
+            if office.poll() is not None:
+                raise RuntimeError("LibreOffice exited with %s before accepting connections" % office.returncode)
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
@@ -86,11 +95,14 @@ def convert(desktop, req):
                 pass
 
 
-def serve(desktop):
+def serve(desktop, office):
     for line in sys.stdin:
         line = line.strip()
         if not line:
             continue
+        if office.poll() is not None:
+            answer({"error": "LibreOffice exited with %s" % office.returncode, "stage": "bridge"})
+            return
         try:
             answer(convert(desktop, json.loads(line)))
         except Exception as e:  # the bridge itself broke: LibreOffice died or hung up
@@ -100,11 +112,13 @@ def serve(desktop):
 
 def main():
     pipe = sys.argv[1]
-    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+    timeout = float(sys.argv[2])
+    command = sys.argv[sys.argv.index("--") + 1:]
     try:
-        desktop = connect(pipe, timeout)
+        office = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        desktop = connect(pipe, timeout, office)
         answer({"ready": True})
-        serve(desktop)
+        serve(desktop, office)
     finally:
         # Our group is LibreOffice's: take it (and ourselves) down with the session.
         os.killpg(os.getpgrp(), signal.SIGKILL)

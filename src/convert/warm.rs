@@ -2,20 +2,32 @@
 //! small UNO helper that ships inside the binary (`uno_helper.py`, run with the system Python's
 //! `uno` module). A 5-slide deck converts in ~0.15 s warm against ~1.3 s cold.
 //!
-//! Isolation is kept per slot: each slot has its own hardened profile and process group (the
-//! helper joins LibreOffice's group, so one kill takes both). A slot is thrown away — processes
-//! killed, profile deleted, a fresh one made from the template on next use — whenever a
-//! conversion does not end cleanly: timeout or cancel (the future is dropped mid-conversion),
-//! a crash, a document LibreOffice could not load (a poisoned profile was seen to make every
-//! later conversion silently produce nothing), and after `restart_after` conversions.
+//! Each slot is one [`Sandbox`]: the helper starts inside it and launches LibreOffice as its
+//! own child there, and the two talk over LibreOffice's named pipe (a Unix socket in the
+//! sandbox's private `/tmp`) — no TCP, and the sandbox has no network to offer one. The worker
+//! talks to the helper over its stdin/stdout. The sandbox sees the slot's profile, the slot's
+//! exchange directory (which holds exactly the one document being converted, placed there
+//! before and cleared after each conversion) and its own `/tmp`; nothing else of the worker.
+//!
+//! Isolation is kept per slot: each slot has its own hardened profile and process group. A slot
+//! is thrown away — processes killed, profile deleted, a fresh one made from the template on
+//! next use — whenever a conversion does not end cleanly: timeout or cancel (the future is
+//! dropped mid-conversion), a crash, a spent CPU budget, a document LibreOffice could not load
+//! (a poisoned profile was seen to make every later conversion silently produce nothing), and
+//! after `restart_after` conversions.
+//!
+//! CPU budget: a warm LibreOffice's CPU time accumulates over many documents, so each
+//! conversion samples the slot's CPU time against its own budget and sets the kernel's
+//! `RLIMIT_CPU` just past it for the duration (see [`CpuBudget`]).
 //!
 //! Fallbacks: if warm slots cannot start at all (no `python3-uno`, say), conversions go cold
-//! for a while; if a document fails to load warm, it is tried once cold with a fresh profile,
-//! and the cold result stands. A LibreOffice crash mid-conversion is reported as retryable.
+//! (sandboxed the same way) for a while; if a document fails to load warm, it is tried once
+//! cold with a fresh profile, and the cold result stands. A LibreOffice crash mid-conversion is
+//! reported as retryable. Nothing falls back to running unsandboxed.
 //!
 //! Slots record their process group in `<root>/<name>.pgid`; a new pool kills groups whose
-//! owning worker died without cleaning up (`kill -9` of the worker leaves `soffice.bin`, which
-//! is LibreOffice's launcher's child and not reached by the parent-death signal).
+//! owning worker died without cleaning up (with `CONVERT_SANDBOX=off`, a `kill -9` of the
+//! worker leaves `soffice.bin` behind; in the sandbox `--die-with-parent` already took it).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,14 +37,18 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Mutex, MutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::libreoffice::{LibreOffice, file_url, pdf_filter, write_profile};
-use super::process::{Isolation, ProcessGroup, alive, group_members, isolate, kill_group};
-use super::{Converted, Converter, DocFormat, validate_pdf};
-use crate::jobs::JobError;
+use super::libreoffice::{
+    LibreOffice, SOFFICE_FLAGS, SandboxDirs, checked_pages, file_url, pdf_filter, too_complex,
+};
+use super::process::{
+    CpuBudget, Isolation, ProcessGroup, alive, group_members, isolate, kill_group, spent,
+};
+use super::sandbox::Bind;
+use super::{ConvertError, Converted, Converter, DocFormat, place_input, take_output};
 
 const HELPER_SOURCE: &str = include_str!("uno_helper.py");
 /// After warm slots fail to start, convert cold for this long before trying warm again.
@@ -53,21 +69,34 @@ pub struct WarmOptions {
     pub start_timeout: Duration,
 }
 
-/// One warm LibreOffice and its helper.
+/// One warm LibreOffice and its helper, in one sandbox.
 struct Slot {
     group: ProcessGroup,
-    soffice: Child,
-    helper: Child,
+    /// The sandbox (or, unsandboxed, the helper itself).
+    process: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     conversions: u32,
-    profile: PathBuf,
+    root: PathBuf,
+    dirs: SandboxDirs,
     pidfile: PathBuf,
 }
 
 impl Slot {
     fn is_alive(&mut self) -> bool {
-        matches!(self.soffice.try_wait(), Ok(None)) && matches!(self.helper.try_wait(), Ok(None))
+        matches!(self.process.try_wait(), Ok(None))
+    }
+
+    /// Empties the exchange directory: it only ever holds the document being converted. (The
+    /// directory itself stays: the sandbox has it bind-mounted.)
+    fn clear_exchange(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dirs.exchange) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
+        }
     }
 }
 
@@ -75,7 +104,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         kill_group(self.group.id());
         let _ = std::fs::remove_file(&self.pidfile);
-        let _ = std::fs::remove_dir_all(&self.profile);
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -111,9 +140,14 @@ enum WarmFailure {
     Unavailable(String),
     /// This document did not load or export warm; try it cold with a fresh profile.
     Document(String),
-    /// LibreOffice died mid-conversion.
-    Crashed(String),
-    Cancelled,
+    /// Anything else ends the conversion as it is (a crash, a spent CPU budget, cancel, I/O).
+    Final(ConvertError),
+}
+
+impl From<ConvertError> for WarmFailure {
+    fn from(e: ConvertError) -> Self {
+        WarmFailure::Final(e)
+    }
 }
 
 /// The warm converter, with the cold one as its fallback.
@@ -168,87 +202,74 @@ impl WarmLibreOffice {
         }
     }
 
-    async fn start_slot(&self) -> Result<Slot, String> {
+    async fn start_slot(&self) -> Result<Slot, WarmFailure> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let name = format!("offload-{}-{generation}", std::process::id());
-        let profile = self.options.root.join(&name);
-        write_profile(&profile).map_err(|e| format!("profile: {e}"))?;
-        let binary = self.cold.binary().map_err(|e| e.message)?;
-        let mut soffice = Command::new(binary);
-        soffice
-            .arg(format!("-env:UserInstallation={}", file_url(&profile)))
-            .args([
-                "--headless",
-                "--invisible",
-                "--nocrashreport",
-                "--nodefault",
-            ])
-            .args([
-                "--nofirststartwizard",
-                "--nolockcheck",
-                "--nologo",
-                "--norestore",
-            ])
+        let root = self.options.root.join(&name);
+        let dirs = SandboxDirs::create(&root).map_err(ConvertError::io)?;
+        let soffice = self.cold.binary()?;
+        let mut binds = dirs.binds().to_vec();
+        binds.push(Bind::read_only(&self.helper));
+        let mut cmd = self
+            .cold
+            .sandbox()
+            .command(Path::new(&self.options.python), &binds)
+            .map_err(ConvertError::Unavailable)?;
+        // The helper launches LibreOffice itself, inside the sandbox, with these arguments.
+        cmd.arg(&self.helper)
+            .arg(&name)
+            .arg(self.options.start_timeout.as_secs().to_string())
+            .arg("--")
+            .arg(soffice)
+            .arg(format!("-env:UserInstallation={}", file_url(&dirs.profile)))
+            .args(SOFFICE_FLAGS)
             .arg(format!(
                 "--accept=pipe,name={name};urp;StarOffice.ComponentContext"
             ))
-            .env("HOME", &profile)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let iso = Isolation {
-            group: 0,
-            memory_limit: self.cold.memory_limit(),
-            die_with_parent: true,
-        };
-        isolate(&mut soffice, iso);
-        let soffice = soffice.spawn().map_err(|e| format!("soffice: {e}"))?;
-        let group = ProcessGroup(soffice.id().map(|id| id as i32).unwrap_or(0));
-        let pidfile = self.options.root.join(format!("{name}.pgid"));
-        let _ = std::fs::write(&pidfile, group.id().to_string());
-
-        let mut helper = Command::new(&self.options.python);
-        helper
-            .arg(&self.helper)
-            .arg(&name)
-            .arg(self.options.start_timeout.as_secs().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // No parent-death signal for the helper: it must outlive the worker by a moment, see
-        // its stdin close, and kill the group (soffice.bin included, which nothing else reaches).
+        // No parent-death signal for the helper: unsandboxed, it must outlive the worker by a
+        // moment, see its stdin close, and kill its group (LibreOffice included). Sandboxed,
+        // bubblewrap's `--die-with-parent` takes everything at once.
         let iso = Isolation {
-            group: group.id(),
-            memory_limit: None,
+            group: 0,
+            memory_limit: self.cold.limits().memory,
             die_with_parent: false,
+            cpu_limit: None,
         };
-        isolate(&mut helper, iso);
-        let mut helper = helper
+        isolate(&mut cmd, iso);
+        let mut process = cmd
             .spawn()
-            .map_err(|e| format!("{}: {e}", self.options.python))?;
-        let stdin = helper.stdin.take().expect("piped stdin");
-        let mut stdout = BufReader::new(helper.stdout.take().expect("piped stdout")).lines();
+            .map_err(|e| WarmFailure::Unavailable(format!("{}: {e}", self.options.python)))?;
+        let group = ProcessGroup(process.id().map(|id| id as i32).unwrap_or(0));
+        let pidfile = self.options.root.join(format!("{name}.pgid"));
+        let _ = std::fs::write(&pidfile, group.id().to_string());
+        let stdin = process.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::new(process.stdout.take().expect("piped stdout")).lines();
         let wait = self.options.start_timeout + Duration::from_secs(5);
         let first = tokio::time::timeout(wait, stdout.next_line()).await;
         let slot = Slot {
             group,
-            soffice,
-            helper,
+            process,
             stdin,
             stdout,
             conversions: 0,
-            profile,
+            root,
+            dirs,
             pidfile,
         };
         match first {
             Ok(Ok(Some(line))) if line.contains("\"ready\"") => Ok(slot),
-            Ok(Ok(line)) => Err(format!(
+            Ok(Ok(line)) => Err(WarmFailure::Unavailable(format!(
                 "the UNO helper did not start (said {line:?}); is python3-uno installed?"
-            )),
-            Ok(Err(e)) => Err(format!("the UNO helper did not start: {e}")),
-            Err(_) => Err(format!(
+            ))),
+            Ok(Err(e)) => Err(WarmFailure::Unavailable(format!(
+                "the UNO helper did not start: {e}"
+            ))),
+            Err(_) => Err(WarmFailure::Unavailable(format!(
                 "LibreOffice did not accept connections within {wait:?}"
-            )),
+            ))),
         }
     }
 
@@ -270,9 +291,20 @@ impl WarmLibreOffice {
             *guard = None;
         }
         if guard.is_none() {
-            *guard = Some(self.start_slot().await.map_err(WarmFailure::Unavailable)?);
+            *guard = Some(self.start_slot().await?);
         }
-        let output = out_dir.join("warm-out.pdf");
+        let mut flight = InFlight {
+            slot: guard,
+            armed: true,
+        };
+        let slot = flight.slot.as_mut().expect("slot started above");
+        slot.clear_exchange();
+        let placed = place_input(
+            input,
+            &slot.dirs.exchange,
+            &format!("input.{}", format.extension()),
+        )?;
+        let written = slot.dirs.exchange.join("output.pdf");
         let (filter, single_page_sheets) = pdf_filter(format);
         let options = if single_page_sheets {
             serde_json::json!({ "SinglePageSheets": true })
@@ -280,26 +312,33 @@ impl WarmLibreOffice {
             serde_json::json!({})
         };
         let request = serde_json::json!({
-            "input": input, "output": &output, "filter": filter, "options": options,
+            "input": &placed, "output": &written, "filter": filter, "options": options,
         })
         .to_string()
             + "\n";
 
-        let mut flight = InFlight {
-            slot: guard,
-            armed: true,
-        };
-        let slot = flight.slot.as_mut().expect("slot started above");
         let crashed = |e: &dyn std::fmt::Display| {
-            WarmFailure::Crashed(format!("LibreOffice stopped during the conversion ({e})"))
+            WarmFailure::Final(ConvertError::Crashed(format!(
+                "LibreOffice stopped during the conversion ({e})"
+            )))
         };
+        let root_pid = slot.group.id();
+        let budget = self
+            .cold
+            .limits()
+            .cpu
+            .map(|limit| CpuBudget::start(root_pid, limit));
+        if let Some(budget) = &budget {
+            budget.set_kernel_limit(Some(budget.limit()));
+        }
         slot.stdin
             .write_all(request.as_bytes())
             .await
             .map_err(|e| crashed(&e))?;
         let line = tokio::select! {
             line = slot.stdout.next_line() => line.map_err(|e| crashed(&e))?,
-            () = cancel.cancelled() => return Err(WarmFailure::Cancelled),
+            () = cancel.cancelled() => return Err(ConvertError::Cancelled.into()),
+            used = spent(budget) => return Err(too_complex(used).into()),
         };
         let line = line.ok_or_else(|| crashed(&"the helper exited"))?;
         let answer: HelperAnswer = serde_json::from_str(&line).map_err(|e| crashed(&e))?;
@@ -310,19 +349,20 @@ impl WarmLibreOffice {
                 _ => WarmFailure::Document(why),
             });
         }
+        if let Some(budget) = &budget {
+            budget.set_kernel_limit(None);
+        }
+        let pdf = out_dir.join("output.pdf");
+        let taken = take_output(&written, &pdf);
+        slot.clear_exchange();
+        taken?;
         slot.conversions += 1;
         flight.armed = slot.conversions >= self.options.restart_after;
         drop(flight);
-
-        let checked = output.clone();
-        let pages = tokio::task::spawn_blocking(move || validate_pdf(&checked))
+        let pages = checked_pages(&pdf)
             .await
-            .map_err(|e| WarmFailure::Document(e.to_string()))?
-            .map_err(WarmFailure::Document)?;
-        Ok(Converted {
-            path: output,
-            pages,
-        })
+            .map_err(|e| WarmFailure::Document(e.to_string()))?;
+        Ok(Converted { path: pdf, pages })
     }
 }
 
@@ -338,17 +378,18 @@ impl Converter for WarmLibreOffice {
         format: DocFormat,
         out_dir: &Path,
         cancel: CancellationToken,
-    ) -> Result<Converted, JobError> {
+    ) -> Result<Converted, ConvertError> {
         self.cold.binary()?;
+        self.cold
+            .sandbox()
+            .availability()
+            .map_err(ConvertError::Unavailable)?;
         if self.warm_paused() {
             return self.cold.convert(input, format, out_dir, cancel).await;
         }
         match self.convert_warm(input, format, out_dir, &cancel).await {
             Ok(converted) => Ok(converted),
-            Err(WarmFailure::Cancelled) => {
-                Err(JobError::fatal("cancelled", "the conversion was cancelled"))
-            }
-            Err(WarmFailure::Crashed(why)) => Err(JobError::retryable("converter_crashed", why)),
+            Err(WarmFailure::Final(e)) => Err(e),
             Err(WarmFailure::Unavailable(why)) => {
                 tracing::warn!(%why, "warm LibreOffice unavailable; converting cold for a while");
                 self.pause_warm();

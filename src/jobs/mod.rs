@@ -56,6 +56,19 @@ pub struct Policy {
     pub batch_size: usize,
     /// First retry delay; doubles per attempt with jitter, capped at a minute.
     pub backoff: Duration,
+    /// When repeated timeouts mean the job can never finish (`None`: every timeout is retried).
+    pub give_up: Option<GiveUp>,
+}
+
+/// A kind whose jobs, having hit [`Policy::timeout`] on `after_timeouts` attempts, fail for
+/// good with `code` instead of holding a worker for every remaining attempt (a document whose
+/// layout never finishes takes as long on every try).
+#[derive(Debug, Clone, Copy)]
+pub struct GiveUp {
+    pub after_timeouts: u32,
+    /// The fatal error code (listed in the kind's [`JobKind::ERROR_CODES`] or the built-ins).
+    pub code: &'static str,
+    pub message: &'static str,
 }
 
 /// A kind of job: its arguments, its policy and what it does.
@@ -191,6 +204,7 @@ pub const BUILTIN_ERROR_CODES: &[&str] = &[
     "converter_unavailable",
     "conversion_failed",
     "converter_crashed",
+    "document_too_complex",
     "cancelled",
     // sleep
     "planned_failure",

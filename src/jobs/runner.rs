@@ -259,6 +259,7 @@ async fn attempt(
         }
         Err(Outcome::Failed(err)) => err,
     };
+    let result = give_up_after_timeouts(rt, &row.kind, &history, result);
     let max = u64::try_from(row.max_attempts).unwrap_or(1);
     let is_final = !result.retryable || lease.attempt as u64 >= max || apalis_attempt as u64 >= max;
     let outcome = if is_final { "failed" } else { "retried" };
@@ -285,6 +286,31 @@ async fn attempt(
         Err(Stop::Retry(result))
     }
 }
+
+/// A timeout that repeats what earlier attempts already showed becomes the kind's fatal
+/// [`super::GiveUp`] error.
+fn give_up_after_timeouts(
+    rt: &Runtime,
+    kind: &str,
+    history: &[AttemptError],
+    result: JobError,
+) -> JobError {
+    let rule = rt.registry.policy(kind).and_then(|p| p.give_up);
+    let Some(rule) = rule.filter(|_| result.code == TIMEOUT) else {
+        return result;
+    };
+    let timeouts = 1 + history.iter().filter(|e| e.code == TIMEOUT).count();
+    if timeouts < rule.after_timeouts as usize {
+        return result;
+    }
+    JobError::fatal(
+        rule.code,
+        format!("{} ({timeouts} attempts timed out)", rule.message),
+    )
+}
+
+/// The code of an attempt stopped by its kind's time limit.
+const TIMEOUT: &str = "timeout";
 
 enum Outcome {
     Failed(JobError),
@@ -327,7 +353,7 @@ async fn run_kind(
         r = tokio::time::timeout(policy.timeout, kind.run(ctx.clone(), row.args_json())) => match r {
             Ok(output) => output,
             Err(_) => Err(JobError::retryable(
-                "timeout",
+                TIMEOUT,
                 format!("the attempt took longer than {}s and was stopped", policy.timeout.as_secs()),
             )),
         },

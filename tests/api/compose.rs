@@ -103,6 +103,9 @@ fn compose_runs_postgres_minio_an_api_and_scalable_workers() {
     );
     settings.api_keys = "a-key".into();
     settings.validate().expect("with a key it starts");
+    // Workers convert in a bubblewrap sandbox: the container must allow user namespaces.
+    let opts = services["worker"]["security_opt"].to_string();
+    assert!(opts.contains("seccomp=unconfined"), "{opts}");
     // `--scale worker=4` needs a worker without fixed host ports or container name.
     assert!(
         services["worker"].get("ports").is_none()

@@ -109,6 +109,27 @@ async fn every_sample_has_its_expected_outcome() {
     );
 }
 
+#[test]
+fn ordinary_documents_have_no_external_references_to_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "deck5.pptx",
+        "deck50.pptx",
+        "deck5.odp",
+        "i18n.pptx",
+        "report3.docx",
+        "report3.odt",
+        "sales.xlsx",
+    ] {
+        let ext = name.rsplit('.').next().unwrap();
+        let format = offload::convert::DocFormat::from_extension(ext).unwrap();
+        let out = dir.path().join(format!("out.{ext}"));
+        let report = offload::convert::references::neutralize(&sample(name), format, &out);
+        assert_eq!(report, Ok(None), "{name} is converted as uploaded");
+        assert!(!out.exists());
+    }
+}
+
 /// A tiny HTTP server on loopback that counts requests.
 async fn counting_server() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -203,19 +224,23 @@ async fn an_encrypted_document_fails_with_document_encrypted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_conversion_hits_its_timeout_and_leaves_no_libreoffice() {
+async fn a_conversion_that_times_out_twice_fails_as_too_complex_and_leaves_no_libreoffice() {
     require_libreoffice();
     for converter in ["warm", "cold"] {
         let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
             s.converter = converter.into();
             s.export_timeout_secs = 1;
-            s.max_attempts = 2;
+            s.max_attempts = 5;
         })
         .await;
         let done = upload_and_finish(&app, "long.docx", fixtures::long_docx(20_000)).await;
         assert_eq!(done["status"], "failed", "{converter}: {done}");
-        assert_eq!(done["error"]["code"], "timeout", "{converter}");
-        assert_eq!(done["attempts"], 2, "{converter}: a timeout is retried");
+        assert_eq!(done["error"]["code"], "document_too_complex", "{converter}");
+        assert_eq!(
+            done["attempts"], 2,
+            "{converter}: the first timeout is retried, the second is final"
+        );
+        assert_eq!(done["attempt_errors"][0]["code"], "timeout", "{converter}");
         assert_no_libreoffice_left(&app).await;
         assert!(
             scratch_dirs(&app).is_empty(),

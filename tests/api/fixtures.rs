@@ -91,6 +91,38 @@ pub fn deep_docx(depth: usize) -> Vec<u8> {
     minimal_docx(&doc, &[])
 }
 
+const HELLO: &str = r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>hello</w:t></w:r></w:p></w:body></w:document>"#;
+
+/// A docx holding `word/document.xml` twice, with different text (the zip writer refuses a
+/// second entry of one name, so the second is written under another name of the same length
+/// and renamed in the bytes).
+pub fn docx_with_a_part_twice() -> Vec<u8> {
+    let other = HELLO.replace("hello", "other");
+    let bytes = minimal_docx(HELLO, &[("word/documenX.xml", other.as_bytes())]);
+    let (from, to) = (b"word/documenX.xml", b"word/document.xml");
+    let mut out = bytes.clone();
+    for i in 0..bytes.len().saturating_sub(from.len()) {
+        if &bytes[i..i + from.len()] == from {
+            out[i..i + to.len()].copy_from_slice(to);
+        }
+    }
+    out
+}
+
+/// A docx with a symbolic link to `target` stored among its parts.
+pub fn docx_with_a_symlink(target: &str) -> Vec<u8> {
+    let bytes = minimal_docx(HELLO, &[]);
+    let mut archive = zip::ZipWriter::new_append(Cursor::new(bytes)).unwrap();
+    archive
+        .add_symlink(
+            "word/media/image1.png",
+            target,
+            SimpleFileOptions::default(),
+        )
+        .unwrap();
+    archive.finish().unwrap().into_inner()
+}
+
 /// A docx whose main part, word/document.xml, is 0 bytes.
 pub fn hollow_docx() -> Vec<u8> {
     minimal_docx("", &[])

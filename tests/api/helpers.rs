@@ -414,6 +414,23 @@ pub async fn events_at(
     events
 }
 
+/// `POST /api/v1/exports` of `bytes` named `filename` to the service at `base`.
+pub async fn upload_at(
+    client: &reqwest::Client,
+    base: &str,
+    filename: &str,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string());
+    let form = reqwest::multipart::Form::new().part("file", part);
+    client
+        .post(format!("{base}/api/v1/exports"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Waits (on the event stream) for job `id` at `base` to end; returns it.
 pub async fn wait_final_at(client: &reqwest::Client, base: &str, id: &str) -> Value {
     let events = events_at(client, base, id, |_| false).await;

@@ -147,6 +147,19 @@ fn corpus() -> Vec<Case> {
             file_part(huge_name.as_bytes(), &deck),
             Outcome::Converts(""),
         ),
+        upload_case(
+            "two parts with the same name",
+            file_part(b"twice.docx", &fixtures::docx_with_a_part_twice()),
+            Outcome::Fails("document_corrupt"),
+        ),
+        upload_case(
+            "a symbolic link inside the package",
+            file_part(
+                b"linked.docx",
+                &fixtures::docx_with_a_symlink("/etc/passwd"),
+            ),
+            Outcome::Converts("linked.docx"),
+        ),
         Case {
             name: "not multipart at all",
             content_type: "application/octet-stream".into(),

@@ -43,6 +43,10 @@ impl Process {
         Process { child, lines }
     }
 
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
     /// SIGKILL: the process gets no chance to clean up, as in a crash or an OOM kill.
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL the process");

@@ -32,13 +32,15 @@ fn step_names(job: &Value) -> Vec<(String, String)> {
 }
 
 /// A `soffice` stand-in that records each conversion in `log`, then runs the real one.
-fn counting_soffice(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+fn counting_sandbox(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    // The count is kept by a wrapper around bubblewrap, outside the sandbox that LibreOffice
+    // (and so a wrapper around it) cannot write out of.
     let log = dir.join("conversions.log");
-    let script = dir.join("soffice");
+    let script = dir.join("bwrap");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\ncase \"$*\" in *--convert-to*) echo run >> '{}';; esac\nexec soffice \"$@\"\n",
+            "#!/bin/sh\ncase \"$*\" in *--convert-to*) echo run >> '{}';; esac\nexec /usr/bin/bwrap \"$@\"\n",
             log.display()
         ),
     )
@@ -82,10 +84,10 @@ async fn a_worker_killed_between_convert_and_publish_resumes_at_publish() {
     require_libreoffice();
     let db = TestDatabase::create(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    let (soffice, conversions) = counting_soffice(dir.path());
+    let (bwrap, conversions) = counting_sandbox(dir.path());
     let mut env = shared_env(&db, dir.path());
     env.push(("CONVERTER", "cold".into()));
-    env.push(("SOFFICE_PATH", soffice.display().to_string()));
+    env.push(("BWRAP_PATH", bwrap.display().to_string()));
     let api = Process::start(&["api"], &env);
     let base = api.wait_listening();
     let mut paused = env.clone();

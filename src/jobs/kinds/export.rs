@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::convert::sniff::{self, PackageLimits};
-use crate::convert::{Converter, DocFormat, OutputFormat};
-use crate::jobs::{JobContext, JobError, JobKind, JobOutput, OutputFile, Policy};
+use crate::convert::{ConvertError, Converter, DocFormat, OutputFormat, references};
+use crate::jobs::{GiveUp, JobContext, JobError, JobKind, JobOutput, OutputFile, Policy};
 use crate::metrics::Metrics;
 use crate::queue::ResultFile;
 use crate::settings::Settings;
@@ -22,6 +22,8 @@ pub struct Export {
     timeout: std::time::Duration,
     concurrency: usize,
     limits: PackageLimits,
+    /// `false` only in tests that show the sandbox holding on its own.
+    neutralize: bool,
 }
 
 impl Export {
@@ -32,6 +34,7 @@ impl Export {
             timeout: settings.export_timeout(),
             concurrency: settings.concurrency,
             limits: PackageLimits::default(),
+            neutralize: !settings.test_keep_external_references,
         }
     }
 }
@@ -55,6 +58,12 @@ impl JobKind for Export {
             timeout: self.timeout,
             concurrency: self.concurrency,
             batch_size: self.concurrency,
+            give_up: Some(GiveUp {
+                after_timeouts: 2,
+                code: "document_too_complex",
+                message: "the conversion timed out twice: the document is too complex to \
+                          convert within EXPORT_TIMEOUT_SECS",
+            }),
             ..defaults
         }
     }
@@ -95,6 +104,20 @@ impl JobKind for Export {
     }
 }
 
+/// What a failed conversion means for the job.
+fn job_error(err: ConvertError) -> JobError {
+    let message = err.to_string();
+    match err {
+        ConvertError::Unavailable(_) => JobError::fatal("converter_unavailable", message),
+        ConvertError::Rejected(_) => JobError::fatal("conversion_failed", message),
+        ConvertError::Crashed(_) => JobError::retryable("converter_crashed", message),
+        ConvertError::Failed(_) => JobError::retryable("conversion_failed", message),
+        ConvertError::TooComplex(_) => JobError::fatal("document_too_complex", message),
+        ConvertError::Cancelled => JobError::fatal("cancelled", message),
+        ConvertError::Io(_) => JobError::internal(message),
+    }
+}
+
 /// What the `inspect` step learned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Inspected {
@@ -112,6 +135,31 @@ impl Export {
         }
         ctx.progress(5, "downloading input").await?;
         ctx.fetch_input().await
+    }
+
+    /// A copy of the input without references to anything outside it (the sandbox is the
+    /// boundary; this keeps a document from even trying), and how many were removed. The input
+    /// itself when there were none.
+    async fn without_external_references(
+        input: &std::path::Path,
+        format: DocFormat,
+    ) -> Result<(std::path::PathBuf, usize), JobError> {
+        let input = input.to_path_buf();
+        let output = input.with_file_name(format!("neutralized.{}", format.extension()));
+        let out = output.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            references::neutralize(&input, format, &out).map(|r| (input, r))
+        })
+        .await
+        .map_err(JobError::internal)?
+        .map_err(job_error)?;
+        match report {
+            (input, None) => Ok((input, 0)),
+            (_, Some(report)) => {
+                tracing::info!(removed = ?report.removed, "external references removed before conversion");
+                Ok((output, report.removed.len()))
+            }
+        }
     }
 
     /// Step `inspect`: the real type's pre-flight checks (package limits, encryption, XML
@@ -139,16 +187,25 @@ impl Export {
         inspected: Inspected,
     ) -> Result<ResultFile, JobError> {
         let path = Self::input_path(ctx).await?;
-        let what = inspected
+        let (path, removed) = match self.neutralize {
+            true => Self::without_external_references(&path, format).await?,
+            false => (path, 0),
+        };
+        let mut what = inspected
             .what
             .map(|d| format!("converting {d}"))
             .unwrap_or_else(|| "converting".into());
+        if removed > 0 {
+            let s = if removed == 1 { "" } else { "s" };
+            what.push_str(&format!(" ({removed} external reference{s} removed)"));
+        }
         ctx.progress(30, what).await?;
         let _in_flight = self.metrics.conversion_started();
         let converted = self
             .converter
             .convert(&path, format, ctx.work_dir(), ctx.cancel_token())
-            .await?;
+            .await
+            .map_err(job_error)?;
         ctx.progress(90, format!("converted {} pages; storing", converted.pages))
             .await?;
         let stem = std::path::Path::new(filename)

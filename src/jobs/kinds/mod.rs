@@ -28,6 +28,7 @@ pub fn default_policy(settings: &Settings) -> Policy {
         concurrency: 32,
         batch_size: 32,
         backoff: settings.retry_backoff(),
+        give_up: None,
     }
 }
 
