@@ -25,7 +25,7 @@ use crate::jobs::runner::Runtime;
 use crate::jobs::{Registry, kinds};
 use crate::limits::{Guards, HeaderDeadline};
 use crate::metrics::Metrics;
-use crate::queue::Queue;
+use crate::queue::{Callbacks, Queue, QueueConfig};
 use crate::settings::Settings;
 use crate::storage::Storage;
 use crate::sweeper::{self, Sweeper};
@@ -79,7 +79,7 @@ impl Application {
         extend: impl FnOnce(Registry) -> Registry,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
-        let queue = Queue::connect(&settings)
+        let queue = Queue::connect(queue_config(&settings)?)
             .await
             .context("DATABASE_URL: cannot connect")?;
         queue
@@ -199,10 +199,7 @@ impl Application {
             let monitor = apalis::prelude::Monitor::new()
                 .shutdown_timeout(grace)
                 .should_restart(restart_with_backoff);
-            let monitor = self
-                .state
-                .queue
-                .register_workers(monitor, self.runtime.clone());
+            let monitor = crate::jobs::workers::register(monitor, self.runtime.clone());
             let schedule =
                 sweeper::parse_schedule(&self.settings.sweep_schedule).expect("validated at start");
             let sweeper = Sweeper::new(
@@ -236,6 +233,22 @@ impl Application {
         self.state.queue.close().await;
         Ok(())
     }
+}
+
+/// What the queue takes from the settings.
+fn queue_config(settings: &Settings) -> anyhow::Result<QueueConfig> {
+    Ok(QueueConfig {
+        database: settings
+            .database_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?,
+        lease: settings.worker_lease(),
+        poll_interval: settings.poll_interval(),
+        callbacks: Callbacks {
+            kind: kinds::webhook::NAME,
+            max_attempts: kinds::webhook::attempts(settings),
+        },
+    })
 }
 
 /// The configured converter; warm slots start lazily, on the first conversion.
@@ -281,7 +294,10 @@ fn sandbox(settings: &Settings) -> anyhow::Result<Sandbox> {
         .filter_map(|p| crate::convert::libreoffice::resolve_binary(&p.to_string_lossy()))
         .collect();
     let refs: Vec<&Path> = resolved.iter().map(|p| p.as_path()).collect();
-    for program in refs.iter().filter(|p| crate::convert::sandbox::install_root(p).is_none()) {
+    for program in refs
+        .iter()
+        .filter(|p| crate::convert::sandbox::install_root(p).is_none())
+    {
         if mode == SandboxMode::Bubblewrap {
             tracing::warn!(program = %program.display(), "installed outside /usr and /opt: not visible inside the converter sandbox");
         }
@@ -346,7 +362,7 @@ async fn bind(settings: &Settings) -> anyhow::Result<TcpAcceptor> {
 /// Creates or upgrades the schema, then returns (`offload migrate`).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     settings.validate()?;
-    let queue = Queue::connect(settings)
+    let queue = Queue::connect(queue_config(settings)?)
         .await
         .context("DATABASE_URL: cannot connect")?;
     queue

@@ -39,6 +39,7 @@ pub mod events;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;
+pub mod model;
 pub mod outbound;
 pub mod pages;
 pub mod queue;

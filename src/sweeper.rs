@@ -57,8 +57,8 @@ pub async fn sweep(
             break;
         }
         for job in &due {
-            storage.delete_job(job.uuid()).await?;
-            queue.mark_expired(job.uuid()).await?;
+            storage.delete_job(job.id).await?;
+            queue.mark_expired(job.id).await?;
             swept.expired += 1;
         }
     }
@@ -66,7 +66,7 @@ pub async fn sweep(
         let pruned = queue.prune(micros_ago(retention.jobs), BATCH).await?;
         for job in &pruned {
             // Normally gone already (expired first); a job pruned before expiring still has files.
-            storage.delete_job(job.uuid()).await?;
+            storage.delete_job(job.id).await?;
         }
         swept.pruned += pruned.len();
         if pruned.len() < BATCH as usize {

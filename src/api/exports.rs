@@ -10,12 +10,12 @@ use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi};
 
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
-use super::models::Job;
 use super::{ApiState, Tag};
 use crate::convert::sniff::{self, SniffError};
 use crate::convert::{DocFormat, OutputFormat};
 use crate::jobs::JobKind;
 use crate::jobs::kinds::{Export, Merge};
+use crate::model::view::Job;
 use crate::queue::{InputFile, NewJob};
 use crate::storage;
 
@@ -156,7 +156,7 @@ impl ExportsApi {
                 let _ = state.storage.delete(key).await;
             }
         }
-        Ok(Accepted::job(Job::view(&state.queue, first.job).await?))
+        Ok(Accepted::job(state.queue.view(first.job).await?))
     }
 }
 

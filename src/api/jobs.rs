@@ -15,9 +15,9 @@ use uuid::Uuid;
 use super::body::JsonBody;
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::exports::Accepted;
-use super::models::Job;
 use super::{ApiState, Tag};
 use crate::jobs::JobStatus;
+use crate::model::view::Job;
 use crate::queue::{JobRecord, ListFilter};
 use crate::storage;
 
@@ -244,7 +244,7 @@ impl JobsApi {
             .get(id.0)
             .await?
             .ok_or_else(|| ApiError::job_not_found(id.0))?;
-        Ok(Json(Job::view(&state.queue, row).await?))
+        Ok(Json(state.queue.view(row).await?))
     }
 
     /// List jobs
@@ -298,7 +298,7 @@ impl JobsApi {
             jobs: {
                 let mut jobs = Vec::with_capacity(rows.len());
                 for row in rows {
-                    jobs.push(Job::view(&state.queue, row).await?);
+                    jobs.push(state.queue.view(row).await?);
                 }
                 jobs
             },
@@ -324,7 +324,7 @@ impl JobsApi {
             .get(id.0)
             .await?
             .ok_or_else(|| ApiError::job_not_found(id.0))?;
-        if row.status() != JobStatus::Succeeded {
+        if row.status != JobStatus::Succeeded {
             return Err(ApiError::conflict(
                 ApiErrorCode::ResultNotReady,
                 format!(
@@ -345,19 +345,18 @@ impl JobsApi {
             )
             .into());
         }
-        let Some(key) = row.result_key.as_deref() else {
+        let Some(result) = &row.result else {
             return Err(ApiError::not_found(
                 ApiErrorCode::NoResult,
                 format!("jobs of kind {} make no result file", row.kind),
             )
             .into());
         };
-        let stream = state.storage.stream(key).await?;
-        let filename = row.result_filename.as_deref().unwrap_or("result");
+        let stream = state.storage.stream(&result.key).await?;
         Ok(ResultDownload::File(
             Binary(Body::from_bytes_stream(stream)),
-            storage::content_disposition(filename),
-            u64::try_from(row.result_size.unwrap_or(0)).unwrap_or(0),
+            storage::content_disposition(&result.filename),
+            u64::try_from(result.size).unwrap_or(0),
         ))
     }
 
@@ -399,7 +398,7 @@ impl JobsApi {
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Json<Job>, JobStateError> {
         let row = state.queue.cancel(id.0).await?;
-        Ok(Json(Job::view(&state.queue, row).await?))
+        Ok(Json(state.queue.view(row).await?))
     }
 
     /// Retry a job
@@ -416,7 +415,7 @@ impl JobsApi {
             .get(id.0)
             .await?
             .ok_or_else(|| ApiError::job_not_found(id.0))?;
-        if row.expired_at.is_some() && row.input_key.is_some() {
+        if row.expired_at.is_some() && row.input.is_some() {
             return Err(ApiError::conflict(
                 ApiErrorCode::InputExpired,
                 "the uploaded document was deleted after the retention period; upload it again",
@@ -424,7 +423,7 @@ impl JobsApi {
             .into());
         }
         let row = state.queue.retry(id.0).await?;
-        Ok(Retried::Accepted(Json(Job::view(&state.queue, row).await?)))
+        Ok(Retried::Accepted(Json(state.queue.view(row).await?)))
     }
 
     /// Delete a job
@@ -441,7 +440,7 @@ impl JobsApi {
             return Err(ApiError::job_not_found(id.0).into());
         }
         for row in deleted {
-            if let Err(e) = state.storage.delete_job(row.uuid()).await {
+            if let Err(e) = state.storage.delete_job(row.id).await {
                 // The row is gone, so nothing can reach the files; log and move on.
                 tracing::warn!(job_id = %row.id, error = %e, "could not delete stored files");
             }
@@ -459,12 +458,12 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
         id: Uuid,
         changes: crate::events::JobWatch,
         pending: Option<JobRecord>,
-        last_update: Option<(i64, String)>,
+        last_update: Option<(i64, JobStatus)>,
         finished: bool,
     }
     let watch = Watch {
-        id: first.uuid(),
-        changes: state.queue.feed().watch(first.uuid()),
+        id: first.id,
+        changes: state.queue.feed().watch(first.id),
         state,
         pending: Some(first),
         last_update: None,
@@ -487,7 +486,7 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
                     },
                 },
             };
-            let stamp = (row.updated_at, row.status.clone());
+            let stamp = (row.updated_at, row.status);
             // Skip repeats, and snapshots older than one already sent (writers race).
             if w.last_update
                 .as_ref()
@@ -496,8 +495,8 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
                 continue;
             }
             w.last_update = Some(stamp);
-            w.finished = row.status().is_final();
-            let job = match Job::view(&w.state.queue, row.clone()).await {
+            w.finished = row.status.is_final();
+            let job = match w.state.queue.view(row.clone()).await {
                 Ok(job) => job,
                 Err(_) => Job::from(row),
             };

@@ -10,7 +10,6 @@ pub mod errors;
 pub mod exports;
 pub mod health;
 pub mod jobs;
-pub mod models;
 pub mod spec;
 
 use std::sync::Arc;
@@ -22,10 +21,10 @@ use poem_openapi::{OpenApiService, Tags};
 
 use crate::convert::Converter;
 use crate::jobs::Registry;
+use crate::model::view::Job;
 use crate::queue::{NewJob, Queue};
 use crate::storage::Storage;
 use errors::{ApiError, ApiErrorCode};
-use models::Job;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;

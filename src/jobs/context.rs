@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::steps::{self, Step, StepStatus};
 use super::{JobError, OutputFile};
+use crate::model::steps::{self, Step, StepStatus};
 use crate::queue::{InputFile, JobRecord, Lease, Queue, ResultFile};
 use crate::storage::{self, Storage};
 
@@ -42,13 +42,7 @@ impl JobContext {
         work_dir: &Path,
         cancel: CancellationToken,
     ) -> Self {
-        let input = row.input_key.as_ref().map(|key| InputFile {
-            key: key.clone(),
-            filename: row.input_filename.clone().unwrap_or_default(),
-            content_type: row.input_content_type.clone().unwrap_or_default(),
-            size: row.input_size.unwrap_or(0),
-            format: row.input_format.clone().unwrap_or_default(),
-        });
+        let input = row.input.clone();
         Self {
             inner: Arc::new(Inner {
                 lease: row.lease(),
@@ -58,7 +52,7 @@ impl JobContext {
                 storage,
                 work_dir: work_dir.to_path_buf(),
                 cancel,
-                steps: Mutex::new(row.step_list()),
+                steps: Mutex::new(row.steps.clone()),
             }),
         }
     }
@@ -254,7 +248,7 @@ impl JobContext {
 
     /// Copies the result file of `job` into `to`. A storage failure is retryable.
     pub async fn fetch_result(&self, job: &JobRecord, to: &Path) -> Result<(), JobError> {
-        let key = job.result_key.as_deref().ok_or_else(|| {
+        let key = job.result.as_ref().map(|r| r.key.as_str()).ok_or_else(|| {
             JobError::fatal(
                 "missing_input",
                 format!("job {} has no result file", job.id),

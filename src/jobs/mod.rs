@@ -25,8 +25,7 @@
 pub mod context;
 pub mod kinds;
 pub mod runner;
-pub mod state;
-pub mod steps;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,8 +38,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::model::{JobStatus, steps};
 pub use context::JobContext;
-pub use state::JobStatus;
 
 /// How the workers treat jobs of one kind.
 #[derive(Debug, Clone)]

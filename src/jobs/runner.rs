@@ -1,8 +1,8 @@
 //! The worker side of a job: from an apalis task to one attempt of a [`super::JobKind`].
 //!
-//! apalis fetches the task, holds its lock with heartbeats, and wraps our [`handle`] in its
-//! tower layers: concurrency limit, retry with exponential backoff and jitter, a backstop
-//! timeout, panic catching and tracing. For each attempt [`handle`]:
+//! apalis fetches the task, holds its lock with heartbeats, and wraps every call in its tower
+//! layers (`queue::workers`); [`super::workers`] hands each task here. For each attempt
+//! [`handle`]:
 //! 1. starts the attempt in our table ([`Queue::begin_attempt`]; nothing to do if the job was
 //!    cancelled, deleted or re-queued under a newer task),
 //! 2. runs the kind with its time limit, a cancel watcher and a scratch directory,
@@ -19,29 +19,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis::layers::retry::HasherRng;
-use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
-use apalis::prelude::*;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::steps::{self, StepStatus};
-use super::{ErasedKind, JobContext, JobError, JobOutput, JobStatus, Policy, Registry};
-use crate::events::{Change, Wakers};
+use super::{ErasedKind, JobContext, JobError, JobOutput, JobStatus, Registry};
+use crate::events::Change;
 use crate::metrics::Metrics;
-use crate::queue::{AttemptError, Failure, JobRecord, Lease, Queue, TaskRef};
+use crate::model::steps::{self, StepStatus};
+use crate::queue::{AttemptEnd, AttemptError, Failure, JobRecord, Lease, Queue};
 use crate::storage::Storage;
 
-/// How long past a kind's own time limit the apalis timeout layer waits before dropping a
-/// stuck attempt (e.g. one blocked on a database that went away).
-const BACKSTOP_GRACE: Duration = Duration::from_secs(30);
 /// How often a running attempt re-reads its job's status to notice a cancel made by another
 /// process (cancels made in this process arrive at once through the feed).
 const CANCEL_POLL: Duration = Duration::from_millis(500);
-/// Backoff ceiling between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Everything a worker needs, shared by all its attempts.
 pub struct Runtime {
@@ -111,31 +103,9 @@ impl Runtime {
         &self.registry
     }
 
-    pub(crate) fn wakers(&self) -> &Wakers {
-        self.queue.wakers()
+    pub(crate) fn queue(&self) -> &Queue {
+        &self.queue
     }
-}
-
-/// A worker name unique to this process and start (SQLite refuses a reused name for a while).
-pub(crate) fn worker_name(kind: &str, restarts: usize) -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
-    let nonce = &Uuid::new_v4().simple().to_string()[..8];
-    format!("{kind}@{host}-{}-{nonce}-{restarts}", std::process::id())
-}
-
-/// apalis's retry layer: `max_attempts - 1` retries after the first run, exponential backoff
-/// from `policy.backoff` doubling to a minute, with jitter so retries of many jobs spread out.
-pub(crate) fn retry_policy(policy: &Policy) -> BackoffRetryPolicy<ExponentialBackoff<HasherRng>> {
-    let min = policy.backoff.max(Duration::from_millis(1));
-    let backoff =
-        ExponentialBackoffMaker::new(min, MAX_BACKOFF.max(min), 0.5, HasherRng::default())
-            .expect("backoff bounds are ordered and jitter is in range")
-            .make_backoff();
-    RetryPolicy::retries(policy.max_attempts.saturating_sub(1) as usize).with_backoff(backoff)
-}
-
-pub(crate) fn backstop_timeout(policy: &Policy) -> Duration {
-    policy.timeout + BACKSTOP_GRACE
 }
 
 /// Aborts a spawned task when dropped, so that dropping a handler stops its attempt.
@@ -155,24 +125,22 @@ enum Stop {
     Final(String),
 }
 
-/// The apalis handler for every kind's queue.
+/// Runs one attempt of `job` (apalis's attempt `apalis_attempt`, task `task_id`) on a tokio
+/// task of its own, and says how it ended.
 pub(crate) async fn handle(
-    task: TaskRef,
-    task_id: TaskId,
-    attempt: Attempt,
-    rt: Data<Arc<Runtime>>,
-) -> Result<(), BoxDynError> {
-    let rt = Arc::clone(&rt);
-    let span = tracing::info_span!("job", job_id = %task.job_id, task_id = %task_id);
-    let run = run_attempt(rt, task.job_id, task_id.to_string(), attempt.current());
+    rt: Arc<Runtime>,
+    job: Uuid,
+    task_id: String,
+    apalis_attempt: usize,
+) -> AttemptEnd {
+    let span = tracing::info_span!("job", job_id = %job, task_id = %task_id);
+    let run = run_attempt(rt, job, task_id, apalis_attempt);
     let mut work = AbortOnDrop(tokio::spawn(run.instrument(span)));
     match (&mut work.0).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(Stop::Retry(err))) => Err(Box::new(err)),
-        Ok(Err(Stop::Final(reason))) => Err(Box::new(AbortError::new(reason))),
-        Err(join) => Err(Box::new(AbortError::new(format!(
-            "attempt crashed: {join}"
-        )))),
+        Ok(Ok(())) => AttemptEnd::Done,
+        Ok(Err(Stop::Retry(err))) => AttemptEnd::Retry(Box::new(err)),
+        Ok(Err(Stop::Final(reason))) => AttemptEnd::Final(reason),
+        Err(join) => AttemptEnd::Final(format!("attempt crashed: {join}")),
     }
 }
 
@@ -207,7 +175,7 @@ async fn run_attempt(
 /// The job's failed attempts so far, with an entry for every earlier attempt that left no
 /// record: its worker stopped mid-attempt (crash, `kill -9`, shutdown) and its lease ran out.
 fn history_before(row: &JobRecord, attempt: i64) -> Vec<AttemptError> {
-    let mut history = row.attempt_history();
+    let mut history = row.attempt_errors.clone();
     for n in 1..attempt {
         if !history.iter().any(|e| e.attempt == n) {
             history.push(AttemptError {
@@ -346,11 +314,11 @@ async fn run_kind(
     );
     let _watcher = AbortOnDrop(tokio::spawn(watch_cancel(
         rt.queue.clone(),
-        row.uuid(),
+        row.id,
         token.clone(),
     )));
     let output = tokio::select! {
-        r = tokio::time::timeout(policy.timeout, kind.run(ctx.clone(), row.args_json())) => match r {
+        r = tokio::time::timeout(policy.timeout, kind.run(ctx.clone(), row.args.clone())) => match r {
             Ok(output) => output,
             Err(_) => Err(JobError::retryable(
                 TIMEOUT,

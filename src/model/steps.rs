@@ -2,8 +2,8 @@
 //! attempt (after a crash, a kill, a retry) resumes after the last finished step instead of
 //! starting over.
 //!
-//! A kind declares its steps ([`super::JobKind::STEPS`]) and runs each through
-//! [`super::JobContext::step`]. The runner adds two of its own to every job: `publish` (store
+//! A kind declares its steps (`JobKind::STEPS`) and runs each through `JobContext::step`.
+//! The runner adds two of its own to every job: `publish` (store
 //! the result, mark the job `succeeded`) and, when the job has a `callback_url`, `notify`
 //! (queue the webhook delivery, itself a durable job).
 //!

@@ -1,12 +1,11 @@
-//! The JSON objects of the API (the contract's Job object and friends), and their mapping from
-//! stored rows.
+//! The public Job JSON — the contract's Job object and friends — and its mapping from stored
+//! rows. One view for every place a job is shown: HTTP answers, SSE events, webhook bodies.
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 use uuid::Uuid;
 
-use crate::jobs::JobStatus;
-use crate::queue::JobRecord;
+use super::{JobRecord, JobStatus, StepStatus};
 
 /// Progress of the current attempt.
 #[derive(Debug, Clone, Object)]
@@ -67,7 +66,7 @@ pub struct ResultInfo {
 #[derive(Debug, Clone, Object)]
 pub struct StepInfo {
     pub name: String,
-    pub status: crate::jobs::steps::StepStatus,
+    pub status: StepStatus,
     /// The attempt that last ran it.
     #[oai(nullable)]
     pub attempt: Option<u32>,
@@ -140,24 +139,12 @@ impl Job {
         job.parts = parts
             .into_iter()
             .map(|p| PartInfo {
-                id: p.uuid(),
-                status: p.status(),
-                filename: p.input_filename.unwrap_or_default(),
+                id: p.id,
+                status: p.status,
+                filename: p.input.map(|i| i.filename).unwrap_or_default(),
             })
             .collect();
         job
-    }
-
-    /// The API's view of `row`: a merge job with its parts (one more query).
-    pub async fn view(
-        queue: &crate::queue::Queue,
-        row: JobRecord,
-    ) -> Result<Self, crate::queue::QueueError> {
-        if !row.is_parent() {
-            return Ok(Job::from(row));
-        }
-        let parts = queue.parts(row.uuid()).await?;
-        Ok(Job::with_parts(row, parts))
     }
 }
 
@@ -165,15 +152,15 @@ fn timestamp(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
-fn size(bytes: Option<i64>) -> u64 {
-    u64::try_from(bytes.unwrap_or(0)).unwrap_or(0)
+fn size(bytes: i64) -> u64 {
+    u64::try_from(bytes).unwrap_or(0)
 }
 
 impl From<JobRecord> for Job {
     fn from(r: JobRecord) -> Self {
-        let id = r.uuid();
+        let id = r.id;
         let attempt_errors = r
-            .attempt_history()
+            .attempt_errors
             .into_iter()
             .map(|e| AttemptErrorInfo {
                 attempt: u32::try_from(e.attempt).unwrap_or(0),
@@ -183,7 +170,7 @@ impl From<JobRecord> for Job {
             })
             .collect();
         let steps = r
-            .step_list()
+            .steps
             .into_iter()
             .map(|s| StepInfo {
                 name: s.name,
@@ -194,7 +181,6 @@ impl From<JobRecord> for Job {
                 error: s.error,
             })
             .collect();
-        let parent_id = r.parent();
         let error = match (r.error_code, r.error_message) {
             (Some(code), message) => Some(JobErrorInfo {
                 code,
@@ -202,26 +188,25 @@ impl From<JobRecord> for Job {
             }),
             _ => None,
         };
-        let input = r.input_key.as_ref().map(|_| InputInfo {
-            filename: r.input_filename.clone().unwrap_or_default(),
-            content_type: r.input_content_type.clone().unwrap_or_default(),
-            size: size(r.input_size),
+        let input = r.input.map(|i| InputInfo {
+            filename: i.filename,
+            content_type: i.content_type,
+            size: size(i.size),
         });
-        let result = r.result_key.as_ref().map(|_| ResultInfo {
-            filename: r.result_filename.clone().unwrap_or_default(),
-            content_type: r.result_content_type.clone().unwrap_or_default(),
-            size: size(r.result_size),
+        let result = r.result.map(|f| ResultInfo {
+            filename: f.filename,
+            content_type: f.content_type,
+            size: size(f.size),
             url: format!("/api/v1/jobs/{id}/result"),
         });
-
         Job {
             id,
             steps,
-            parent_id,
+            parent_id: r.parent_id,
             parts: Vec::new(),
-            callback_url: r.callback_url.clone(),
+            callback_url: r.callback_url,
             run_at: r.run_at.map(timestamp),
-            status: JobStatus::parse(&r.status).unwrap_or(JobStatus::Failed),
+            status: r.status,
             kind: r.kind,
             progress: Progress {
                 percent: u8::try_from(r.progress_percent.clamp(0, 100)).unwrap_or(0),
@@ -282,7 +267,7 @@ impl poem_openapi::types::Example for Job {
                 .into_iter()
                 .map(|name| StepInfo {
                     name: name.into(),
-                    status: crate::jobs::steps::StepStatus::Done,
+                    status: StepStatus::Done,
                     attempt: Some(1),
                     started_at: Some(at("2026-11-22T10:00:00.002Z")),
                     finished_at: Some(at("2026-11-22T10:00:00.310Z")),

@@ -157,7 +157,7 @@ async fn apply(db: &Db, batch: Vec<Op>) {
     match write(db, &begins, &finishes).await {
         Ok(rows) => {
             let mut rows: HashMap<String, JobRecord> =
-                rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+                rows.into_iter().map(|r| (r.id.to_string(), r)).collect();
             for (id, reply) in replies {
                 let _ = reply.send(Ok(rows.remove(&id)));
             }
@@ -355,7 +355,7 @@ impl<'a> NewRow<'a> {
             input_size: input.map(|i| i.size),
             input_format: input.map(|i| i.format.as_str()),
             idempotency_key: job.idempotency_key.as_deref(),
-            steps: job.initial_steps(),
+            steps: crate::model::steps::to_column(&job.initial_steps()),
             callback_url: job.callback_url.as_deref(),
             run_at: job.run_at,
             parent_id: job.part_of.map(|(p, _)| p.to_string()),
@@ -381,7 +381,7 @@ fn tasks_of(rows: &[JobRecord]) -> Vec<NewTask> {
         .map(|r| NewTask {
             id: r.task_id.clone(),
             kind: r.kind.clone(),
-            job: String::from_utf8(super::task_payload(r.uuid())).expect("JSON is UTF-8"),
+            job: String::from_utf8(super::task_payload(r.id)).expect("JSON is UTF-8"),
             max_attempts: r.max_attempts,
             run_at: r.run_at.map(|at| at / 1_000_000),
         })

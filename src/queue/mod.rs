@@ -19,14 +19,17 @@
 //! workers share one commit ([`batch`]).
 
 mod batch;
+mod config;
+mod conn;
 mod postgres;
 pub mod restart;
+mod row;
 mod sql;
 mod sqlite;
+mod workers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::SqlStr;
@@ -34,195 +37,17 @@ use ulid::Ulid;
 use uuid::Uuid;
 
 use crate::events::{Change, Feed, Wakers};
-use crate::jobs::JobStatus;
-use crate::settings::{DatabaseKind, Settings};
+pub use crate::model::{
+    AttemptError, InputFile, JobRecord, JobStatus, Lease, NewJob, ResultFile, now_micros,
+};
 use batch::InsertJobs;
+pub use config::{Callbacks, DatabaseUrl, Engine, QueueConfig};
+pub use workers::{AttemptEnd, Attempts, WorkerPlan};
 
 /// The payload apalis carries for every job: a pointer to our row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRef {
     pub job_id: Uuid,
-}
-
-/// A row of `offload_jobs`.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct JobRecord {
-    pub id: String,
-    pub kind: String,
-    pub status: String,
-    pub args: String,
-    pub task_id: String,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    pub progress_percent: i64,
-    pub progress_message: Option<String>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub input_key: Option<String>,
-    pub input_filename: Option<String>,
-    pub input_content_type: Option<String>,
-    pub input_size: Option<i64>,
-    pub input_format: Option<String>,
-    pub result_key: Option<String>,
-    pub result_filename: Option<String>,
-    pub result_content_type: Option<String>,
-    pub result_size: Option<i64>,
-    pub idempotency_key: Option<String>,
-    pub created_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub updated_at: i64,
-    /// When the sweeper deleted the job's files (its result then answers 410).
-    pub expired_at: Option<i64>,
-    /// JSON array of [`AttemptError`]s.
-    pub attempt_errors: Option<String>,
-    /// JSON array of [`crate::jobs::steps::Step`] checkpoints.
-    pub steps: Option<String>,
-    /// The merge job this job is a part of.
-    pub parent_id: Option<String>,
-    /// This part's place in its merge job (upload order, from 0).
-    pub part_index: Option<i64>,
-    /// A merge job's parts not yet succeeded; its task is pushed when this reaches 0.
-    pub waiting_parts: Option<i64>,
-    /// Where to POST the job when it ends.
-    pub callback_url: Option<String>,
-    /// Not before this time (unix microseconds).
-    pub run_at: Option<i64>,
-}
-
-/// One failed (or lost) attempt, as kept in the job's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttemptError {
-    pub attempt: i64,
-    pub code: String,
-    pub message: String,
-    /// Unix microseconds.
-    pub at: i64,
-}
-
-impl JobRecord {
-    pub fn uuid(&self) -> Uuid {
-        Uuid::parse_str(&self.id).expect("job ids are uuids")
-    }
-
-    pub fn status(&self) -> JobStatus {
-        JobStatus::parse(&self.status).expect("status column holds a known status")
-    }
-
-    pub fn args_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.args).unwrap_or(serde_json::Value::Null)
-    }
-
-    /// The failed attempts so far.
-    pub fn attempt_history(&self) -> Vec<AttemptError> {
-        self.attempt_errors
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default()
-    }
-
-    /// The job's step checkpoints.
-    pub fn step_list(&self) -> Vec<crate::jobs::steps::Step> {
-        crate::jobs::steps::parse(self.steps.as_deref())
-    }
-
-    pub fn parent(&self) -> Option<Uuid> {
-        self.parent_id
-            .as_deref()
-            .and_then(|p| Uuid::parse_str(p).ok())
-    }
-
-    /// A merge job (it has parts).
-    pub fn is_parent(&self) -> bool {
-        self.waiting_parts.is_some()
-    }
-
-    /// The attempt this row is currently leased to.
-    pub fn lease(&self) -> Lease {
-        Lease {
-            job: self.uuid(),
-            task_id: self.task_id.clone(),
-            attempt: self.attempts,
-        }
-    }
-}
-
-/// A stored input document.
-#[derive(Debug, Clone)]
-pub struct InputFile {
-    pub key: String,
-    pub filename: String,
-    pub content_type: String,
-    pub size: i64,
-    /// The detected document format (e.g. `pptx`), never the client's claim.
-    pub format: String,
-}
-
-/// A stored result file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResultFile {
-    pub key: String,
-    pub filename: String,
-    pub content_type: String,
-    pub size: i64,
-}
-
-/// A job to create.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub id: Uuid,
-    pub kind: String,
-    pub args: serde_json::Value,
-    pub max_attempts: u32,
-    pub idempotency_key: Option<String>,
-    pub input: Option<InputFile>,
-    /// Names of the kind's steps (the runner's own are added).
-    pub steps: Vec<&'static str>,
-    /// Where to POST the job when it ends (checked by the caller).
-    pub callback_url: Option<String>,
-    /// Not before this time (unix microseconds).
-    pub run_at: Option<i64>,
-    /// Part `index` of merge job `parent`.
-    pub part_of: Option<(Uuid, i64)>,
-    /// A merge job waiting for this many parts: it gets no task until they succeed.
-    pub waiting_parts: Option<i64>,
-}
-
-impl NewJob {
-    /// A job of `kind` with `args` and nothing else set.
-    pub fn new(kind: &str, args: serde_json::Value, max_attempts: u32) -> Self {
-        Self {
-            id: Uuid::new_v4(),
-            kind: kind.to_string(),
-            args,
-            max_attempts,
-            idempotency_key: None,
-            input: None,
-            steps: Vec::new(),
-            callback_url: None,
-            run_at: None,
-            part_of: None,
-            waiting_parts: None,
-        }
-    }
-
-    fn initial_steps(&self) -> String {
-        let steps = crate::jobs::steps::initial(&self.steps, self.callback_url.is_some());
-        crate::jobs::steps::to_column(&steps)
-    }
-
-    fn initial_message(&self, now: i64) -> String {
-        match (self.waiting_parts, self.run_at) {
-            (Some(n), _) => format!("waiting for {n} parts"),
-            (None, Some(at)) if at > now => format!(
-                "scheduled for {}",
-                chrono::DateTime::from_timestamp_micros(at)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default()
-            ),
-            _ => "queued".into(),
-        }
-    }
 }
 
 /// The result of a submit: the job, and whether this call created it (an idempotency key
@@ -231,14 +56,6 @@ impl NewJob {
 pub struct Enqueued {
     pub job: JobRecord,
     pub created: bool,
-}
-
-/// One attempt's claim on a job; every write of the attempt is fenced by it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub job: Uuid,
-    pub task_id: String,
-    pub attempt: i64,
 }
 
 /// Filters and page of `GET /jobs`, newest first.
@@ -315,30 +132,6 @@ pub(crate) struct Dialect {
     pending_tasks: &'static str,
 }
 
-/// Knobs the queue needs from the settings.
-#[derive(Debug, Clone)]
-pub struct QueueConfig {
-    pub lease: Duration,
-    pub poll_interval: Duration,
-    /// Attempts of a webhook delivery.
-    pub webhook_attempts: u32,
-}
-
-impl QueueConfig {
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            lease: settings.worker_lease(),
-            poll_interval: settings.poll_interval(),
-            webhook_attempts: crate::jobs::kinds::webhook::attempts(settings),
-        }
-    }
-
-    /// Heartbeats run three times per lease, so one late heartbeat does not lose a live job.
-    pub fn heartbeat(&self) -> Duration {
-        self.lease / 3
-    }
-}
-
 /// The queue: our job rows plus apalis tasks, behind one API. Cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
@@ -348,10 +141,6 @@ pub struct Queue {
     config: Arc<QueueConfig>,
     /// Group commit for starting and ending attempts.
     writer: Arc<batch::Writer>,
-}
-
-pub fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 fn new_task_id() -> String {
@@ -364,23 +153,20 @@ fn task_payload(job_id: Uuid) -> Vec<u8> {
 }
 
 impl Queue {
-    /// Connects to `DATABASE_URL` (creating a SQLite file and its directory if missing).
-    pub async fn connect(settings: &Settings) -> Result<Self, QueueError> {
-        let db = match settings
-            .database_kind()
-            .map_err(|e| sqlx::Error::Configuration(e.into()))?
-        {
-            DatabaseKind::Postgres => {
-                Db::Postgres(postgres::connect(&settings.database_url).await?)
-            }
-            DatabaseKind::Sqlite => Db::Sqlite(sqlite::connect(&settings.database_url).await?),
+    /// Connects to the configured database (creating a SQLite file and its directory if
+    /// missing).
+    pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
+        let url = config.database.expose();
+        let db = match config.database.engine() {
+            Engine::Postgres => Db::Postgres(postgres::connect(url).await?),
+            Engine::Sqlite => Db::Sqlite(sqlite::connect(url).await?),
         };
         Ok(Self {
             writer: Arc::new(batch::Writer::spawn(db.clone())),
             db,
             feed: Feed::default(),
             wakers: Wakers::default(),
-            config: Arc::new(QueueConfig::from_settings(settings)),
+            config: Arc::new(config),
         })
     }
 
@@ -394,10 +180,6 @@ impl Queue {
 
     pub fn feed(&self) -> &Feed {
         &self.feed
-    }
-
-    pub(crate) fn wakers(&self) -> &Wakers {
-        &self.wakers
     }
 
     pub fn config(&self) -> &QueueConfig {
@@ -434,8 +216,8 @@ impl Queue {
 
     pub(super) fn publish(&self, job: &JobRecord) {
         self.feed.publish(Change {
-            job: job.uuid(),
-            status: Some(job.status()),
+            job: job.id,
+            status: Some(job.status),
             row: Some(Arc::new(job.clone())),
         });
     }
@@ -451,7 +233,7 @@ impl Queue {
             let mut created: HashMap<String, JobRecord> = InsertJobs::insert_jobs(&mut *tx, &jobs, now)
                 .await?
                 .into_iter()
-                .map(|r| (r.id.clone(), r))
+                .map(|r| (r.id.to_string(), r))
                 .collect();
             for job in &jobs {
                 let enqueued = match created.remove(&job.id.to_string()) {
@@ -483,7 +265,7 @@ impl Queue {
         let mut woken = std::collections::BTreeSet::new();
         for row in rows {
             self.publish(row);
-            if row.status() == JobStatus::Queued {
+            if row.status == JobStatus::Queued {
                 woken.insert(row.kind.clone());
             }
         }
@@ -499,6 +281,16 @@ impl Queue {
             .fetch_optional(pool)
             .await)?;
         Ok(row)
+    }
+
+    /// The public view of `row`: a merge job with its parts listed (one more query).
+    pub async fn view(&self, row: JobRecord) -> Result<crate::model::view::Job, QueueError> {
+        use crate::model::view::Job;
+        if !row.is_parent() {
+            return Ok(Job::from(row));
+        }
+        let parts = self.parts(row.id).await?;
+        Ok(Job::with_parts(row, parts))
     }
 
     pub async fn find_by_idempotency_key(
@@ -541,7 +333,7 @@ impl Queue {
             Some(row) => Ok(row),
             None => match self.get(id).await? {
                 None => Err(QueueError::NotFound),
-                Some(current) => Err(QueueError::WrongState(current.status())),
+                Some(current) => Err(QueueError::WrongState(current.status)),
             },
         }
     }
@@ -666,7 +458,7 @@ impl Queue {
         });
         for row in &rows {
             self.feed.publish(Change {
-                job: row.uuid(),
+                job: row.id,
                 status: None,
                 row: None,
             });
@@ -720,18 +512,6 @@ impl Queue {
         match &self.db {
             Db::Postgres(pool) => postgres::board_api(pool, kinds),
             Db::Sqlite(pool) => sqlite::board_api(pool, kinds),
-        }
-    }
-
-    /// Registers one apalis worker per kind on `monitor`, pulling from this database.
-    pub(crate) fn register_workers(
-        &self,
-        monitor: apalis::prelude::Monitor,
-        runtime: Arc<crate::jobs::runner::Runtime>,
-    ) -> apalis::prelude::Monitor {
-        match &self.db {
-            Db::Postgres(pool) => postgres::register_workers(monitor, pool, runtime, &self.config),
-            Db::Sqlite(pool) => sqlite::register_workers(monitor, pool, runtime, &self.config),
         }
     }
 }

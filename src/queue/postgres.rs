@@ -1,7 +1,7 @@
-//! Postgres: pool, migrations, apalis's `apalis.jobs` rows, and workers fed by LISTEN/NOTIFY.
+//! Postgres: pool, migrations, apalis's `apalis.jobs` rows, and task sources fed by
+//! LISTEN/NOTIFY.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -9,8 +9,8 @@ use apalis_postgres::{Config, PostgresStorage, Pubsub};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{Dialect, QueueConfig, QueueError, TaskRef};
-use crate::jobs::runner::{self, Runtime};
+use super::workers::WorkerPlan;
+use super::{Db, Dialect, Queue, QueueError, TaskRef};
 
 /// apalis's side of the queue in Postgres.
 pub(super) const DIALECT: Dialect = Dialect {
@@ -64,41 +64,28 @@ pub(super) fn board_api(pool: &PgPool, kinds: &[&'static str]) -> axum::Router {
     api.build()
 }
 
-pub(super) fn register_workers(
-    mut monitor: Monitor,
-    pool: &PgPool,
-    rt: Arc<Runtime>,
-    config: &QueueConfig,
-) -> Monitor {
-    for kind in rt.registry().iter() {
-        let (name, policy) = (kind.name(), kind.policy().clone());
-        let (pool, rt, config) = (pool.clone(), rt.clone(), config.clone());
-        monitor = monitor.register(move |restarts| {
-            let pool = super::restart::generation_pool(&pool, restarts, ACQUIRE_TIMEOUT);
-            let storage_config = Config::default()
-                .queue(name)
-                .batch_size(policy.batch_size)
-                .heartbeat_interval(config.heartbeat())
-                .missed_heartbeats(3);
-            // NOTIFY wakes idle workers within milliseconds of an insert anywhere; the local
-            // waker skips even that round trip; the interval catches retries and anything the
-            // listener missed while reconnecting.
-            let strategy = Strategy::new()
-                .stream(Pubsub::new(pool.clone(), name.to_string()))
-                .stream(rt.wakers().stream(name))
-                .interval(config.poll_interval);
-            let backend = PostgresStorage::<TaskRef>::new(&pool)
-                .with_config(storage_config)
-                .poll_with_strategy(strategy);
-            WorkerBuilder::new(runner::worker_name(name, restarts))
-                .backend(backend)
-                .data(rt.clone())
-                .concurrency(policy.concurrency)
-                .retry(runner::retry_policy(&policy))
-                .timeout(runner::backstop_timeout(&policy))
-                .catch_panic()
-                .build(runner::handle)
-        });
-    }
-    monitor
+/// The apalis backend a worker of `plan` pulls from: NOTIFY wakes idle workers within
+/// milliseconds of an insert anywhere; the local waker skips even that round trip; the interval
+/// catches retries and anything the listener missed while reconnecting.
+pub(super) fn task_source(
+    queue: &Queue,
+    plan: &WorkerPlan,
+    restarts: usize,
+) -> PollWith<PostgresStorage<TaskRef>, Strategy> {
+    let Db::Postgres(pool) = &queue.db else {
+        unreachable!("a Postgres queue")
+    };
+    let pool = super::restart::generation_pool(pool, restarts, ACQUIRE_TIMEOUT);
+    let config = Config::default()
+        .queue(plan.kind)
+        .batch_size(plan.batch_size)
+        .heartbeat_interval(queue.config.heartbeat())
+        .missed_heartbeats(3);
+    let strategy = Strategy::new()
+        .stream(Pubsub::new(pool.clone(), plan.kind.to_string()))
+        .stream(queue.wakers.stream(plan.kind))
+        .interval(queue.config.poll_interval);
+    PostgresStorage::<TaskRef>::new(&pool)
+        .with_config(config)
+        .poll_with_strategy(strategy)
 }

@@ -1,4 +1,5 @@
-//! SQLite: pool, migrations, apalis's `Jobs` rows, and workers woken in-process or by polling.
+//! SQLite: pool, migrations, apalis's `Jobs` rows, and task sources woken in-process or by
+//! polling.
 //!
 //! Durability: every connection runs in WAL mode with `synchronous = NORMAL`, so a committed
 //! job survives a process crash and a power cut loses at most the last transactions that were
@@ -6,7 +7,6 @@
 //! which would switch a pooled connection to `synchronous = OFF`.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -14,8 +14,8 @@ use apalis_sqlite::{Config, SqliteStorage};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Dialect, QueueConfig, QueueError, TaskRef};
-use crate::jobs::runner::{self, Runtime};
+use super::workers::WorkerPlan;
+use super::{Db, Dialect, Queue, QueueError, TaskRef};
 
 /// apalis's side of the queue in SQLite. Placeholders are numbered like Postgres's so the
 /// caller binds the same values in the same order.
@@ -78,39 +78,26 @@ pub(super) fn board_api(pool: &SqlitePool, kinds: &[&'static str]) -> axum::Rout
     api.build()
 }
 
-pub(super) fn register_workers(
-    mut monitor: Monitor,
-    pool: &SqlitePool,
-    rt: Arc<Runtime>,
-    config: &QueueConfig,
-) -> Monitor {
-    for kind in rt.registry().iter() {
-        let (name, policy) = (kind.name(), kind.policy().clone());
-        let (pool, rt, config) = (pool.clone(), rt.clone(), config.clone());
-        monitor = monitor.register(move |restarts| {
-            let pool = super::restart::generation_pool(&pool, restarts, ACQUIRE_TIMEOUT);
-            let storage_config = Config::default()
-                .queue(name)
-                .batch_size(policy.batch_size)
-                .heartbeat_interval(config.heartbeat())
-                .missed_heartbeats(3);
-            // SQLite has no NOTIFY: this process's inserts wake the worker directly, other
-            // processes' inserts are found by the interval poll.
-            let strategy = Strategy::new()
-                .stream(rt.wakers().stream(name))
-                .interval(config.poll_interval);
-            let backend = SqliteStorage::<TaskRef>::new(&pool)
-                .with_config(storage_config)
-                .poll_with_strategy(strategy);
-            WorkerBuilder::new(runner::worker_name(name, restarts))
-                .backend(backend)
-                .data(rt.clone())
-                .concurrency(policy.concurrency)
-                .retry(runner::retry_policy(&policy))
-                .timeout(runner::backstop_timeout(&policy))
-                .catch_panic()
-                .build(runner::handle)
-        });
-    }
-    monitor
+/// The apalis backend a worker of `plan` pulls from. SQLite has no NOTIFY: this process's
+/// inserts wake the worker directly, other processes' inserts are found by the interval poll.
+pub(super) fn task_source(
+    queue: &Queue,
+    plan: &WorkerPlan,
+    restarts: usize,
+) -> PollWith<SqliteStorage<TaskRef>, Strategy> {
+    let Db::Sqlite(pool) = &queue.db else {
+        unreachable!("a SQLite queue")
+    };
+    let pool = super::restart::generation_pool(pool, restarts, ACQUIRE_TIMEOUT);
+    let config = Config::default()
+        .queue(plan.kind)
+        .batch_size(plan.batch_size)
+        .heartbeat_interval(queue.config.heartbeat())
+        .missed_heartbeats(3);
+    let strategy = Strategy::new()
+        .stream(queue.wakers.stream(plan.kind))
+        .interval(queue.config.poll_interval);
+    SqliteStorage::<TaskRef>::new(&pool)
+        .with_config(config)
+        .poll_with_strategy(strategy)
 }

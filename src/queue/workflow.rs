@@ -11,14 +11,14 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::batch::{Finish, InsertJobs};
+use super::batch::Finish;
+use super::conn::{Arg, Conn};
 use super::{
     AttemptError, Db, Failure, JobRecord, Lease, NewJob, Queue, QueueError, ResultFile,
     history_json, new_task_id, now_micros, sql, task_payload,
 };
-use crate::jobs::JobStatus;
-use crate::jobs::kinds::webhook;
-use crate::jobs::steps::{self, Step, StepStatus};
+use crate::model::JobStatus;
+use crate::model::steps::{self, Step, StepStatus};
 
 /// The merge job's error when part `row` ended without succeeding.
 fn part_failure(row: &JobRecord) -> (String, String) {
@@ -27,14 +27,14 @@ fn part_failure(row: &JobRecord) -> (String, String) {
         .error_message
         .clone()
         .unwrap_or_else(|| "the part was cancelled".into());
-    let name = row.input_filename.as_deref().unwrap_or("document");
+    let name = row.input_filename().unwrap_or("document");
     let n = row.part_index.unwrap_or(0) + 1;
     (code, format!("part {n} ({name}): {why}"))
 }
 
 /// The `notify` step of a job whose delivery `delivery` was just queued.
 fn notified(row: &JobRecord, delivery: Uuid, now: i64) -> String {
-    let mut list = row.step_list();
+    let mut list = row.steps.clone();
     steps::update(&mut list, steps::NOTIFY, |s| {
         s.status = StepStatus::Done;
         s.started_at = Some(now);
@@ -44,83 +44,142 @@ fn notified(row: &JobRecord, delivery: Uuid, now: i64) -> String {
     steps::to_column(&list)
 }
 
-/// In the transaction that ended `$row` (a final status): moves a part's merge job on, and
-/// queues the webhook delivery of every job that ended here and asked for one. Pushes every
-/// row it wrote onto `$changed`. A macro so that it expands inside each arm of `on_db!`.
-macro_rules! after_final {
-    ($q:expr, $ex:expr, $row:expr, $now:expr, $changed:expr) => {{
-        let d = $q.dialect();
-        let mut ended: Vec<JobRecord> = vec![$row];
-        if let Some(parent) = ended[0].parent_id.clone() {
-            if ended[0].status() == JobStatus::Succeeded {
-                let merge = sqlx::query_as::<_, JobRecord>($q.sql(sql::PART_SUCCEEDED))
-                    .bind(&parent)
-                    .bind($now)
-                    .fetch_optional(&mut *$ex)
-                    .await?;
-                if let Some(merge) = merge {
-                    if merge.waiting_parts == Some(0) {
-                        sqlx::query(d.insert_task)
-                            .bind(&merge.task_id)
-                            .bind(&merge.kind)
-                            .bind(task_payload(merge.uuid()))
-                            .bind(merge.max_attempts as i32)
-                            .bind(None::<i64>)
-                            .execute(&mut *$ex)
-                            .await?;
-                    }
-                    $changed.push(merge);
-                }
-            } else {
-                let (code, message) = part_failure(&ended[0]);
-                let merge = sqlx::query_as::<_, JobRecord>($q.sql(sql::PART_FAILED))
-                    .bind(&parent)
-                    .bind(code)
-                    .bind(message)
-                    .bind($now)
-                    .fetch_optional(&mut *$ex)
-                    .await?;
-                if let Some(merge) = merge {
-                    let others = sqlx::query_as::<_, JobRecord>($q.sql(sql::CANCEL_PARTS))
-                        .bind(&parent)
-                        .bind($now)
-                        .bind("cancelled: another part of the merge failed")
-                        .fetch_all(&mut *$ex)
-                        .await?;
-                    for other in &others {
-                        sqlx::query(d.kill_pending_task)
-                            .bind(&other.task_id)
-                            .execute(&mut *$ex)
-                            .await?;
-                    }
-                    $changed.extend(others);
-                    ended.push(merge);
-                }
+impl Queue {
+    /// In the transaction that ended `row` (a final status): moves a part's merge job on, and
+    /// queues the completion webhook of every job that ended here and asked for one. Pushes
+    /// every row it wrote onto `changed`.
+    async fn after_final(
+        &self,
+        conn: &mut Conn<'_>,
+        row: JobRecord,
+        now: i64,
+        changed: &mut Vec<JobRecord>,
+    ) -> Result<(), QueueError> {
+        let mut ended = vec![row];
+        if let Some(parent) = ended[0].parent_id {
+            if ended[0].status == JobStatus::Succeeded {
+                self.part_succeeded(conn, parent, now, changed).await?;
+            } else if let Some(merge) = self
+                .part_failed(conn, &ended[0], parent, now, changed)
+                .await?
+            {
+                ended.push(merge);
             }
         }
         for row in ended {
-            let Some(url) = row.callback_url.clone() else {
-                $changed.push(row);
-                continue;
-            };
-            let args = json!({ "job_id": row.id, "url": url });
-            let delivery = NewJob::new(webhook::NAME, args, $q.config.webhook_attempts);
-            $changed.extend(
-                InsertJobs::insert_jobs(&mut *$ex, std::slice::from_ref(&delivery), $now).await?,
-            );
-            let row = sqlx::query_as::<_, JobRecord>($q.sql(sql::SET_FINAL_STEPS))
-                .bind(&row.id)
-                .bind(notified(&row, delivery.id, $now))
-                .bind($now)
-                .fetch_one(&mut *$ex)
-                .await?;
-            $changed.push(row);
+            match row.callback_url.clone() {
+                None => changed.push(row),
+                Some(url) => self.queue_callback(conn, row, &url, now, changed).await?,
+            }
         }
-    }};
+        Ok(())
+    }
+
+    /// One more part of merge job `parent` succeeded; the last one pushes its task.
+    async fn part_succeeded(
+        &self,
+        conn: &mut Conn<'_>,
+        parent: Uuid,
+        now: i64,
+        changed: &mut Vec<JobRecord>,
+    ) -> Result<(), QueueError> {
+        let args = [parent.to_string().into(), now.into()];
+        let Some(merge) = conn.row(self.sql(sql::PART_SUCCEEDED), &args).await? else {
+            return Ok(());
+        };
+        if merge.waiting_parts == Some(0) {
+            self.push_task(conn, &merge).await?;
+        }
+        changed.push(merge);
+        Ok(())
+    }
+
+    /// Part `part` of merge job `parent` ended without succeeding: the merge job fails with
+    /// its error and the other parts are cancelled. Returns the failed merge job.
+    async fn part_failed(
+        &self,
+        conn: &mut Conn<'_>,
+        part: &JobRecord,
+        parent: Uuid,
+        now: i64,
+        changed: &mut Vec<JobRecord>,
+    ) -> Result<Option<JobRecord>, QueueError> {
+        let (code, message) = part_failure(part);
+        let args = [
+            parent.to_string().into(),
+            code.into(),
+            message.into(),
+            now.into(),
+        ];
+        let Some(merge) = conn.row(self.sql(sql::PART_FAILED), &args).await? else {
+            return Ok(None);
+        };
+        let why = "cancelled: another part of the merge failed";
+        changed.extend(self.cancel_parts(conn, parent, now, why).await?);
+        Ok(Some(merge))
+    }
+
+    /// Cancels the unfinished parts of merge job `parent` (their tasks too); returns them.
+    async fn cancel_parts(
+        &self,
+        conn: &mut Conn<'_>,
+        parent: Uuid,
+        now: i64,
+        why: &str,
+    ) -> Result<Vec<JobRecord>, QueueError> {
+        let args = [parent.to_string().into(), now.into(), why.into()];
+        let parts = conn.rows(self.sql(sql::CANCEL_PARTS), &args).await?;
+        for part in &parts {
+            let task = [part.task_id.clone().into()];
+            conn.execute(self.dialect().kill_pending_task, &task)
+                .await?;
+        }
+        Ok(parts)
+    }
+
+    /// Queues the completion webhook of `row` (ended, with a callback) and marks its `notify`
+    /// step done.
+    async fn queue_callback(
+        &self,
+        conn: &mut Conn<'_>,
+        row: JobRecord,
+        url: &str,
+        now: i64,
+        changed: &mut Vec<JobRecord>,
+    ) -> Result<(), QueueError> {
+        let callbacks = self.config.callbacks;
+        let args = json!({ "job_id": row.id, "url": url });
+        let delivery = NewJob::new(callbacks.kind, args, callbacks.max_attempts);
+        changed.extend(
+            conn.insert_jobs(std::slice::from_ref(&delivery), now)
+                .await?,
+        );
+        let args = [
+            row.id.to_string().into(),
+            notified(&row, delivery.id, now).into(),
+            now.into(),
+        ];
+        let row = conn.row(self.sql(sql::SET_FINAL_STEPS), &args).await?;
+        changed.extend(row);
+        Ok(())
+    }
+
+    /// Pushes the apalis task of `job` (a merge job whose parts are all done, or a retry).
+    async fn push_task(&self, conn: &mut Conn<'_>, job: &JobRecord) -> Result<(), QueueError> {
+        let args = [
+            job.task_id.clone().into(),
+            job.kind.clone().into(),
+            Arg::Bytes(task_payload(job.id)),
+            Arg::Int32(job.max_attempts as i32),
+            Arg::MaybeInt(None),
+        ];
+        conn.execute(self.dialect().insert_task, &args).await?;
+        Ok(())
+    }
 }
 
 /// The newest version of job `id` among `rows`.
-fn latest(rows: &[JobRecord], id: &str) -> Option<JobRecord> {
+fn latest(rows: &[JobRecord], id: Uuid) -> Option<JobRecord> {
     rows.iter().rev().find(|r| r.id == id).cloned()
 }
 
@@ -133,34 +192,36 @@ impl Queue {
         let mut changed = Vec::new();
         let row = on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::CANCEL))
-                .bind(id.to_string())
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = &row {
-                // Keep apalis from handing out a task that would only find the job cancelled.
-                sqlx::query(d.kill_pending_task).bind(&row.task_id).execute(&mut *tx).await?;
-                if row.is_parent() {
-                    let parts = sqlx::query_as::<_, JobRecord>(self.sql(sql::CANCEL_PARTS))
-                        .bind(&row.id)
-                        .bind(now)
-                        .bind("cancelled with its merge job")
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    for part in &parts {
-                        sqlx::query(d.kill_pending_task).bind(&part.task_id).execute(&mut *tx).await?;
-                    }
-                    changed.extend(parts);
-                }
-                after_final!(self, tx, row.clone(), now, changed);
-            }
+            let row = self.cancel_in(&mut Conn::from(&mut *tx), id, now, &mut changed).await?;
             tx.commit().await?;
             row
         });
         let row = self.transitioned(id, row).await?;
         self.announce(&changed);
-        Ok(latest(&changed, &row.id).unwrap_or(row))
+        Ok(latest(&changed, row.id).unwrap_or(row))
+    }
+
+    async fn cancel_in(
+        &self,
+        conn: &mut Conn<'_>,
+        id: Uuid,
+        now: i64,
+        changed: &mut Vec<JobRecord>,
+    ) -> Result<Option<JobRecord>, QueueError> {
+        let args = [id.to_string().into(), now.into()];
+        let Some(row) = conn.row(self.sql(sql::CANCEL), &args).await? else {
+            return Ok(None);
+        };
+        // Keep apalis from handing out a task that would only find the job cancelled.
+        let task = [row.task_id.clone().into()];
+        conn.execute(self.dialect().kill_pending_task, &task)
+            .await?;
+        if row.is_parent() {
+            let why = "cancelled with its merge job";
+            changed.extend(self.cancel_parts(conn, row.id, now, why).await?);
+        }
+        self.after_final(conn, row.clone(), now, changed).await?;
+        Ok(Some(row))
     }
 
     /// Puts a failed or cancelled job back in the queue with a fresh set of attempts, under a
@@ -171,60 +232,67 @@ impl Queue {
         let mut changed = Vec::new();
         let row = on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(d.begin_write).await?;
-            let current = sqlx::query_as::<_, JobRecord>(self.sql(sql::GET))
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(QueueError::NotFound)?;
-            if let (Some(parent), Some(index)) = (current.parent(), current.part_index) {
-                return Err(QueueError::PartOfMerge { parent, index });
-            }
-            let mut jobs = vec![current];
-            if jobs[0].is_parent() {
-                let parts = sqlx::query_as::<_, JobRecord>(self.sql(sql::PARTS))
-                    .bind(id.to_string())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                jobs.extend(parts.into_iter().filter(|p| p.status() != JobStatus::Succeeded));
-            }
-            let mut retried = None;
-            for job in jobs {
-                let mut list = job.step_list();
-                steps::reset_unfinished(&mut list);
-                let task_id = new_task_id();
-                let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::RETRY))
-                    .bind(&job.id)
-                    .bind(&task_id)
-                    .bind(now)
-                    .bind(steps::to_column(&list))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(mut row) = row else { break };
-                if row.is_parent() {
-                    row = sqlx::query_as::<_, JobRecord>(self.sql(sql::WAIT_FOR_PARTS))
-                        .bind(&row.id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                }
-                if row.waiting_parts.unwrap_or(0) == 0 {
-                    sqlx::query(d.insert_task)
-                        .bind(&task_id)
-                        .bind(&row.kind)
-                        .bind(task_payload(row.uuid()))
-                        .bind(row.max_attempts as i32)
-                        .bind(None::<i64>)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                retried.get_or_insert_with(|| row.clone());
-                changed.push(row);
-            }
+            let row = self.retry_in(&mut Conn::from(&mut *tx), id, now, &mut changed).await?;
             tx.commit().await?;
-            retried
+            row
         });
         let row = self.transitioned(id, row).await?;
         self.announce(&changed);
         Ok(row)
+    }
+
+    async fn retry_in(
+        &self,
+        conn: &mut Conn<'_>,
+        id: Uuid,
+        now: i64,
+        changed: &mut Vec<JobRecord>,
+    ) -> Result<Option<JobRecord>, QueueError> {
+        let current = conn
+            .row(self.sql(sql::GET), &[id.to_string().into()])
+            .await?
+            .ok_or(QueueError::NotFound)?;
+        if let (Some(parent), Some(index)) = (current.parent_id, current.part_index) {
+            return Err(QueueError::PartOfMerge { parent, index });
+        }
+        let mut jobs = vec![current];
+        if jobs[0].is_parent() {
+            let parts = conn
+                .rows(self.sql(sql::PARTS), &[id.to_string().into()])
+                .await?;
+            jobs.extend(
+                parts
+                    .into_iter()
+                    .filter(|p| p.status != JobStatus::Succeeded),
+            );
+        }
+        let mut retried = None;
+        for job in jobs {
+            let mut list = job.steps.clone();
+            steps::reset_unfinished(&mut list);
+            let args = [
+                job.id.to_string().into(),
+                new_task_id().into(),
+                now.into(),
+                steps::to_column(&list).into(),
+            ];
+            let Some(mut row) = conn.row(self.sql(sql::RETRY), &args).await? else {
+                break;
+            };
+            if row.is_parent() {
+                let args = [row.id.to_string().into()];
+                row = conn
+                    .row(self.sql(sql::WAIT_FOR_PARTS), &args)
+                    .await?
+                    .ok_or(QueueError::NotFound)?;
+            }
+            if row.waiting_parts.unwrap_or(0) == 0 {
+                self.push_task(conn, &row).await?;
+            }
+            retried.get_or_insert_with(|| row.clone());
+            changed.push(row);
+        }
+        Ok(retried)
     }
 
     /// Deletes the job row (a merge job with its parts) and their apalis tasks; returns the
@@ -239,7 +307,7 @@ impl Queue {
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(current) = current else { return Ok(Vec::new()) };
-            if let (Some(parent), Some(index)) = (current.parent(), current.part_index) {
+            if let (Some(parent), Some(index)) = (current.parent_id, current.part_index) {
                 return Err(QueueError::PartOfMerge { parent, index });
             }
             let mut rows = sqlx::query_as::<_, JobRecord>(self.sql(sql::DELETE))
@@ -262,7 +330,7 @@ impl Queue {
         });
         for row in &rows {
             self.feed.publish(crate::events::Change {
-                job: row.uuid(),
+                job: row.id,
                 status: None,
                 row: None,
             });
@@ -355,7 +423,7 @@ impl Queue {
                 .fetch_optional(&mut *tx)
                 .await?;
             match &row {
-                Some(row) if effects => after_final!(self, tx, row.clone(), now, changed),
+                Some(row) if effects => self.after_final(&mut Conn::from(&mut *tx), row.clone(), now, &mut changed).await?,
                 Some(row) => changed.push(row.clone()),
                 None => {}
             }
@@ -363,7 +431,7 @@ impl Queue {
             row
         });
         self.announce(&changed);
-        Ok(row.and_then(|r| latest(&changed, &r.id)))
+        Ok(row.and_then(|r| latest(&changed, r.id)))
     }
 
     /// Records a failed attempt: back to `queued` (with the error shown) or `failed` for good
@@ -419,7 +487,7 @@ impl Queue {
                 .fetch_optional(&mut *tx)
                 .await?;
             match &row {
-                Some(row) if effects => after_final!(self, tx, row.clone(), now, changed),
+                Some(row) if effects => self.after_final(&mut Conn::from(&mut *tx), row.clone(), now, &mut changed).await?,
                 Some(row) => changed.push(row.clone()),
                 None => {}
             }
@@ -427,7 +495,7 @@ impl Queue {
             row
         });
         self.announce(&changed);
-        Ok(row.and_then(|r| latest(&changed, &r.id)))
+        Ok(row.and_then(|r| latest(&changed, r.id)))
     }
 }
 
@@ -444,10 +512,10 @@ mod tests {
 
     fn part_row() -> JobRecord {
         JobRecord {
-            id: Uuid::nil().to_string(),
+            id: Uuid::nil(),
             kind: "export".into(),
-            status: "failed".into(),
-            args: "{}".into(),
+            status: JobStatus::Failed,
+            args: json!({}),
             task_id: "t".into(),
             attempts: 1,
             max_attempts: 5,
@@ -455,24 +523,23 @@ mod tests {
             progress_message: None,
             error_code: Some("document_corrupt".into()),
             error_message: Some("damaged".into()),
-            input_key: None,
-            input_filename: Some("b.pptx".into()),
-            input_content_type: None,
-            input_size: None,
-            input_format: None,
-            result_key: None,
-            result_filename: None,
-            result_content_type: None,
-            result_size: None,
+            input: Some(crate::model::InputFile {
+                key: "k".into(),
+                filename: "b.pptx".into(),
+                content_type: String::new(),
+                size: 0,
+                format: "pptx".into(),
+            }),
+            result: None,
             idempotency_key: None,
             created_at: 0,
             started_at: None,
             finished_at: None,
             updated_at: 0,
             expired_at: None,
-            attempt_errors: None,
-            steps: None,
-            parent_id: Some(Uuid::nil().to_string()),
+            attempt_errors: Vec::new(),
+            steps: Vec::new(),
+            parent_id: Some(Uuid::nil()),
             part_index: Some(1),
             waiting_parts: None,
             callback_url: None,

@@ -49,7 +49,7 @@ async fn merge_of(
 /// Runs one attempt of `row` to success through the queue, as a worker would.
 async fn succeed(queue: &Queue, row: &offload::queue::JobRecord) {
     let started = queue
-        .begin_attempt(row.uuid(), &row.task_id)
+        .begin_attempt(row.id, &row.task_id)
         .await
         .unwrap()
         .unwrap();
@@ -64,7 +64,7 @@ async fn succeed(queue: &Queue, row: &offload::queue::JobRecord) {
 
 async fn fail_for_good(queue: &Queue, row: &offload::queue::JobRecord) {
     let started = queue
-        .begin_attempt(row.uuid(), &row.task_id)
+        .begin_attempt(row.id, &row.task_id)
         .await
         .unwrap()
         .unwrap();
@@ -88,20 +88,20 @@ async fn a_merge_gets_its_task_when_its_last_part_succeeds(backend: Backend) {
     assert_eq!(queue.pending_tasks("noop").await.unwrap(), 2);
     assert_eq!(
         queue
-            .parts(merge.uuid())
+            .parts(merge.id)
             .await
             .unwrap()
             .iter()
-            .map(|p| p.id.clone())
+            .map(|p| p.id)
             .collect::<Vec<_>>(),
-        parts.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        parts.iter().map(|p| p.id).collect::<Vec<_>>(),
         "parts come back in order"
     );
 
     succeed(&queue, &parts[1]).await;
-    let waiting = queue.get(merge.uuid()).await.unwrap().unwrap();
+    let waiting = queue.get(merge.id).await.unwrap().unwrap();
     assert_eq!(waiting.waiting_parts, Some(1));
-    assert_eq!(waiting.status(), JobStatus::Queued);
+    assert_eq!(waiting.status, JobStatus::Queued);
     assert_eq!(waiting.progress_percent, 45);
     assert_eq!(
         waiting.progress_message.as_deref(),
@@ -110,7 +110,7 @@ async fn a_merge_gets_its_task_when_its_last_part_succeeds(backend: Backend) {
     assert_eq!(queue.pending_tasks("merge").await.unwrap(), 0);
 
     succeed(&queue, &parts[0]).await;
-    let ready = queue.get(merge.uuid()).await.unwrap().unwrap();
+    let ready = queue.get(merge.id).await.unwrap().unwrap();
     assert_eq!(ready.waiting_parts, Some(0));
     assert_eq!(
         queue.pending_tasks("merge").await.unwrap(),
@@ -119,7 +119,7 @@ async fn a_merge_gets_its_task_when_its_last_part_succeeds(backend: Backend) {
     );
     assert!(
         queue
-            .begin_attempt(ready.uuid(), &ready.task_id)
+            .begin_attempt(ready.id, &ready.task_id)
             .await
             .unwrap()
             .is_some()
@@ -133,19 +133,19 @@ async fn a_part_that_fails_fails_its_merge_and_cancels_the_others(backend: Backe
     // (No worker here: the parts' apalis tasks stay pending; only the count's change matters.)
     let pending = queue.pending_tasks("noop").await.unwrap();
     fail_for_good(&queue, &parts[1]).await;
-    let failed = queue.get(merge.uuid()).await.unwrap().unwrap();
-    assert_eq!(failed.status(), JobStatus::Failed);
+    let failed = queue.get(merge.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error_code.as_deref(), Some("document_corrupt"));
     assert_eq!(
         failed.error_message.as_deref(),
         Some("part 2 (document): damaged")
     );
     let statuses: Vec<JobStatus> = queue
-        .parts(merge.uuid())
+        .parts(merge.id)
         .await
         .unwrap()
         .iter()
-        .map(|p| p.status())
+        .map(|p| p.status)
         .collect();
     assert_eq!(
         statuses,
@@ -168,26 +168,26 @@ async fn retrying_a_merge_reruns_only_its_parts_that_did_not_succeed(backend: Ba
     let (merge, parts) = merge_of(&queue, 2).await;
     succeed(&queue, &parts[0]).await;
     fail_for_good(&queue, &parts[1]).await;
-    let before = queue.get(parts[0].uuid()).await.unwrap().unwrap();
+    let before = queue.get(parts[0].id).await.unwrap().unwrap();
 
     // A part alone cannot be retried or deleted: its merge job decides.
     assert!(matches!(
-        queue.retry(parts[1].uuid()).await,
+        queue.retry(parts[1].id).await,
         Err(offload::queue::QueueError::PartOfMerge { index: 1, .. })
     ));
-    assert!(queue.delete(parts[1].uuid()).await.is_err());
+    assert!(queue.delete(parts[1].id).await.is_err());
 
     let pending = queue.pending_tasks("noop").await.unwrap();
-    let retried = queue.retry(merge.uuid()).await.unwrap();
-    assert_eq!(retried.status(), JobStatus::Queued);
+    let retried = queue.retry(merge.id).await.unwrap();
+    assert_eq!(retried.status, JobStatus::Queued);
     assert_eq!(retried.waiting_parts, Some(1));
-    let now: Vec<_> = queue.parts(merge.uuid()).await.unwrap();
-    assert_eq!(now[0].status(), JobStatus::Succeeded);
+    let now: Vec<_> = queue.parts(merge.id).await.unwrap();
+    assert_eq!(now[0].status, JobStatus::Succeeded);
     assert_eq!(
         now[0].finished_at, before.finished_at,
         "the succeeded part did not run again"
     );
-    assert_eq!(now[1].status(), JobStatus::Queued);
+    assert_eq!(now[1].status, JobStatus::Queued);
     assert_ne!(now[1].task_id, parts[1].task_id, "under a new task");
     assert_eq!(
         queue.pending_tasks("noop").await.unwrap(),
@@ -198,9 +198,9 @@ async fn retrying_a_merge_reruns_only_its_parts_that_did_not_succeed(backend: Ba
 
     succeed(&queue, &now[1]).await;
     assert_eq!(queue.pending_tasks("merge").await.unwrap(), 1);
-    let gone = queue.delete(merge.uuid()).await.unwrap();
+    let gone = queue.delete(merge.id).await.unwrap();
     assert_eq!(gone.len(), 3, "the merge job and its parts");
-    assert!(queue.get(parts[0].uuid()).await.unwrap().is_none());
+    assert!(queue.get(parts[0].id).await.unwrap().is_none());
 }
 
 async fn a_delayed_job_is_queued_with_its_time(backend: Backend) {
@@ -235,7 +235,7 @@ async fn an_attempt_that_lost_its_lease_cannot_write(backend: Backend) {
         .unwrap()
         .remove(0)
         .job;
-    let id = job.uuid();
+    let id = job.id;
 
     // Attempt 1 starts, then is declared dead and attempt 2 starts on the same task.
     let first = queue
@@ -287,9 +287,9 @@ async fn an_attempt_that_lost_its_lease_cannot_write(backend: Backend) {
         .await
         .unwrap()
         .expect("current lease succeeds");
-    assert_eq!(done.status(), JobStatus::Succeeded);
+    assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.attempts, 2);
-    assert_eq!(done.result_key, None);
+    assert_eq!(done.result, None);
 }
 
 async fn begin_attempt_only_takes_jobs_of_its_own_task(backend: Backend) {
@@ -300,7 +300,7 @@ async fn begin_attempt_only_takes_jobs_of_its_own_task(backend: Backend) {
         .unwrap()
         .remove(0)
         .job;
-    let id = job.uuid();
+    let id = job.id;
     assert!(
         queue
             .begin_attempt(id, "01ARZ3NDEKTSV4RRFFQ69G5FAV")
@@ -334,7 +334,7 @@ async fn begin_attempt_only_takes_jobs_of_its_own_task(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(running.status(), JobStatus::Running);
+    assert_eq!(running.status, JobStatus::Running);
     assert_eq!(running.attempts, 1);
 
     // Deleted: nothing to start or write.

@@ -67,7 +67,7 @@ async fn merge_parts(ctx: &JobContext) -> Result<ResultFile, JobError> {
         .await?;
     let stem = parts
         .first()
-        .and_then(|p| p.input_filename.as_deref())
+        .and_then(|p| p.input_filename())
         .and_then(|f| Path::new(f).file_stem())
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "document".into());

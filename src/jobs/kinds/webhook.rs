@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::api::models::Job;
 use crate::jobs::{JobContext, JobError, JobKind, JobOutput, Policy};
+use crate::model::view::Job;
 use crate::outbound::Outbound;
 use crate::settings::Settings;
 
@@ -94,7 +94,7 @@ impl JobKind for Webhook {
         } else {
             Vec::new()
         };
-        let status = row.status.clone();
+        let status = row.status;
         let body = serde_json::to_vec(&Job::with_parts(row, parts).to_json())
             .map_err(JobError::internal)?;
         let destination =

@@ -1,0 +1,173 @@
+//! A job as the rest of offload sees it: the stored row, decoded once into types ([`JobRecord`]),
+//! what it carries in and out ([`InputFile`], [`ResultFile`]), its failed attempts
+//! ([`AttemptError`]), an attempt's claim on it ([`Lease`]), and a job to create ([`NewJob`]).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::status::JobStatus;
+use super::steps::{self, Step};
+
+/// A job as stored: every column decoded once, when the row is read.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: JobStatus,
+    pub args: serde_json::Value,
+    /// The apalis task that carries the current run (a retry gets a new one).
+    pub task_id: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub progress_percent: i64,
+    pub progress_message: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub input: Option<InputFile>,
+    pub result: Option<ResultFile>,
+    pub idempotency_key: Option<String>,
+    /// Unix microseconds, as every timestamp here.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+    /// When the sweeper deleted the job's files (its result then answers 410).
+    pub expired_at: Option<i64>,
+    /// Failed (or lost) attempts of this run, oldest first.
+    pub attempt_errors: Vec<AttemptError>,
+    /// The step checkpoints.
+    pub steps: Vec<Step>,
+    /// The merge job this job is a part of.
+    pub parent_id: Option<Uuid>,
+    /// This part's place in its merge job (upload order, from 0).
+    pub part_index: Option<i64>,
+    /// A merge job's parts not yet succeeded; its task is pushed when this reaches 0.
+    pub waiting_parts: Option<i64>,
+    /// Where to POST the job when it ends.
+    pub callback_url: Option<String>,
+    /// Not before this time.
+    pub run_at: Option<i64>,
+}
+
+impl JobRecord {
+    /// A merge job (it has parts).
+    pub fn is_parent(&self) -> bool {
+        self.waiting_parts.is_some()
+    }
+
+    /// The attempt this row is currently leased to.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            job: self.id,
+            task_id: self.task_id.clone(),
+            attempt: self.attempts,
+        }
+    }
+
+    /// The uploaded document's filename, if it has one.
+    pub fn input_filename(&self) -> Option<&str> {
+        self.input.as_ref().map(|i| i.filename.as_str())
+    }
+}
+
+/// One failed (or lost) attempt, as kept in the job's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub attempt: i64,
+    pub code: String,
+    pub message: String,
+    /// Unix microseconds.
+    pub at: i64,
+}
+
+/// A stored input document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    pub key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    /// The detected document format (e.g. `pptx`), never the client's claim.
+    pub format: String,
+}
+
+/// A stored result file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultFile {
+    pub key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// One attempt's claim on a job; every write of the attempt is fenced by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job: Uuid,
+    pub task_id: String,
+    pub attempt: i64,
+}
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub kind: String,
+    pub args: serde_json::Value,
+    pub max_attempts: u32,
+    pub idempotency_key: Option<String>,
+    pub input: Option<InputFile>,
+    /// Names of the kind's steps (the runner's own are added).
+    pub steps: Vec<&'static str>,
+    /// Where to POST the job when it ends (checked by the caller).
+    pub callback_url: Option<String>,
+    /// Not before this time (unix microseconds).
+    pub run_at: Option<i64>,
+    /// Part `index` of merge job `parent`.
+    pub part_of: Option<(Uuid, i64)>,
+    /// A merge job waiting for this many parts: it gets no task until they succeed.
+    pub waiting_parts: Option<i64>,
+}
+
+impl NewJob {
+    /// A job of `kind` with `args` and nothing else set.
+    pub fn new(kind: &str, args: serde_json::Value, max_attempts: u32) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            kind: kind.to_string(),
+            args,
+            max_attempts,
+            idempotency_key: None,
+            input: None,
+            steps: Vec::new(),
+            callback_url: None,
+            run_at: None,
+            part_of: None,
+            waiting_parts: None,
+        }
+    }
+
+    /// The steps it starts with: the kind's, `publish`, and `notify` with a callback.
+    pub fn initial_steps(&self) -> Vec<Step> {
+        steps::initial(&self.steps, self.callback_url.is_some())
+    }
+
+    /// Its first progress message.
+    pub fn initial_message(&self, now: i64) -> String {
+        match (self.waiting_parts, self.run_at) {
+            (Some(n), _) => format!("waiting for {n} parts"),
+            (None, Some(at)) if at > now => format!(
+                "scheduled for {}",
+                chrono::DateTime::from_timestamp_micros(at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default()
+            ),
+            _ => "queued".into(),
+        }
+    }
+}
+
+/// Now, in unix microseconds (the unit of every stored timestamp).
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

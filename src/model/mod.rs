@@ -1,0 +1,20 @@
+//! The job's own types — the leaf of the crate: it imports nothing of offload, and every other
+//! layer speaks in its terms.
+//!
+//! - [`status`]: [`JobStatus`], the closed set of states and who moves a job between them;
+//! - [`steps`]: checkpointed [`Step`]s and the runner's own (`publish`, `notify`);
+//! - [`job`]: the stored [`JobRecord`] (decoded once, typed), [`InputFile`], [`ResultFile`],
+//!   [`AttemptError`], an attempt's [`Lease`], a [`NewJob`] to create;
+//! - [`codes`]: job error codes as constants ([`ErrorCode`]);
+//! - [`view`]: the public Job JSON (HTTP answers, SSE events and webhook bodies alike).
+
+pub mod codes;
+pub mod job;
+pub mod status;
+pub mod steps;
+pub mod view;
+
+pub use codes::ErrorCode;
+pub use job::{AttemptError, InputFile, JobRecord, Lease, NewJob, ResultFile, now_micros};
+pub use status::JobStatus;
+pub use steps::{Step, StepStatus};
