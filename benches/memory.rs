@@ -112,13 +112,17 @@ async fn main() {
         .unwrap_or(GIB);
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::defaults();
-    settings.database_url = format!("sqlite://{}/bench.db", dir.path().display());
-    settings.storage_url = std::env::var("BENCH_STORAGE_URL")
-        .unwrap_or_else(|_| format!("fs://{}/files", dir.path().display()));
-    settings.bind_addr = "127.0.0.1:0".into();
-    settings.board_addr = "off".into();
-    settings.max_upload_bytes = 2 * size + GIB;
-    settings.work_dir = Some(dir.path().to_path_buf());
+    settings.database.url = format!("sqlite://{}/bench.db", dir.path().display())
+        .parse()
+        .unwrap();
+    settings.storage.url = std::env::var("BENCH_STORAGE_URL")
+        .unwrap_or_else(|_| format!("fs://{}/files", dir.path().display()))
+        .parse()
+        .unwrap();
+    settings.http.bind = "127.0.0.1:0".parse().unwrap();
+    settings.http.board = "off".parse().unwrap();
+    settings.http.max_upload_bytes = 2 * size + GIB;
+    settings.worker.work_dir = Some(dir.path().to_path_buf());
     let app = Application::build_with(settings, Role::Serve, |kinds| kinds.register(Blob))
         .await
         .unwrap();

@@ -106,14 +106,16 @@ impl Database {
 
 fn settings(db: &Database) -> Settings {
     let mut s = Settings::defaults();
-    s.database_url = db.url.clone();
-    s.storage_url = format!("fs://{}", db._dir.path().join("files").display());
-    s.bind_addr = "127.0.0.1:0".into();
-    s.board_addr = "off".into();
-    s.max_queued_jobs = 0;
-    s.uploads_per_minute = 0;
-    s.work_dir = Some(db._dir.path().to_path_buf());
-    s.sweep_schedule = "0 0 0 1 1 *".into();
+    s.database.url = db.url.clone().parse().unwrap();
+    s.storage.url = format!("fs://{}", db._dir.path().join("files").display())
+        .parse()
+        .unwrap();
+    s.http.bind = "127.0.0.1:0".parse().unwrap();
+    s.http.board = "off".parse().unwrap();
+    s.http.max_queued_jobs = 0;
+    s.http.uploads_per_minute = 0;
+    s.worker.work_dir = Some(db._dir.path().to_path_buf());
+    s.retention.sweep_schedule = "0 0 0 1 1 *".parse().unwrap();
     s
 }
 

@@ -7,28 +7,28 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoResponse, Server};
 
+use crate::api::deadline::HeaderDeadline;
+use crate::api::limits::{Guards, Limits};
 use crate::api::{self, ApiState};
-use crate::auth::ApiKeys;
-use crate::convert::Converter;
-use crate::convert::libreoffice::{LibreOffice, ProcessLimits};
-use crate::convert::sandbox::{Sandbox, SandboxConfig, SandboxMode};
-use crate::convert::warm::{WarmLibreOffice, WarmOptions};
+use crate::convert::libreoffice::ProcessLimits;
+use crate::convert::sandbox::{SandboxConfig, SandboxMode};
+use crate::convert::{ConvertConfig, Converter};
+use crate::jobs::kinds::{BuiltinConfig, ExportConfig, WebhookConfig};
 use crate::jobs::runner::Runtime;
 use crate::jobs::{Registry, kinds};
-use crate::limits::{Guards, HeaderDeadline};
 use crate::metrics::Metrics;
 use crate::queue::{Callbacks, Queue, QueueConfig};
-use crate::settings::Settings;
+use crate::settings::{ConverterMode, Settings};
 use crate::storage::Storage;
-use crate::sweeper::{self, Sweeper};
+use crate::sweeper::Sweeper;
 use crate::{board, telemetry};
 
 /// Connections with no traffic at all for this long are closed (event streams send a
@@ -79,14 +79,14 @@ impl Application {
         extend: impl FnOnce(Registry) -> Registry,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
-        let queue = Queue::connect(queue_config(&settings)?)
+        let queue = Queue::connect(queue_config(&settings))
             .await
             .context("DATABASE_URL: cannot connect")?;
         queue
             .migrate()
             .await
             .context("DATABASE_URL: cannot migrate")?;
-        let storage = Storage::open(&settings.storage_url)
+        let storage = Storage::open(&settings.storage.url)
             .await
             .map_err(|e| anyhow::anyhow!("STORAGE_URL: {e}"))?;
         let converter = converter(&settings, role)?;
@@ -97,7 +97,7 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::default());
         let registry = extend(kinds::builtin(
-            &settings,
+            &kinds_config(&settings),
             converter.clone(),
             metrics.clone(),
         ));
@@ -113,8 +113,9 @@ impl Application {
                 settings.work_dir(),
                 metrics.clone(),
             )
-            .pause_before_publish(settings.test_pause_before_publish),
+            .pause_before_publish(settings.testing.pause_before_publish),
         );
+        let http = &settings.http;
         let state = Arc::new(ApiState {
             spec: api::spec::document(&registry),
             board_port: board.as_ref().and_then(port_of),
@@ -123,13 +124,12 @@ impl Application {
             storage,
             registry,
             converter,
-            max_upload_bytes: settings.max_upload_bytes,
+            max_upload_bytes: http.max_upload_bytes,
             runs_worker: role.runs_worker(),
-            keys: ApiKeys::parse(&settings.api_keys),
-            guards: Guards::from_settings(&settings),
-            outbound: crate::outbound::Outbound::parse(&settings.outbound_allow)
-                .expect("validated at start"),
-            webhooks: !settings.webhook_secret.is_empty(),
+            keys: http.api_keys.clone(),
+            guards: Guards::new(limits(&settings)),
+            outbound: settings.webhooks.outbound_allow.clone(),
+            webhooks: !settings.webhooks.webhook_secret.is_empty(),
         });
         Ok(Self {
             role,
@@ -162,7 +162,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
         let grace = self.settings.shutdown_grace();
-        let head = std::time::Duration::from_secs(self.settings.header_timeout_secs);
+        let head = Duration::from_secs(self.settings.http.header_timeout_secs);
         let http = self.acceptor.map(|acceptor| {
             let routes = api::routes(self.state.clone());
             let signal = shutdown.clone();
@@ -182,7 +182,7 @@ impl Application {
                 let keys = keys.clone();
                 async move {
                     if !keys.allows(&req) {
-                        return Ok(crate::auth::unauthorized());
+                        return Ok(crate::api::auth::unauthorized());
                     }
                     Ok(ep.call(req).await?.into_response())
                 }
@@ -200,8 +200,7 @@ impl Application {
                 .shutdown_timeout(grace)
                 .should_restart(restart_with_backoff);
             let monitor = crate::jobs::workers::register(monitor, self.runtime.clone());
-            let schedule =
-                sweeper::parse_schedule(&self.settings.sweep_schedule).expect("validated at start");
+            let schedule = self.settings.retention.sweep_schedule.clone();
             let sweeper = Sweeper::new(
                 self.state.queue.clone(),
                 self.state.storage.clone(),
@@ -236,82 +235,72 @@ impl Application {
 }
 
 /// What the queue takes from the settings.
-fn queue_config(settings: &Settings) -> anyhow::Result<QueueConfig> {
-    Ok(QueueConfig {
-        database: settings
-            .database_url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?,
+fn queue_config(settings: &Settings) -> QueueConfig {
+    QueueConfig {
+        database: settings.database.url.clone(),
         lease: settings.worker_lease(),
         poll_interval: settings.poll_interval(),
         callbacks: Callbacks {
             kind: kinds::webhook::NAME,
-            max_attempts: kinds::webhook::attempts(settings),
+            max_attempts: kinds::webhook::attempts(settings.worker.max_attempts),
         },
-    })
+    }
 }
 
-/// The configured converter; warm slots start lazily, on the first conversion.
+/// What the built-in kinds take from the settings.
+fn kinds_config(settings: &Settings) -> BuiltinConfig {
+    BuiltinConfig {
+        max_attempts: settings.worker.max_attempts,
+        backoff: settings.retry_backoff(),
+        export: ExportConfig {
+            timeout: settings.export_timeout(),
+            concurrency: settings.worker.concurrency,
+            neutralize: !settings.testing.keep_external_references,
+        },
+        webhook: WebhookConfig {
+            secret: settings.webhooks.webhook_secret.clone(),
+            outbound: settings.webhooks.outbound_allow.clone(),
+        },
+    }
+}
+
+/// The API listener's limits.
+fn limits(settings: &Settings) -> Limits {
+    let http = &settings.http;
+    Limits {
+        max_queued_jobs: http.max_queued_jobs,
+        uploads_per_minute: http.uploads_per_minute,
+        request_timeout: Duration::from_secs(http.request_timeout_secs),
+        upload_timeout: Duration::from_secs(http.upload_timeout_secs),
+        max_json_bytes: http.max_json_bytes,
+        max_upload_bytes: http.max_upload_bytes,
+    }
+}
+
+/// The configured converter (a process that does not convert gets a cold one that only
+/// answers for the formats it knows).
 fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converter>> {
-    let limits = ProcessLimits {
-        memory: settings.convert_memory_limit(),
-        cpu: settings.convert_cpu_budget(),
+    let c = &settings.convert;
+    let config = ConvertConfig {
+        warm: role.runs_worker() && c.converter == ConverterMode::Warm,
+        slots: settings.worker.concurrency,
+        soffice: c.soffice_path.clone(),
+        uno_python: c.uno_python.clone(),
+        warm_restart_after: c.warm_restart_after,
+        limits: ProcessLimits {
+            memory: settings.convert_memory_limit(),
+            cpu: settings.convert_cpu_budget(),
+        },
+        sandbox: SandboxConfig {
+            mode: match role.runs_worker() {
+                true => c.convert_sandbox,
+                false => SandboxMode::Off,
+            },
+            bwrap: c.bwrap_path.clone(),
+        },
+        work_dir: settings.work_dir(),
     };
-    if !role.runs_worker() {
-        let cold = LibreOffice::new(&settings.soffice_path, limits, Arc::new(Sandbox::off()));
-        return Ok(Arc::new(cold));
-    }
-    let sandbox = Arc::new(sandbox(settings)?);
-    let cold = LibreOffice::new(&settings.soffice_path, limits, sandbox);
-    if settings.converter == "cold" {
-        return Ok(Arc::new(cold));
-    }
-    let options = WarmOptions {
-        slots: settings.concurrency,
-        restart_after: settings.warm_restart_after,
-        python: settings.uno_python.clone(),
-        root: settings.work_dir().join("offload-warm"),
-        start_timeout: std::time::Duration::from_secs(30),
-    };
-    let warm =
-        WarmLibreOffice::new(cold, options).context("WORK_DIR: cannot prepare warm LibreOffice")?;
-    Ok(Arc::new(warm))
-}
-
-/// The sandbox conversions run in, tried once now so that `/readyz` can say if it is missing.
-fn sandbox(settings: &Settings) -> anyhow::Result<Sandbox> {
-    let mode = settings.sandbox_mode()?;
-    let programs = [
-        Path::new(&settings.soffice_path),
-        Path::new(&settings.uno_python),
-    ];
-    let config = SandboxConfig {
-        mode,
-        bwrap: settings.bwrap_path.clone(),
-    };
-    let resolved: Vec<std::path::PathBuf> = programs
-        .iter()
-        .filter_map(|p| crate::convert::libreoffice::resolve_binary(&p.to_string_lossy()))
-        .collect();
-    let refs: Vec<&Path> = resolved.iter().map(|p| p.as_path()).collect();
-    for program in refs
-        .iter()
-        .filter(|p| crate::convert::sandbox::install_root(p).is_none())
-    {
-        if mode == SandboxMode::Bubblewrap {
-            tracing::warn!(program = %program.display(), "installed outside /usr and /opt: not visible inside the converter sandbox");
-        }
-    }
-    let sandbox = Sandbox::new(&config, &refs);
-    match (mode, sandbox.availability()) {
-        (SandboxMode::Off, _) => tracing::warn!(
-            "CONVERT_SANDBOX=off: LibreOffice runs WITHOUT a sandbox; a crafted document can read \
-             this worker's files and reach its network. Use it only where namespaces are impossible."
-        ),
-        (_, Err(why)) => tracing::error!(%why, "exports will fail with converter_unavailable"),
-        (_, Ok(())) => tracing::debug!("conversions run in a bubblewrap sandbox"),
-    }
-    Ok(sandbox)
+    crate::convert::converter(&config).context("WORK_DIR: cannot prepare warm LibreOffice")
 }
 
 /// Restarts a worker whose backend failed (the database went away); the restarted worker
@@ -341,7 +330,7 @@ fn port_of(acceptor: &TcpAcceptor) -> Option<u16> {
 }
 
 async fn bind_board(settings: &Settings) -> anyhow::Result<Option<TcpAcceptor>> {
-    let Some(addr) = settings.board_socket()? else {
+    let Some(addr) = settings.http.board.0 else {
         return Ok(None);
     };
     let acceptor = TcpListener::bind(addr)
@@ -352,7 +341,7 @@ async fn bind_board(settings: &Settings) -> anyhow::Result<Option<TcpAcceptor>> 
 }
 
 async fn bind(settings: &Settings) -> anyhow::Result<TcpAcceptor> {
-    let addr = settings.bind_socket()?;
+    let addr = settings.http.bind;
     TcpListener::bind(addr)
         .into_acceptor()
         .await
@@ -362,7 +351,7 @@ async fn bind(settings: &Settings) -> anyhow::Result<TcpAcceptor> {
 /// Creates or upgrades the schema, then returns (`offload migrate`).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     settings.validate()?;
-    let queue = Queue::connect(queue_config(settings)?)
+    let queue = Queue::connect(queue_config(settings))
         .await
         .context("DATABASE_URL: cannot connect")?;
     queue

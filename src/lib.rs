@@ -30,14 +30,12 @@
 
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod board;
 pub mod cli;
 pub mod client;
 pub mod convert;
 pub mod events;
 pub mod jobs;
-pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod outbound;

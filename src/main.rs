@@ -1,16 +1,16 @@
 //! The `offload` binary: parse the command line, start logging, run the chosen role.
 
-use clap::Parser;
 use offload::app::{self, Application, Role};
-use offload::cli::{Cli, Command};
+use offload::cli::{self, Cli, Command};
 use offload::client;
+use offload::settings::Settings;
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     if matches!(
         cli.command,
-        Some(Command::Serve | Command::Api | Command::Worker | Command::Migrate) | None
+        Some(Command::Serve(_) | Command::Api(_) | Command::Worker(_) | Command::Migrate(_)) | None
     ) {
         offload::telemetry::init();
     }
@@ -22,27 +22,32 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let role = match cli.command.unwrap_or(Command::Serve) {
-        Command::Openapi => {
+    let (role, settings) = match cli.command {
+        None => (Role::Serve, cli.settings),
+        Some(Command::Openapi) => {
             println!("{}", offload::api::builtin_spec());
             return Ok(());
         }
-        Command::Migrate => return app::migrate(&cli.settings).await,
-        Command::Submit {
+        Some(Command::Migrate(r)) => return app::migrate(&r.settings).await,
+        Some(Command::Submit {
             files,
             server,
             wait,
             output,
-        } => {
+        }) => {
             return client::submit(&server.url, &files, wait, output.as_deref()).await;
         }
-        Command::Status { id, server } => return client::status(&server.url, id).await,
-        Command::Cancel { id, server } => return client::cancel(&server.url, id).await,
-        Command::Serve => Role::Serve,
-        Command::Api => Role::Api,
-        Command::Worker => Role::Worker,
+        Some(Command::Status { id, server }) => return client::status(&server.url, id).await,
+        Some(Command::Cancel { id, server }) => return client::cancel(&server.url, id).await,
+        Some(Command::Serve(r)) => (Role::Serve, r.settings),
+        Some(Command::Api(r)) => (Role::Api, r.settings),
+        Some(Command::Worker(r)) => (Role::Worker, r.settings),
     };
-    let app = Application::build(cli.settings, role).await?;
+    serve(settings, role).await
+}
+
+async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
+    let app = Application::build(settings, role).await?;
     if let Some(addr) = app.local_addr() {
         tracing::info!(%addr, ?role, "listening");
     } else {

@@ -20,6 +20,14 @@ pub struct Outbound {
     nets: Vec<IpNet>,
 }
 
+impl std::str::FromStr for Outbound {
+    type Err = String;
+
+    fn from_str(setting: &str) -> Result<Self, String> {
+        Self::parse(setting)
+    }
+}
+
 /// A checked destination: the URL and the addresses it may be sent to.
 #[derive(Debug, Clone)]
 pub struct Destination {

@@ -36,6 +36,14 @@ pub enum StorageUrl {
     },
 }
 
+impl std::str::FromStr for StorageUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        Self::parse(url)
+    }
+}
+
 impl StorageUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
         if let Some(root) = url.strip_prefix("fs://") {
@@ -151,10 +159,10 @@ fn job_prefix(job: Uuid) -> String {
 impl Storage {
     /// Opens the store and proves it usable (a missing bucket or bad credentials stop start-up
     /// here, with a message saying which).
-    pub async fn open(url: &str) -> Result<Self, String> {
+    pub async fn open(url: &StorageUrl) -> Result<Self, String> {
         // opendal 0.59 needs its HTTP client chosen once per process (first install wins).
         opendal::install_default();
-        let op = match StorageUrl::parse(url)? {
+        let op = match url.clone() {
             StorageUrl::Fs { root } => {
                 std::fs::create_dir_all(&root)
                     .map_err(|e| format!("cannot create storage directory {root:?}: {e}"))?;

@@ -10,7 +10,6 @@
 //! Both steps are idempotent, so a sweep that overlaps another (a lease that ran out mid-way)
 //! only repeats work.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,11 +73,6 @@ pub async fn sweep(
         }
     }
     Ok(swept)
-}
-
-/// Parses a `SWEEP_SCHEDULE` (cron with seconds: `sec min hour day month weekday`).
-pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
-    cron::Schedule::from_str(text).map_err(|e| format!("not a cron schedule ({e}): {text:?}"))
 }
 
 /// The scheduled sweeper's shared state.

@@ -282,10 +282,8 @@ pub async fn json_errors(err: poem::Error) -> Response {
         return err.into_response();
     }
     let (code, message) = describe(&err);
-    // A body cut at its limit surfaces as a parse error; it is a 413.
     let status = match code {
         ApiErrorCode::TooLarge => poem::http::StatusCode::PAYLOAD_TOO_LARGE,
-        ApiErrorCode::InvalidArguments => poem::http::StatusCode::UNPROCESSABLE_ENTITY,
         _ => err.status(),
     };
     if status.is_server_error() {
@@ -302,12 +300,6 @@ fn describe(err: &poem::Error) -> (ApiErrorCode, String) {
         ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError,
         ParseRequestPayloadError,
     };
-    if err.to_string().contains(crate::limits::BODY_TOO_LARGE) {
-        return (
-            ApiErrorCode::TooLarge,
-            format!("body: {}", crate::limits::BODY_TOO_LARGE),
-        );
-    }
     if let Some(e) = err.downcast_ref::<ParseParamError>() {
         return (
             ApiErrorCode::InvalidParameter,
@@ -326,13 +318,6 @@ fn describe(err: &poem::Error) -> (ApiErrorCode, String) {
         return (ApiErrorCode::InvalidBody, e.reason.clone());
     }
     if let Some(e) = err.downcast_ref::<ParseMultipartError>() {
-        // A `format` the enum does not know is an invalid argument, not a malformed form.
-        if e.reason.contains("field `format`") {
-            return (
-                ApiErrorCode::InvalidArguments,
-                "field format: unsupported output format; supported: pdf".into(),
-            );
-        }
         return (
             ApiErrorCode::InvalidForm,
             format!("multipart form: {}", e.reason),

@@ -10,6 +10,7 @@ use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi};
 
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
+use super::limits::guard_upload;
 use super::{ApiState, Tag};
 use crate::convert::sniff::{self, SniffError};
 use crate::convert::{DocFormat, OutputFormat};
@@ -27,7 +28,7 @@ pub struct ExportForm {
     /// `merge=true`.
     file: Vec<Upload>,
     /// Output format (default `pdf`).
-    format: Option<ExportFormat>,
+    format: Option<FormatField>,
     /// With several files: convert them in parallel and join the PDFs, in upload order, into
     /// one. The answer is the merge job; its `parts` are the per-file jobs.
     merge: Option<bool>,
@@ -77,6 +78,57 @@ pub enum ExportFormat {
     Pdf,
 }
 
+/// The `format` field as sent: a known format, or the text of one this service does not make
+/// (refused by the handler as a 422 naming the field, rather than by the form parser as a
+/// malformed form). Its schema is [`ExportFormat`]'s, so the spec lists the formats.
+#[derive(Debug, Clone)]
+pub enum FormatField {
+    Known(ExportFormat),
+    Unknown(String),
+}
+
+impl poem_openapi::types::Type for FormatField {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        ExportFormat::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        ExportFormat::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        ExportFormat::register(registry)
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl poem_openapi::types::ParseFromMultipartField for FormatField {
+    async fn parse_from_multipart(
+        field: Option<poem::web::Field>,
+    ) -> poem_openapi::types::ParseResult<Self> {
+        use poem_openapi::types::{ParseError, ParseFromParameter};
+        let Some(field) = field else {
+            return Err(ParseError::expected_input());
+        };
+        let text = field.text().await.map_err(ParseError::custom)?;
+        Ok(match ExportFormat::parse_from_parameter(&text) {
+            Ok(known) => FormatField::Known(known),
+            Err(_) => FormatField::Unknown(text),
+        })
+    }
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Exports")]
 impl ExportsApi {
     /// Upload a document to convert
@@ -84,7 +136,12 @@ impl ExportsApi {
     /// Stores the document and queues an `export` job; answers at once with the job. Follow
     /// it with `GET /jobs/{id}` or `GET /jobs/{id}/events`, then download
     /// `GET /jobs/{id}/result`. The same `Idempotency-Key` returns the same job.
-    #[oai(path = "/exports", method = "post", operation_id = "create_export")]
+    #[oai(
+        path = "/exports",
+        method = "post",
+        operation_id = "create_export",
+        transform = "guard_upload"
+    )]
     async fn create_export(
         &self,
         state: Data<&Arc<ApiState>>,
@@ -95,8 +152,15 @@ impl ExportsApi {
         idempotency_key: Header<Option<String>>,
     ) -> Result<Accepted, CreateExportError> {
         let key = super::idempotency_key(idempotency_key.0)?;
-        let output = match form.format.unwrap_or(ExportFormat::Pdf) {
-            ExportFormat::Pdf => OutputFormat::Pdf,
+        let output = match form.format.unwrap_or(FormatField::Known(ExportFormat::Pdf)) {
+            FormatField::Known(ExportFormat::Pdf) => OutputFormat::Pdf,
+            FormatField::Unknown(text) => {
+                return Err(ApiError::invalid(
+                    ApiErrorCode::InvalidArguments,
+                    format!("field format: unsupported output format {text:?}; supported: pdf"),
+                )
+                .into());
+            }
         };
         let files = checked_files(
             form.file,

@@ -7,6 +7,7 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::errors::operation_errors;
+use super::limits::guard_read;
 use super::{ApiState, Tag};
 use crate::convert::{DocFormat, Family, OutputFormat};
 
@@ -83,7 +84,12 @@ impl HealthApi {
     /// Liveness
     ///
     /// 200 whenever the process can answer HTTP.
-    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    #[oai(
+        path = "/healthz",
+        method = "get",
+        operation_id = "healthz",
+        transform = "guard_read"
+    )]
     async fn healthz(&self) -> Json<Health> {
         Json(Health {
             status: "ok".into(),
@@ -94,7 +100,12 @@ impl HealthApi {
     ///
     /// Checks the database, the storage and (in processes that convert) LibreOffice. 503
     /// with the failing part named when one is down.
-    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    #[oai(
+        path = "/readyz",
+        method = "get",
+        operation_id = "readyz",
+        transform = "guard_read"
+    )]
     async fn readyz(&self, state: Data<&Arc<ApiState>>) -> ReadyResponse {
         let (database, storage) = tokio::join!(state.queue.ping(), state.storage.check());
         let converter = if state.runs_worker {
@@ -131,7 +142,12 @@ impl HealthApi {
     ///
     /// Prometheus text: jobs by kind and status, queue depth (from the database); attempt
     /// durations and conversions in flight (this process's).
-    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    #[oai(
+        path = "/metrics",
+        method = "get",
+        operation_id = "metrics",
+        transform = "guard_read"
+    )]
     async fn metrics(
         &self,
         state: Data<&Arc<ApiState>>,
@@ -148,7 +164,8 @@ impl HealthApi {
     #[oai(
         path = "/api/v1/formats",
         method = "get",
-        operation_id = "list_formats"
+        operation_id = "list_formats",
+        transform = "guard_read"
     )]
     async fn formats(&self, state: Data<&Arc<ApiState>>) -> Json<Formats> {
         let family = |f: Family| match f {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::body::JsonBody;
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::exports::Accepted;
+use super::limits::{guard_read, guard_submit};
 use super::{ApiState, Tag};
 use crate::jobs::JobStatus;
 use crate::model::view::Job;
@@ -180,7 +181,12 @@ impl JobsApi {
     /// Submit an argument-only job
     ///
     /// For kinds that take no document (`noop`, `sleep`, ...). Answers at once with the job.
-    #[oai(path = "/jobs", method = "post", operation_id = "create_job")]
+    #[oai(
+        path = "/jobs",
+        method = "post",
+        operation_id = "create_job",
+        transform = "guard_submit"
+    )]
     async fn create_job(
         &self,
         state: Data<&Arc<ApiState>>,
@@ -205,7 +211,8 @@ impl JobsApi {
     #[oai(
         path = "/jobs/batch",
         method = "post",
-        operation_id = "create_jobs_batch"
+        operation_id = "create_jobs_batch",
+        transform = "guard_submit"
     )]
     async fn create_batch(
         &self,
@@ -233,7 +240,12 @@ impl JobsApi {
     /// Get a job
     ///
     /// Status, progress, attempts, error and result of one job.
-    #[oai(path = "/jobs/:id", method = "get", operation_id = "get_job")]
+    #[oai(
+        path = "/jobs/:id",
+        method = "get",
+        operation_id = "get_job",
+        transform = "guard_read"
+    )]
     async fn get_job(
         &self,
         state: Data<&Arc<ApiState>>,
@@ -250,7 +262,12 @@ impl JobsApi {
     /// List jobs
     ///
     /// Newest first, optionally filtered by status and kind. Page with `cursor`.
-    #[oai(path = "/jobs", method = "get", operation_id = "list_jobs")]
+    #[oai(
+        path = "/jobs",
+        method = "get",
+        operation_id = "list_jobs",
+        transform = "guard_read"
+    )]
     async fn list_jobs(
         &self,
         state: Data<&Arc<ApiState>>,
@@ -312,7 +329,8 @@ impl JobsApi {
     #[oai(
         path = "/jobs/:id/result",
         method = "get",
-        operation_id = "get_job_result"
+        operation_id = "get_job_result",
+        transform = "guard_read"
     )]
     async fn get_result(
         &self,
@@ -367,7 +385,8 @@ impl JobsApi {
     #[oai(
         path = "/jobs/:id/events",
         method = "get",
-        operation_id = "get_job_events"
+        operation_id = "get_job_events",
+        transform = "guard_read"
     )]
     async fn events(
         &self,
@@ -390,7 +409,8 @@ impl JobsApi {
     #[oai(
         path = "/jobs/:id/cancel",
         method = "post",
-        operation_id = "cancel_job"
+        operation_id = "cancel_job",
+        transform = "guard_read"
     )]
     async fn cancel(
         &self,
@@ -404,7 +424,12 @@ impl JobsApi {
     /// Retry a job
     ///
     /// Puts a failed or cancelled job back in the queue with fresh attempts. 409 otherwise.
-    #[oai(path = "/jobs/:id/retry", method = "post", operation_id = "retry_job")]
+    #[oai(
+        path = "/jobs/:id/retry",
+        method = "post",
+        operation_id = "retry_job",
+        transform = "guard_read"
+    )]
     async fn retry(
         &self,
         state: Data<&Arc<ApiState>>,
@@ -429,7 +454,12 @@ impl JobsApi {
     /// Delete a job
     ///
     /// Deletes the job and its stored files; a running attempt is stopped.
-    #[oai(path = "/jobs/:id", method = "delete", operation_id = "delete_job")]
+    #[oai(
+        path = "/jobs/:id",
+        method = "delete",
+        operation_id = "delete_job",
+        transform = "guard_read"
+    )]
     async fn delete(
         &self,
         state: Data<&Arc<ApiState>>,

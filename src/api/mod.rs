@@ -5,11 +5,14 @@
 //! [`health`] (liveness, readiness, formats). [`errors`] is the single place where errors
 //! become statuses.
 
+pub mod auth;
 pub mod body;
+pub mod deadline;
 pub mod errors;
 pub mod exports;
 pub mod health;
 pub mod jobs;
+pub mod limits;
 pub mod spec;
 
 use std::sync::Arc;
@@ -55,9 +58,9 @@ pub struct ApiState {
     /// The board's port, for `GET /board` (`None`: off).
     pub board_port: Option<u16>,
     /// API keys (auth off when empty).
-    pub keys: crate::auth::ApiKeys,
+    pub keys: auth::ApiKeys,
     /// Body, time, rate and queue limits.
-    pub guards: crate::limits::Guards,
+    pub guards: limits::Guards,
     /// Where `callback_url`s may point.
     pub outbound: crate::outbound::Outbound,
     /// Whether `WEBHOOK_SECRET` is set (a `callback_url` needs it).
@@ -174,14 +177,25 @@ pub fn service() -> OpenApiService<Operations, ()> {
 
 /// The document `offload openapi` prints: the built-in kinds' API.
 pub fn builtin_spec() -> String {
-    let settings = crate::settings::Settings::defaults();
+    use crate::jobs::kinds::{BuiltinConfig, ExportConfig, WebhookConfig};
     let converter = Arc::new(crate::convert::libreoffice::LibreOffice::new(
-        &settings.soffice_path,
+        "soffice",
         Default::default(),
         Arc::new(crate::convert::sandbox::Sandbox::off()),
     ));
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    spec::document(&crate::jobs::kinds::builtin(&settings, converter, metrics))
+    // The spec lists kinds, their arguments and error codes; no setting changes those.
+    let config = BuiltinConfig {
+        max_attempts: 1,
+        backoff: std::time::Duration::ZERO,
+        export: ExportConfig {
+            timeout: std::time::Duration::ZERO,
+            concurrency: 1,
+            neutralize: true,
+        },
+        webhook: WebhookConfig::default(),
+    };
+    spec::document(&crate::jobs::kinds::builtin(&config, converter, metrics))
 }
 
 /// All HTTP routes of the API listener.
@@ -214,14 +228,12 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
         .around(move |ep, req| {
             let (state, allowed) = (guarded.clone(), allowed.clone());
             async move {
+                // Keys guard every route here; each operation's own limits are its transform.
+                if !state.keys.allows(&req) {
+                    return Ok(auth::unauthorized());
+                }
                 let path = req.uri().path().to_string();
-                let mut resp = match guard(&state, req).await {
-                    Ok((req, limit)) => match tokio::time::timeout(limit, ep.call(req)).await {
-                        Ok(resp) => resp?.into_response(),
-                        Err(_) => crate::limits::timed_out(limit),
-                    },
-                    Err(refusal) => *refusal,
-                };
+                let mut resp = ep.call(req).await?.into_response();
                 // RFC 9110: a 405 names the methods the resource does accept.
                 if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
                     && let Some((_, methods)) = allowed
@@ -234,46 +246,4 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
                 Ok(resp)
             }
         })
-}
-
-/// Auth, body size, upload rate and queue cap, in that order; `Ok` carries the request and the
-/// time it may take, `Err` the refusal to send.
-async fn guard(
-    state: &ApiState,
-    mut req: poem::Request,
-) -> Result<(poem::Request, std::time::Duration), Box<poem::Response>> {
-    use crate::limits;
-    if !state.keys.allows(&req) {
-        return Err(Box::new(crate::auth::unauthorized()));
-    }
-    let path = req.uri().path();
-    let submit = req.method() == poem::http::Method::POST
-        && matches!(
-            path,
-            "/api/v1/exports" | "/api/v1/jobs" | "/api/v1/jobs/batch"
-        );
-    let upload = req.method() == poem::http::Method::POST && path == "/api/v1/exports";
-    let g = &state.guards;
-    // The multipart envelope around a file of max_upload_bytes needs a little room.
-    let limit = if upload {
-        g.max_upload_bytes + 1024 * 1024
-    } else {
-        g.max_json_bytes
-    };
-    limits::body_limit(&mut req, limit)?;
-    if upload
-        && let Some(ip) = limits::client_ip(&req)
-        && let Err(wait) = g.uploads.take(ip)
-    {
-        return Err(Box::new(g.uploads.refusal(wait)));
-    }
-    if submit && let Some(full) = g.queue_full(&state.queue).await {
-        return Err(Box::new(full));
-    }
-    let time = if upload {
-        g.upload_timeout
-    } else {
-        g.request_timeout
-    };
-    Ok((req, time))
 }

@@ -65,7 +65,7 @@ impl LibreOffice {
     /// `sandbox` within `limits`.
     pub fn new(soffice: &str, limits: ProcessLimits, sandbox: Arc<Sandbox>) -> Self {
         Self {
-            binary: resolve_binary(soffice),
+            binary: super::process::resolve_binary(soffice),
             requested: soffice.to_string(),
             limits,
             sandbox,
@@ -86,19 +86,6 @@ impl LibreOffice {
     pub(crate) fn sandbox(&self) -> &Sandbox {
         &self.sandbox
     }
-}
-
-/// A command name looked up on `PATH`, or a path that must exist.
-pub(crate) fn resolve_binary(cmd: &str) -> Option<PathBuf> {
-    if cmd.contains('/') {
-        let path = PathBuf::from(cmd);
-        return path.is_file().then_some(path);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(cmd))
-        .find(|p| p.is_file())
 }
 
 /// Writes a fresh hardened profile into `dir`.

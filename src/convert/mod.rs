@@ -196,6 +196,73 @@ pub trait Converter: Send + Sync {
     ) -> Result<Converted, ConvertError>;
 }
 
+/// How this process converts, as the service's configuration says.
+#[derive(Debug, Clone)]
+pub struct ConvertConfig {
+    /// Keep one LibreOffice per slot running (else one per document).
+    pub warm: bool,
+    /// Conversions at once (warm slots).
+    pub slots: usize,
+    /// `soffice`: a path or a command on `PATH`.
+    pub soffice: String,
+    /// A Python with LibreOffice's `uno` module, for the warm helper.
+    pub uno_python: String,
+    /// Conversions before a warm LibreOffice is replaced.
+    pub warm_restart_after: u32,
+    pub limits: libreoffice::ProcessLimits,
+    pub sandbox: sandbox::SandboxConfig,
+    /// Where warm slots keep their profiles.
+    pub work_dir: PathBuf,
+}
+
+/// The converter `config` describes; warm slots start lazily, on the first conversion. The
+/// sandbox is tried now, so that `/readyz` can say at once if it cannot be made.
+pub fn converter(config: &ConvertConfig) -> std::io::Result<std::sync::Arc<dyn Converter>> {
+    let sandbox = std::sync::Arc::new(prepared_sandbox(config));
+    let cold = libreoffice::LibreOffice::new(&config.soffice, config.limits, sandbox);
+    if !config.warm {
+        return Ok(std::sync::Arc::new(cold));
+    }
+    let options = warm::WarmOptions {
+        slots: config.slots,
+        restart_after: config.warm_restart_after,
+        python: config.uno_python.clone(),
+        root: config.work_dir.join("offload-warm"),
+        start_timeout: std::time::Duration::from_secs(30),
+    };
+    Ok(std::sync::Arc::new(warm::WarmLibreOffice::new(
+        cold, options,
+    )?))
+}
+
+/// The sandbox for `config`'s programs, with what an operator must know about it logged.
+fn prepared_sandbox(config: &ConvertConfig) -> sandbox::Sandbox {
+    let programs: Vec<PathBuf> = [&config.soffice, &config.uno_python]
+        .into_iter()
+        .filter_map(|p| process::resolve_binary(p))
+        .collect();
+    let on = config.sandbox.mode == sandbox::SandboxMode::Bubblewrap;
+    for program in programs
+        .iter()
+        .filter(|p| sandbox::install_root(p).is_none())
+    {
+        if on {
+            tracing::warn!(program = %program.display(), "installed outside /usr and /opt: not visible inside the converter sandbox");
+        }
+    }
+    let refs: Vec<&Path> = programs.iter().map(PathBuf::as_path).collect();
+    let sandbox = sandbox::Sandbox::new(&config.sandbox, &refs);
+    match (on, sandbox.availability()) {
+        (false, _) => tracing::warn!(
+            "CONVERT_SANDBOX=off: LibreOffice runs WITHOUT a sandbox; a crafted document can read \
+             this worker's files and reach its network. Use it only where namespaces are impossible."
+        ),
+        (true, Err(why)) => tracing::error!(%why, "exports will fail with converter_unavailable"),
+        (true, Ok(())) => tracing::debug!("conversions run in a bubblewrap sandbox"),
+    }
+    sandbox
+}
+
 /// Puts `input` into the sandbox's exchange directory `dir` as `name` (a hard link when the
 /// two share a filesystem, else a copy), so the sandbox sees that one file and nothing else of
 /// the job's scratch space.

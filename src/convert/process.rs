@@ -266,3 +266,16 @@ pub fn processes() -> Vec<(i32, i32, String)> {
         })
         .collect()
 }
+
+/// A command name looked up on `PATH`, or a path that must exist.
+pub fn resolve_binary(cmd: &str) -> Option<std::path::PathBuf> {
+    if cmd.contains('/') {
+        let path = std::path::PathBuf::from(cmd);
+        return path.is_file().then_some(path);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(cmd))
+        .find(|p| p.is_file())
+}

@@ -144,7 +144,7 @@ impl Sandbox {
     pub fn new(config: &SandboxConfig, programs: &[&Path]) -> Self {
         let kind = match config.mode {
             SandboxMode::Off => Kind::Off,
-            SandboxMode::Bubblewrap => match super::libreoffice::resolve_binary(&config.bwrap) {
+            SandboxMode::Bubblewrap => match super::process::resolve_binary(&config.bwrap) {
                 None => Kind::Missing(format!(
                     "the converter sandbox cannot be created: bubblewrap ({:?}) is not installed \
                      (apt-get install bubblewrap), or set CONVERT_SANDBOX=off to convert unsandboxed",

@@ -95,13 +95,13 @@ fn compose_runs_postgres_minio_an_api_and_scalable_workers() {
     let keys = api_env["API_KEYS"].as_str().unwrap();
     assert!(keys.starts_with("${OFFLOAD_API_KEYS:?"), "{keys}");
     let mut settings = offload::settings::Settings::defaults();
-    settings.bind_addr = api_env["BIND_ADDR"].as_str().unwrap().into();
-    settings.board_addr = api_env["BOARD_ADDR"].as_str().unwrap().into();
+    settings.http.bind = api_env["BIND_ADDR"].as_str().unwrap().parse().unwrap();
+    settings.http.board = api_env["BOARD_ADDR"].as_str().unwrap().parse().unwrap();
     assert!(
         settings.validate().is_err(),
         "without keys it would refuse to start"
     );
-    settings.api_keys = "a-key".into();
+    settings.http.api_keys = "a-key".parse().unwrap();
     settings.validate().expect("with a key it starts");
     // Workers convert in a bubblewrap sandbox: the container must allow user namespaces.
     let opts = services["worker"]["security_opt"].to_string();

@@ -179,7 +179,7 @@ async fn a_linked_external_image_is_never_fetched() {
     for converter in ["warm", "cold"] {
         hits.store(0, Ordering::SeqCst);
         let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-            s.converter = converter.into()
+            s.convert.converter = converter.parse().unwrap()
         })
         .await;
         let done = upload_and_finish(&app, "linked.pptx", deck.clone()).await;
@@ -228,9 +228,9 @@ async fn a_conversion_that_times_out_twice_fails_as_too_complex_and_leaves_no_li
     require_libreoffice();
     for converter in ["warm", "cold"] {
         let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-            s.converter = converter.into();
-            s.export_timeout_secs = 1;
-            s.max_attempts = 5;
+            s.convert.converter = converter.parse().unwrap();
+            s.worker.export_timeout_secs = 1;
+            s.worker.max_attempts = 5;
         })
         .await;
         let done = upload_and_finish(&app, "long.docx", fixtures::long_docx(20_000)).await;
@@ -265,7 +265,7 @@ async fn wait_converting(app: &TestApp, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_libreoffice_mid_conversion_fails_only_that_attempt() {
     require_libreoffice();
-    let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| s.concurrency = 1).await;
+    let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| s.worker.concurrency = 1).await;
     // Warm the slot first so the kill lands in a running conversion, not a start-up.
     let warmup = upload_and_finish(
         &app,
@@ -322,7 +322,7 @@ async fn cancelling_a_conversion_kills_libreoffice() {
     require_libreoffice();
     for converter in ["warm", "cold"] {
         let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-            s.converter = converter.into()
+            s.convert.converter = converter.parse().unwrap()
         })
         .await;
         let job: Value = app
@@ -349,7 +349,7 @@ async fn cancelling_a_conversion_kills_libreoffice() {
 async fn without_the_uno_helper_warm_mode_falls_back_to_cold() {
     require_libreoffice();
     let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-        s.uno_python = "/nonexistent/python3".into()
+        s.convert.uno_python = "/nonexistent/python3".into()
     })
     .await;
     let done = upload_and_finish(

@@ -204,7 +204,7 @@ async fn deleting_a_job_removes_its_files(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_libreoffice_the_service_starts_and_exports_fail_clearly() {
     let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-        s.soffice_path = "/nonexistent/soffice".into()
+        s.convert.soffice_path = "/nonexistent/soffice".into()
     })
     .await;
     let resp = app.client.get(app.url("/readyz")).send().await.unwrap();
@@ -258,7 +258,7 @@ async fn a_hostile_filename_is_only_metadata() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_the_limit_is_refused_with_413() {
     let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-        s.max_upload_bytes = 10_000
+        s.http.max_upload_bytes = 10_000
     })
     .await;
     let resp = app

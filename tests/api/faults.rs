@@ -223,7 +223,7 @@ async fn a_storage_outage_fails_the_attempt_transiently_and_it_retries() {
     require_libreoffice();
     // An API-only app accepts the upload; no worker runs yet.
     let api = spawn_app_with(Backend::Sqlite, offload::app::Role::Api, |s| {
-        s.retry_backoff_ms = 500
+        s.worker.retry_backoff_ms = 500
     })
     .await;
     let id = id_of(&api.upload("deck5.pptx").await);

@@ -85,7 +85,7 @@ async fn status_of(
 #[tokio::test]
 async fn with_api_keys_every_protected_route_wants_one() {
     let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-        s.api_keys = format!("key-one,{KEY}");
+        s.http.api_keys = format!("key-one,{KEY}").parse().unwrap();
     })
     .await;
     let client = no_redirects();
@@ -160,7 +160,7 @@ async fn without_api_keys_nothing_asks_for_one() {
 #[tokio::test]
 async fn a_full_queue_refuses_submits_with_429_and_retry_after() {
     // No worker: what is submitted stays queued.
-    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| s.max_queued_jobs = 3).await;
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| s.http.max_queued_jobs = 3).await;
     for _ in 0..3 {
         app.create_job("noop", json!({})).await;
     }
@@ -197,7 +197,10 @@ async fn a_full_queue_refuses_submits_with_429_and_retry_after() {
 
 #[tokio::test]
 async fn uploads_over_the_per_client_rate_get_429() {
-    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| s.uploads_per_minute = 2).await;
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| {
+        s.http.uploads_per_minute = 2
+    })
+    .await;
     let bytes = std::fs::read(sample("deck5.pptx")).unwrap();
     for _ in 0..2 {
         let resp = app.upload_bytes("deck5.pptx", bytes.clone(), None).await;
@@ -221,7 +224,7 @@ async fn uploads_over_the_per_client_rate_get_429() {
 
 #[tokio::test]
 async fn a_json_body_over_the_limit_gets_413_declared_or_streamed() {
-    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| s.max_json_bytes = 1024).await;
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| s.http.max_json_bytes = 1024).await;
     let big = json!({"kind": "noop", "args": {}, "padding": "x".repeat(4096)}).to_string();
     let declared = app
         .client
@@ -253,7 +256,10 @@ async fn a_json_body_over_the_limit_gets_413_declared_or_streamed() {
 
 #[tokio::test]
 async fn an_upload_that_stalls_gets_408() {
-    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| s.upload_timeout_secs = 1).await;
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| {
+        s.http.upload_timeout_secs = 1
+    })
+    .await;
     // The multipart head arrives, then nothing: the body never ends.
     let head =
         b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pptx\"\r\n\r\nPK";
@@ -274,7 +280,10 @@ async fn an_upload_that_stalls_gets_408() {
 
 #[tokio::test]
 async fn a_connection_trickling_its_request_head_is_closed() {
-    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| s.header_timeout_secs = 1).await;
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| {
+        s.http.header_timeout_secs = 1
+    })
+    .await;
     let addr = app.base.trim_start_matches("http://").to_string();
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
     conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")

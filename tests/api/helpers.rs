@@ -95,14 +95,16 @@ impl Drop for TestDatabase {
 /// Settings for a test: fast retries and polls, private directories, port 0.
 pub fn test_settings(database_url: &str, dir: &Path) -> Settings {
     let mut s = Settings::defaults();
-    s.database_url = database_url.to_string();
-    s.storage_url = format!("fs://{}", dir.join("files").display());
-    s.bind_addr = "127.0.0.1:0".into();
-    s.board_addr = "127.0.0.1:0".into();
-    s.retry_backoff_ms = 50;
-    s.poll_interval_ms = 100;
-    s.shutdown_grace_secs = 5;
-    s.work_dir = Some(dir.join("work"));
+    s.database.url = database_url.parse().unwrap();
+    s.storage.url = format!("fs://{}", dir.join("files").display())
+        .parse()
+        .unwrap();
+    s.http.bind = "127.0.0.1:0".parse().unwrap();
+    s.http.board = "127.0.0.1:0".parse().unwrap();
+    s.worker.retry_backoff_ms = 50;
+    s.database.poll_interval_ms = 100;
+    s.worker.shutdown_grace_secs = 5;
+    s.worker.work_dir = Some(dir.join("work"));
     std::fs::create_dir_all(dir.join("work")).unwrap();
     s
 }
@@ -175,7 +177,7 @@ pub async fn spawn_app_on(
     let db = TestDatabase::create(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(&db.url, dir.path());
-    settings.storage_url = store_url(store, dir.path());
+    settings.storage.url = store_url(store, dir.path()).parse().unwrap();
     tweak(&mut settings);
     let app = Application::build(settings.clone(), role)
         .await
@@ -243,7 +245,7 @@ pub fn pdf_pages(bytes: &[u8]) -> usize {
 impl TestApp {
     /// The app's store, opened the way the app opens it.
     pub async fn storage(&self) -> offload::storage::Storage {
-        offload::storage::Storage::open(&self.settings.storage_url)
+        offload::storage::Storage::open(&self.settings.storage.url)
             .await
             .expect("the store opens")
     }

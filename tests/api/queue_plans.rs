@@ -29,7 +29,7 @@ WHERE id IN (SELECT value FROM json_each(?1))
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_acks_and_locks_find_tasks_by_id() {
     let app = spawn_app_with(Backend::Sqlite, Role::Api, |_| {}).await;
-    let pool = sqlx::SqlitePool::connect(&app.settings.database_url)
+    let pool = sqlx::SqlitePool::connect(app.settings.database.url.expose())
         .await
         .unwrap();
     for sql in [APALIS_SQLITE_ACK, APALIS_SQLITE_LOCK] {
@@ -54,7 +54,7 @@ async fn sqlite_acks_and_locks_find_tasks_by_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_wakes_the_workers_of_a_kind_once() {
     let app = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
-    let mut listener = sqlx::postgres::PgListener::connect(&app.settings.database_url)
+    let mut listener = sqlx::postgres::PgListener::connect(app.settings.database.url.expose())
         .await
         .unwrap();
     listener.listen("apalis::job::insert").await.unwrap();

@@ -308,7 +308,7 @@ async fn wait_for_soffice(root: i32) -> i32 {
 async fn without_bubblewrap_exports_fail_closed() {
     require_libreoffice();
     let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-        s.bwrap_path = "/nonexistent/bwrap".into();
+        s.convert.bwrap_path = "/nonexistent/bwrap".into();
     })
     .await;
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
@@ -332,8 +332,8 @@ async fn a_document_that_spends_its_cpu_budget_fails_at_once_as_too_complex() {
     require_libreoffice();
     for converter in ["warm", "cold"] {
         let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-            s.converter = converter.into();
-            s.convert_cpu_secs = 2;
+            s.convert.converter = converter.parse().unwrap();
+            s.convert.convert_cpu_secs = 2;
         })
         .await;
         let resp = app

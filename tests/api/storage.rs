@@ -172,8 +172,8 @@ async fn the_scheduled_sweeper_expires_jobs_without_being_asked() {
     // Two worker processes' sweepers tick every second on one database; retention is zero.
     let api = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
     let mut settings = api.settings_for_worker();
-    settings.sweep_schedule = "* * * * * *".into();
-    settings.result_retention_secs = 0;
+    settings.retention.sweep_schedule = "* * * * * *".parse().unwrap();
+    settings.retention.result_retention_secs = 0;
     let mut stops = Vec::new();
     for _ in 0..2 {
         let worker = Application::build(settings.clone(), Role::Worker)
@@ -207,7 +207,7 @@ async fn a_missing_bucket_or_bad_credentials_stop_start_up_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(&db.url, dir.path());
     let s3 = store_url(Store::S3, dir.path()).replace("s3://offload-test", "s3://no-such-bucket");
-    settings.storage_url = s3;
+    settings.storage.url = s3.parse().unwrap();
     let err = Application::build(settings.clone(), Role::Serve)
         .await
         .err()
@@ -216,8 +216,10 @@ async fn a_missing_bucket_or_bad_credentials_stop_start_up_with_one_line() {
         format!("{err:#}"),
         "STORAGE_URL: the bucket or container does not exist"
     );
-    settings.storage_url =
-        store_url(Store::Azblob, dir.path()).replace("azblob://offload-test", "azblob://nope");
+    settings.storage.url = store_url(Store::Azblob, dir.path())
+        .replace("azblob://offload-test", "azblob://nope")
+        .parse()
+        .unwrap();
     let err = Application::build(settings, Role::Serve)
         .await
         .err()

@@ -108,8 +108,8 @@ impl Receiver {
 
 async fn app_with_webhooks() -> TestApp {
     spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
-        s.webhook_secret = SECRET.into();
-        s.outbound_allow = "127.0.0.1".into();
+        s.webhooks.webhook_secret = SECRET.into();
+        s.webhooks.outbound_allow = "127.0.0.1".parse().unwrap();
     })
     .await
 }
@@ -234,7 +234,7 @@ async fn a_receiver_that_fails_twice_gets_the_third_delivery() {
 async fn internal_addresses_are_refused_at_submit() {
     // Webhooks configured, but no OUTBOUND_ALLOW: loopback is off limits.
     let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| {
-        s.webhook_secret = SECRET.into();
+        s.webhooks.webhook_secret = SECRET.into();
     })
     .await;
     for url in [
@@ -298,7 +298,7 @@ async fn internal_addresses_are_refused_at_submit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_callbacks_are_refused() {
     let app = spawn_app_with(Backend::Sqlite, Role::Api, |s| {
-        s.outbound_allow = "127.0.0.1".into();
+        s.webhooks.outbound_allow = "127.0.0.1".parse().unwrap();
     })
     .await;
     let resp = submit(

@@ -14,7 +14,6 @@ use crate::convert::{ConvertError, Converter, DocFormat, OutputFormat, reference
 use crate::jobs::{GiveUp, JobContext, JobError, JobKind, JobOutput, OutputFile, Policy};
 use crate::metrics::Metrics;
 use crate::queue::ResultFile;
-use crate::settings::Settings;
 
 pub struct Export {
     converter: Arc<dyn Converter>,
@@ -26,15 +25,27 @@ pub struct Export {
     neutralize: bool,
 }
 
+/// How exports run.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// Time limit of one attempt.
+    pub timeout: std::time::Duration,
+    /// Conversions at once in one worker process.
+    pub concurrency: usize,
+    /// Cut external references out of documents before converting them (`false` only in
+    /// tests that show the sandbox holding on its own).
+    pub neutralize: bool,
+}
+
 impl Export {
-    pub fn new(converter: Arc<dyn Converter>, settings: &Settings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(converter: Arc<dyn Converter>, config: ExportConfig, metrics: Arc<Metrics>) -> Self {
         Self {
             converter,
             metrics,
-            timeout: settings.export_timeout(),
-            concurrency: settings.concurrency,
+            timeout: config.timeout,
+            concurrency: config.concurrency,
             limits: PackageLimits::default(),
-            neutralize: !settings.test_keep_external_references,
+            neutralize: config.neutralize,
         }
     }
 }

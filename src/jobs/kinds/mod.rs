@@ -12,37 +12,47 @@ use std::sync::Arc;
 use super::{Policy, Registry};
 use crate::convert::Converter;
 use crate::metrics::Metrics;
-use crate::settings::Settings;
 
-pub use export::Export;
+pub use export::{Export, ExportConfig};
 pub use merge::Merge;
 pub use noop::Noop;
 pub use sleep::Sleep;
-pub use webhook::Webhook;
+pub use webhook::{Webhook, WebhookConfig};
+
+/// How the built-in kinds run.
+#[derive(Debug, Clone)]
+pub struct BuiltinConfig {
+    /// Attempts of every kind (webhook deliveries get at least 8).
+    pub max_attempts: u32,
+    /// First retry delay of every kind.
+    pub backoff: std::time::Duration,
+    pub export: ExportConfig,
+    pub webhook: WebhookConfig,
+}
 
 /// Service-wide defaults every kind starts from.
-pub fn default_policy(settings: &Settings) -> Policy {
+pub fn default_policy(config: &BuiltinConfig) -> Policy {
     Policy {
-        max_attempts: settings.max_attempts,
+        max_attempts: config.max_attempts,
         timeout: std::time::Duration::from_secs(3600),
         concurrency: 32,
         batch_size: 32,
-        backoff: settings.retry_backoff(),
+        backoff: config.backoff,
         give_up: None,
     }
 }
 
 /// `export`, `noop` and `sleep`, and the internal `merge` (multi-document exports) and
-/// `webhook` (completion callbacks), configured from `settings`.
+/// `webhook` (completion callbacks).
 pub fn builtin(
-    settings: &Settings,
+    config: &BuiltinConfig,
     converter: Arc<dyn Converter>,
     metrics: Arc<Metrics>,
 ) -> Registry {
-    Registry::new(default_policy(settings))
-        .register(Export::new(converter, settings, metrics))
+    Registry::new(default_policy(config))
+        .register(Export::new(converter, config.export.clone(), metrics))
         .register(Noop)
         .register(Sleep)
         .register(Merge)
-        .register(Webhook::new(settings))
+        .register(Webhook::new(config.webhook.clone()))
 }

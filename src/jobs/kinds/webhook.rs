@@ -19,15 +19,22 @@ use uuid::Uuid;
 use crate::jobs::{JobContext, JobError, JobKind, JobOutput, Policy};
 use crate::model::view::Job;
 use crate::outbound::Outbound;
-use crate::settings::Settings;
 
 pub const NAME: &str = "webhook";
 /// How long a receiver may take to answer.
 const RECEIVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Deliveries are worth more tries than the service default: receivers go down for a while.
-pub fn attempts(settings: &Settings) -> u32 {
-    settings.max_attempts.max(8)
+pub fn attempts(service_default: u32) -> u32 {
+    service_default.max(8)
+}
+
+/// How webhooks are signed and where they may go.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookConfig {
+    /// Signs every delivery (`Offload-Signature`).
+    pub secret: String,
+    pub outbound: Outbound,
 }
 
 pub struct Webhook {
@@ -36,10 +43,10 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(config: WebhookConfig) -> Self {
         Self {
-            secret: settings.webhook_secret.clone(),
-            outbound: Outbound::parse(&settings.outbound_allow).unwrap_or_default(),
+            secret: config.secret,
+            outbound: config.outbound,
         }
     }
 }

@@ -5,20 +5,29 @@
 //! `EventSource` or to the board's prebuilt UI, so `Basic` with the key as password is accepted
 //! too: the browser asks once and sends it with every request to the same origin.
 //! Without keys the service refuses to listen beyond loopback (see `Settings::validate`).
+//!
+//! A presented key is compared with each configured one in constant time (`subtle`), on their
+//! SHA-256 digests, so neither a key's bytes nor its length show in the timing.
 
 use base64::Engine as _;
 use poem::http::{StatusCode, header};
 use poem::{IntoResponse, Request, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::api::errors::{ApiErrorCode, ErrorBody};
+use super::errors::{ApiErrorCode, ErrorBody};
 
 /// Routes anyone may call: orchestrator probes and the API description.
 const PUBLIC: [&str; 4] = ["/healthz", "/readyz", "/docs", "/openapi.json"];
 
-/// The configured keys (none: auth off).
+/// The configured keys (none: auth off), kept as digests.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
-    keys: Vec<Vec<u8>>,
+    keys: Vec<[u8; 32]>,
+}
+
+fn digest(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -34,7 +43,7 @@ impl ApiKeys {
             .split(',')
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .map(|k| k.as_bytes().to_vec())
+            .map(|k| digest(k.as_bytes()))
             .collect();
         Self { keys }
     }
@@ -52,9 +61,20 @@ impl ApiKeys {
             return false;
         };
         // Compare against every key without stopping early.
-        self.keys
+        let given = digest(&given);
+        let found = self
+            .keys
             .iter()
-            .fold(false, |ok, key| ok | constant_time_eq(key, &given))
+            .fold(subtle::Choice::from(0), |ok, key| ok | key.ct_eq(&given));
+        found.into()
+    }
+}
+
+impl std::str::FromStr for ApiKeys {
+    type Err = std::convert::Infallible;
+
+    fn from_str(setting: &str) -> Result<Self, Self::Err> {
+        Ok(Self::parse(setting))
     }
 }
 
@@ -73,10 +93,6 @@ fn credential(req: &Request) -> Option<Vec<u8>> {
         return Some(decoded[colon + 1..].to_vec());
     }
     None
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The 401, inviting either scheme.

@@ -1,0 +1,303 @@
+//! Limits that keep one client from hurting the others, attached per operation (each
+//! operation's `#[oai(transform = ...)]` names its guard, so a new operation states its own):
+//!
+//! - [`guard_read`]: operations without a body — a time limit for the response head;
+//! - [`guard_submit`]: `POST /jobs`, `/jobs/batch` — a JSON body limit, the queue cap, a time
+//!   limit;
+//! - [`guard_upload`]: `POST /exports` — an upload body limit, the per-client upload rate, the
+//!   queue cap and the (longer) upload time limit.
+//!
+//! A body over its limit answers 413 at once when it declares its length; an undeclared
+//! (chunked) body is cut when it grows past it, and the cut is recorded on the request
+//! ([`BodyTooLarge`]) so that whatever error the payload parser then raises becomes the 413.
+//! The time limit answers 408 when a handler takes too long to produce its response head
+//! (streamed bodies — downloads, event streams — are not cut once started).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use poem::http::{StatusCode, header};
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response};
+
+use super::ApiState;
+use super::errors::{ApiErrorCode, ErrorBody};
+
+/// The limits of the API listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_queued_jobs: u64,
+    /// Uploads per client address per minute (0: no limit).
+    pub uploads_per_minute: u32,
+    pub request_timeout: Duration,
+    pub upload_timeout: Duration,
+    pub max_json_bytes: u64,
+    pub max_upload_bytes: u64,
+}
+
+/// The multipart envelope around a file of `max_upload_bytes` needs a little room.
+const MULTIPART_ROOM: u64 = 1024 * 1024;
+
+/// The record a body limit leaves on its request when it cut the body.
+#[derive(Debug, Clone, Default)]
+pub struct BodyTooLarge(Arc<AtomicBool>);
+
+impl BodyTooLarge {
+    fn hit(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body larger than allowed")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+fn json_error(status: StatusCode, code: ApiErrorCode, message: String) -> Response {
+    poem_openapi::payload::Json(ErrorBody { code, message })
+        .with_status(status)
+        .into_response()
+}
+
+fn too_large(limit: u64, declared: Option<u64>) -> Response {
+    let size = match declared {
+        Some(n) => format!("{n} bytes"),
+        None => "the streamed body".into(),
+    };
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ApiErrorCode::TooLarge,
+        format!("body: {size} is over this endpoint's limit of {limit} bytes"),
+    )
+}
+
+/// Enforces a body limit of `limit` bytes on `req`; `Err` is the 413 to send instead, `Ok`
+/// the record of a later cut.
+fn body_limit(req: &mut Request, limit: u64) -> Result<BodyTooLarge, Box<Response>> {
+    let declared = req
+        .header(header::CONTENT_LENGTH)
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(Box::new(too_large(limit, declared)));
+    }
+    let cut = BodyTooLarge::default();
+    if declared.is_none() {
+        let (mut seen, record) = (0u64, cut.clone());
+        let limited = req.take_body().into_bytes_stream().map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > limit {
+                record.0.store(true, Ordering::Relaxed);
+                return Err(std::io::Error::other(record.clone()));
+            }
+            Ok(chunk)
+        });
+        req.set_body(Body::from_bytes_stream(limited));
+    }
+    Ok(cut)
+}
+
+/// The 408 for a handler that ran out of time.
+fn timed_out(limit: Duration) -> Response {
+    json_error(
+        StatusCode::REQUEST_TIMEOUT,
+        ApiErrorCode::RequestTimeout,
+        format!("the request took longer than {}s", limit.as_secs()),
+    )
+}
+
+/// Per-client token buckets for uploads (governor's GCRA, keyed by address).
+pub struct UploadRate {
+    per_minute: u32,
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl UploadRate {
+    /// `per_minute == 0` disables the limit.
+    pub fn new(per_minute: u32) -> Self {
+        let limiter = NonZeroU32::new(per_minute)
+            .map(|n| DefaultKeyedRateLimiter::hashmap(Quota::per_minute(n)));
+        Self {
+            per_minute,
+            limiter,
+        }
+    }
+
+    /// Takes one token for `client`; `Err(seconds)` to wait when there is none.
+    pub fn take(&self, client: IpAddr) -> Result<(), u64> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        if limiter.len() > 10_000 {
+            // Forget clients whose buckets have long been full again.
+            limiter.retain_recent();
+        }
+        limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            wait.as_secs_f64().ceil().max(1.0) as u64
+        })
+    }
+
+    /// The 429 for a client over its rate.
+    fn refusal(&self, wait: u64) -> Response {
+        let mut resp = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            ApiErrorCode::Overloaded,
+            format!(
+                "more than {} uploads a minute from this client; retry in {wait}s",
+                self.per_minute
+            ),
+        );
+        resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        resp
+    }
+}
+
+/// The limits with their state: the upload buckets and the cached queued-job count.
+pub struct Guards {
+    pub limits: Limits,
+    uploads: UploadRate,
+    /// Queued-job count and when it was read: submits check it at most every 250 ms.
+    queued: tokio::sync::Mutex<(Option<Instant>, i64)>,
+}
+
+impl Guards {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            uploads: UploadRate::new(limits.uploads_per_minute),
+            limits,
+            queued: tokio::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(response)` (429) when the queue already holds `MAX_QUEUED_JOBS`.
+    async fn queue_full(&self, queue: &crate::queue::Queue) -> Option<Response> {
+        let cap = self.limits.max_queued_jobs;
+        if cap == 0 {
+            return None;
+        }
+        let mut cached = self.queued.lock().await;
+        if cached
+            .0
+            .is_none_or(|at| at.elapsed() > Duration::from_millis(250))
+        {
+            // A failing count must not block submits; the queue itself reports the outage.
+            let count = queue.queued_count().await.unwrap_or(0);
+            *cached = (Some(Instant::now()), count);
+        }
+        let queued = u64::try_from(cached.1).unwrap_or(0);
+        if queued < cap {
+            // Count the admitted submit until the next read, so a burst within the cache
+            // window cannot overshoot the cap (a refused or batch submit is corrected then).
+            cached.1 += 1;
+            return None;
+        }
+        let mut resp = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            ApiErrorCode::Overloaded,
+            format!("{queued} jobs are waiting (the limit is {cap}); retry shortly"),
+        );
+        resp.headers_mut().insert(header::RETRY_AFTER, 5.into());
+        Some(resp)
+    }
+}
+
+/// What one operation's guard checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    Read,
+    Submit,
+    Upload,
+}
+
+/// The client address of a request, for rate limiting.
+fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.remote_addr().as_socket_addr().map(|a| a.ip())
+}
+
+/// Runs `req` through the checks of `guard`, then `ep` within its time limit.
+async fn guarded<E: Endpoint>(ep: &E, mut req: Request, guard: Guard) -> poem::Result<Response> {
+    let state = req
+        .data::<Arc<ApiState>>()
+        .cloned()
+        .expect("the API routes carry their state");
+    let (g, limits) = (&state.guards, &state.guards.limits);
+    let body = match guard {
+        Guard::Read => None,
+        Guard::Submit => Some(limits.max_json_bytes),
+        Guard::Upload => Some(limits.max_upload_bytes + MULTIPART_ROOM),
+    };
+    let cut = match body.map(|limit| (limit, body_limit(&mut req, limit))) {
+        Some((_, Err(refusal))) => return Ok(*refusal),
+        Some((limit, Ok(cut))) => Some((limit, cut)),
+        None => None,
+    };
+    if guard == Guard::Upload
+        && let Some(ip) = client_ip(&req)
+        && let Err(wait) = g.uploads.take(ip)
+    {
+        return Ok(g.uploads.refusal(wait));
+    }
+    if guard != Guard::Read
+        && let Some(full) = g.queue_full(&state.queue).await
+    {
+        return Ok(full);
+    }
+    let time = match guard {
+        Guard::Upload => limits.upload_timeout,
+        _ => limits.request_timeout,
+    };
+    let answer = match tokio::time::timeout(time, ep.call(req)).await {
+        Err(_) => return Ok(timed_out(time)),
+        Ok(answer) => answer.map(IntoResponse::into_response),
+    };
+    match (cut, answer) {
+        // The body was cut at its limit: whatever the parser made of that, it is a 413.
+        (Some((limit, cut)), _) if cut.hit() => Ok(too_large(limit, None)),
+        (_, answer) => answer,
+    }
+}
+
+/// The guard of operations without a body.
+pub fn guard_read(ep: impl Endpoint + 'static) -> impl Endpoint {
+    ep.around(|ep, req| async move { guarded(&ep, req, Guard::Read).await })
+}
+
+/// The guard of JSON submits.
+pub fn guard_submit(ep: impl Endpoint + 'static) -> impl Endpoint {
+    ep.around(|ep, req| async move { guarded(&ep, req, Guard::Submit).await })
+}
+
+/// The guard of uploads.
+pub fn guard_upload(ep: impl Endpoint + 'static) -> impl Endpoint {
+    ep.around(|ep, req| async move { guarded(&ep, req, Guard::Upload).await })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_holds_a_minute_of_uploads_per_client() {
+        let rate = UploadRate::new(60);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..60 {
+            rate.take(ip).unwrap();
+        }
+        assert_eq!(rate.take(ip), Err(1), "empty: wait about a second");
+        assert!(
+            rate.take("192.0.2.2".parse().unwrap()).is_ok(),
+            "buckets are per client"
+        );
+        assert!(UploadRate::new(0).take(ip).is_ok(), "0 disables the limit");
+    }
+}
