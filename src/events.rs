@@ -9,16 +9,15 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use futures::channel::mpsc;
+use tokio::sync::Notify;
 use tokio::sync::mpsc as watch_mpsc;
 use uuid::Uuid;
 
-use crate::jobs::JobStatus;
-use crate::queue::JobRecord;
+use crate::model::{JobRecord, JobStatus};
 
 /// One change of one job: its new status (`None`: deleted) and, when the writer had it, the
 /// row as written — so a reader sees every state, even one that lasted a millisecond.
@@ -103,29 +102,43 @@ impl Drop for JobWatch {
     }
 }
 
-/// Per-kind wake-up channels for this process's workers.
+/// Per-kind wake-ups for this process's workers.
 #[derive(Clone, Default)]
 pub struct Wakers {
-    senders: Arc<Mutex<HashMap<String, Vec<mpsc::UnboundedSender<()>>>>>,
+    /// One `Notify` per live wake stream (a worker generation), by kind.
+    by_kind: Arc<Mutex<HashMap<String, Vec<Weak<Notify>>>>>,
 }
 
 impl Wakers {
-    /// A stream that yields whenever a job of `kind` is enqueued in this process.
+    /// A stream that yields whenever a job of `kind` is enqueued in this process. A wake-up
+    /// while the worker is busy is kept (one), so it looks again as soon as it can.
     pub fn stream(&self, kind: &str) -> WakeStream {
-        let (tx, rx) = mpsc::unbounded();
-        self.senders
+        let notify = Arc::new(Notify::new());
+        self.by_kind
             .lock()
             .expect("wakers lock")
             .entry(kind.to_string())
             .or_default()
-            .push(tx);
-        WakeStream { rx: Mutex::new(rx) }
+            .push(Arc::downgrade(&notify));
+        let woken = futures::stream::unfold(notify, |notify| async move {
+            notify.notified().await;
+            Some(((), notify))
+        });
+        WakeStream {
+            inner: Mutex::new(Box::pin(woken)),
+        }
     }
 
     pub fn wake(&self, kind: &str) {
-        let mut senders = self.senders.lock().expect("wakers lock");
-        if let Some(list) = senders.get_mut(kind) {
-            list.retain(|tx| tx.unbounded_send(()).is_ok());
+        let mut by_kind = self.by_kind.lock().expect("wakers lock");
+        if let Some(list) = by_kind.get_mut(kind) {
+            list.retain(|weak| match weak.upgrade() {
+                Some(notify) => {
+                    notify.notify_one();
+                    true
+                }
+                None => false,
+            });
         }
     }
 }
@@ -133,14 +146,14 @@ impl Wakers {
 /// See [`Wakers::stream`]. `Sync` (apalis polling strategies require it) through a mutex that
 /// only the worker's own poll ever takes.
 pub struct WakeStream {
-    rx: Mutex<mpsc::UnboundedReceiver<()>>,
+    inner: Mutex<Pin<Box<dyn Stream<Item = ()> + Send>>>,
 }
 
 impl Stream for WakeStream {
     type Item = ();
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
-        let mut rx = self.rx.lock().expect("wake stream lock");
-        Pin::new(&mut *rx).poll_next(cx)
+        let mut inner = self.inner.lock().expect("wake stream lock");
+        inner.as_mut().poll_next(cx)
     }
 }

@@ -5,28 +5,27 @@
 //!
 //! # Layout
 //!
-//! - [`cli`], [`settings`], [`telemetry`], [`shutdown`]: the process around the service —
-//!   command line, typed settings (flags → env → defaults), logs, signals.
-//! - [`client`]: the command-line client (`offload submit | status | cancel`), over the
-//!   public HTTP API only.
-//! - [`app`]: [`app::Application`] wires the parts for one role (API, worker, or both).
-//! - [`api`]: the HTTP API (poem-openapi), one file per resource; `api::errors` maps every
-//!   error to a status in one place.
-//! - [`queue`]: the one seam to the database (Postgres or SQLite): job rows, state
-//!   transitions, apalis tasks and workers.
-//! - [`jobs`]: the [`jobs::JobKind`] trait, the registry, the runner that executes attempts,
-//!   and the built-in kinds (`export`, `noop`, `sleep`).
-//! - [`convert`]: document type detection and the LibreOffice converter.
-//! - [`storage`]: inputs and results in object storage (opendal), under service-made keys.
-//! - [`sweeper`]: retention — expires finished jobs' files and prunes old rows, on a schedule,
-//!   once across the cluster.
-//! - [`events`]: in-process notifications (job changes for SSE and cancels; worker wake-ups).
-//! - [`pages`]: the upload and live-progress pages (embedded from `frontend/`).
-//! - [`board`]: the apalis board for operators, on its own listener.
-//! - [`metrics`]: `/metrics` in Prometheus text.
-//! - [`auth`], [`limits`]: optional API keys; body, time, rate and queue limits, and the
-//!   slow-loris guard.
-//! - [`outbound`]: where webhooks may go (public addresses, or those `OUTBOUND_ALLOW` names).
+//! Layers, lowest first; a module imports only from layers below its own (checked by
+//! `tests/api/layers.rs`; ARCHITECTURE.md says why each part sits where it does):
+//!
+//! 1. [`model`] — the job's own types: status, steps, the typed job row, error codes, the Job
+//!    JSON view. Imports nothing of the crate.
+//! 2. [`events`] — in-process notifications: per-job change watches, worker wake-ups.
+//! 3. The seams, each behind its own types: [`storage`] (opendal), [`convert`] (document types,
+//!    external references, the OS sandbox, LibreOffice), [`outbound`] (where webhooks may go),
+//!    [`metrics`] (`/metrics`), [`client`] (the command-line client, over HTTP only).
+//! 4. [`queue`] — the one seam to the database (Postgres or SQLite): job rows, fenced
+//!    transitions, following a job, apalis tasks and workers run from plain plans.
+//! 5. [`jobs`] (the `JobKind` trait, the registry, the runner, the workers, the built-in
+//!    kinds) and [`sweeper`] (retention).
+//! 6. [`pages`] and [`board`] — the upload and progress pages, the apalis board.
+//! 7. [`api`] — the HTTP API (poem-openapi): one file per resource, `auth`, per-operation
+//!    `limits`, the slow-loris `deadline`, and `errors`, where every error becomes a status.
+//! 8. [`settings`], [`telemetry`], [`shutdown`] — typed settings, logs, signals.
+//! 9. [`app`] — wires the parts for one role (API, worker, or both) from the settings.
+//! 10. [`cli`] (and `main`) — the command line.
+//!
+//! Only `app`, `cli` and `main` see the settings; every component takes its own config.
 
 pub mod api;
 pub mod app;

@@ -1,41 +1,107 @@
-//! `/metrics` in Prometheus text format.
+//! `/metrics` in the Prometheus/OpenMetrics text format, through `prometheus-client`.
 //!
-//! Job counts by kind and status (and so queue depth) come from the database, so every API
-//! process reports the whole cluster. Attempt durations and conversions in flight are this
-//! process's own (they are zero in an API-only process; scrape the workers for them).
+//! Label values are kind names (which the registry holds to `[a-z0-9_]`), statuses and
+//! outcomes (fixed sets): none needs escaping, which matters because prometheus-client 0.24
+//! writes label values as they are.
+//!
+//! Job counts by kind and status (and so queue depth) come from the database at each scrape,
+//! so every API process reports the whole cluster. Attempt durations and conversions in flight
+//! are this process's own (they are zero in an API-only process; scrape the workers for them).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::model::JobStatus;
 
 /// Upper bounds (seconds) of the attempt-duration histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindStatus {
+    kind: String,
+    status: String,
 }
 
-/// This process's job metrics.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindOutcome {
+    kind: String,
+    outcome: String,
+}
+
+type Durations = Family<KindOutcome, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// This process's metrics, and the cluster's job counts as of the last scrape.
 pub struct Metrics {
-    /// (kind, outcome) → attempt durations.
-    attempts: Mutex<BTreeMap<(String, &'static str), Histogram>>,
-    conversions_in_flight: AtomicI64,
+    registry: Registry,
+    jobs: Family<KindStatus, Gauge>,
+    queue_depth: Family<Kind, Gauge>,
+    conversions_in_flight: Gauge,
+    attempts: Durations,
+    /// One scrape at a time sets the job gauges and encodes them.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let jobs = Family::<KindStatus, Gauge>::default();
+        let queue_depth = Family::<Kind, Gauge>::default();
+        let conversions_in_flight = Gauge::default();
+        let attempts: Durations = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "offload_jobs",
+            "Jobs in the database by kind and status",
+            jobs.clone(),
+        );
+        registry.register(
+            "offload_queue_depth",
+            "Jobs waiting for a worker (queued), by kind",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "offload_conversions_in_flight",
+            "Document conversions running in this process",
+            conversions_in_flight.clone(),
+        );
+        registry.register(
+            "offload_attempt_duration_seconds",
+            "Duration of job attempts run by this process, by kind and outcome",
+            attempts.clone(),
+        );
+        Self {
+            registry,
+            jobs,
+            queue_depth,
+            conversions_in_flight,
+            attempts,
+            scrape: Mutex::new(()),
+        }
+    }
 }
 
 /// Decrements the in-flight gauge when the conversion ends, however it ends.
-pub struct InFlight<'a>(&'a AtomicI64);
+pub struct InFlight<'a>(&'a Gauge);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
@@ -43,78 +109,47 @@ impl Metrics {
     /// Records one finished attempt; `outcome` is `succeeded`, `failed`, `retried` or
     /// `cancelled`.
     pub fn attempt(&self, kind: &str, outcome: &'static str, took: Duration) {
-        let secs = took.as_secs_f64();
-        let mut attempts = self.attempts.lock().expect("metrics lock");
-        let h = attempts.entry((kind.to_string(), outcome)).or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        let labels = KindOutcome {
+            kind: kind.to_string(),
+            outcome: outcome.to_string(),
+        };
+        self.attempts
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
     }
 
     pub fn conversion_started(&self) -> InFlight<'_> {
-        self.conversions_in_flight.fetch_add(1, Ordering::Relaxed);
+        self.conversions_in_flight.inc();
         InFlight(&self.conversions_in_flight)
     }
 
-    /// The exposition: `jobs` are `(kind, status, count)` rows from the database.
+    /// The exposition: `jobs` are `(kind, status, count)` rows from the database; every kind
+    /// and status gets a value, zero when it has no row.
     pub fn render(&self, jobs: &[(String, String, i64)], kinds: &[&str]) -> String {
+        let _one_at_a_time = self.scrape.lock().expect("metrics lock");
+        let count = |kind: &str, status: JobStatus| {
+            jobs.iter()
+                .find(|(k, s, _)| k == kind && s == status.as_str())
+                .map_or(0, |(_, _, n)| *n)
+        };
+        for kind in kinds {
+            for status in JobStatus::ALL {
+                let labels = KindStatus {
+                    kind: kind.to_string(),
+                    status: status.as_str().to_string(),
+                };
+                self.jobs.get_or_create(&labels).set(count(kind, status));
+            }
+            let labels = Kind {
+                kind: kind.to_string(),
+            };
+            self.queue_depth
+                .get_or_create(&labels)
+                .set(count(kind, JobStatus::Queued));
+        }
         let mut out = String::new();
-        out.push_str("# HELP offload_jobs Jobs in the database by kind and status.\n# TYPE offload_jobs gauge\n");
-        let mut known: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        for kind in kinds {
-            for status in crate::jobs::JobStatus::ALL {
-                known.insert((kind, status.as_str()), 0);
-            }
-        }
-        for (kind, status, n) in jobs {
-            known.insert((kind.as_str(), status.as_str()), *n);
-        }
-        for ((kind, status), n) in &known {
-            let _ = writeln!(
-                out,
-                "offload_jobs{{kind=\"{kind}\",status=\"{status}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP offload_queue_depth Jobs waiting for a worker (queued), by kind.\n# TYPE offload_queue_depth gauge\n");
-        for kind in kinds {
-            let n = known.get(&(*kind, "queued")).copied().unwrap_or(0);
-            let _ = writeln!(out, "offload_queue_depth{{kind=\"{kind}\"}} {n}");
-        }
-        out.push_str("# HELP offload_conversions_in_flight Document conversions running in this process.\n# TYPE offload_conversions_in_flight gauge\n");
-        let _ = writeln!(
-            out,
-            "offload_conversions_in_flight {}",
-            self.conversions_in_flight.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP offload_attempt_duration_seconds Duration of job attempts run by this process, by kind and outcome.\n# TYPE offload_attempt_duration_seconds histogram\n");
-        for ((kind, outcome), h) in self.attempts.lock().expect("metrics lock").iter() {
-            let labels = format!("kind=\"{kind}\",outcome=\"{outcome}\"");
-            for (bound, n) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "offload_attempt_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "offload_attempt_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "offload_attempt_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "offload_attempt_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String does not fail");
         out
     }
 }
@@ -133,12 +168,19 @@ mod tests {
             &[("sleep".into(), "queued".into(), 4)],
             &["export", "sleep"],
         );
-        assert!(text.contains("offload_jobs{kind=\"sleep\",status=\"queued\"} 4\n"));
+        assert!(
+            text.contains("offload_jobs{kind=\"sleep\",status=\"queued\"} 4\n"),
+            "{text}"
+        );
         assert!(text.contains("offload_jobs{kind=\"export\",status=\"failed\"} 0\n"));
         assert!(text.contains("offload_queue_depth{kind=\"sleep\"} 4\n"));
         assert!(text.contains("offload_conversions_in_flight 1\n"));
-        assert!(text.contains("offload_attempt_duration_seconds_bucket{kind=\"sleep\",outcome=\"succeeded\",le=\"0.05\"} 1\n"));
-        assert!(text.contains("offload_attempt_duration_seconds_bucket{kind=\"sleep\",outcome=\"succeeded\",le=\"5\"} 2\n"));
+        assert!(text.contains(
+            "offload_attempt_duration_seconds_bucket{le=\"0.05\",kind=\"sleep\",outcome=\"succeeded\"} 1\n"
+        ), "{text}");
+        assert!(text.contains(
+            "offload_attempt_duration_seconds_bucket{le=\"5.0\",kind=\"sleep\",outcome=\"succeeded\"} 2\n"
+        ));
         assert!(text.contains(
             "offload_attempt_duration_seconds_count{kind=\"sleep\",outcome=\"succeeded\"} 2\n"
         ));

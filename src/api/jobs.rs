@@ -19,7 +19,7 @@ use super::limits::{guard_read, guard_submit};
 use super::{ApiState, Tag};
 use crate::jobs::JobStatus;
 use crate::model::view::Job;
-use crate::queue::{JobRecord, ListFilter};
+use crate::queue::{JobRecord, ListFilter, Seen};
 use crate::storage;
 
 /// Most jobs one batch may create.
@@ -480,57 +480,31 @@ impl JobsApi {
 }
 
 /// The job now, then after every change, ending after a final status (or when the job is
-/// deleted). Changes made in this process arrive with their row, so none is missed; changes
-/// made by other processes are read from the database within [`EVENTS_POLL`].
+/// deleted): the queue's [`crate::queue::Follow`], with changes made by other processes read
+/// from the database within [`EVENTS_POLL`].
 fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<Item = Job> + Send {
-    struct Watch {
-        state: Arc<ApiState>,
-        id: Uuid,
-        changes: crate::events::JobWatch,
-        pending: Option<JobRecord>,
-        last_update: Option<(i64, JobStatus)>,
-        finished: bool,
-    }
-    let watch = Watch {
-        id: first.id,
-        changes: state.queue.feed().watch(first.id),
-        state,
-        pending: Some(first),
-        last_update: None,
-        finished: false,
-    };
-    futures::stream::unfold(watch, |mut w| async move {
-        if w.finished {
-            return None;
-        }
-        loop {
-            let row = match w.pending.take() {
-                Some(row) => row,
-                None => match tokio::time::timeout(EVENTS_POLL, w.changes.next()).await {
-                    Ok(Some(change)) if change.status.is_none() => return None,
-                    Ok(Some(crate::events::Change { row: Some(row), .. })) => (*row).clone(),
-                    _ => match w.state.queue.get(w.id).await {
-                        Ok(Some(row)) => row,
-                        Ok(None) => return None,
-                        Err(_) => continue,
-                    },
+    let follow = state.queue.follow(&first, EVENTS_POLL);
+    // (next row to send, the follow — `None` once a final state went out)
+    let start = (Some(first), Some(follow));
+    futures::stream::unfold(start, move |(pending, follow)| {
+        let state = state.clone();
+        async move {
+            let (row, mut follow) = match (pending, follow) {
+                (Some(row), follow) => (row, follow),
+                (None, Some(mut follow)) => match follow.next().await {
+                    Seen::Changed(row) => (*row, Some(follow)),
+                    Seen::Deleted => return None,
                 },
+                (None, None) => return None,
             };
-            let stamp = (row.updated_at, row.status);
-            // Skip repeats, and snapshots older than one already sent (writers race).
-            if w.last_update
-                .as_ref()
-                .is_some_and(|last| *last == stamp || last.0 > stamp.0)
-            {
-                continue;
+            if row.status.is_final() {
+                follow = None;
             }
-            w.last_update = Some(stamp);
-            w.finished = row.status.is_final();
-            let job = match w.state.queue.view(row.clone()).await {
+            let job = match state.queue.view(row.clone()).await {
                 Ok(job) => job,
                 Err(_) => Job::from(row),
             };
-            return Some((job, w));
+            Some((job, (None, follow)))
         }
     })
 }

@@ -9,11 +9,29 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::DocFormat;
-use crate::jobs::JobError;
+use crate::model::ErrorCode;
+use crate::model::codes;
 
 const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
 const OLE2_MAGIC: &[u8; 8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 const RTF_MAGIC: &[u8; 5] = b"{\\rtf";
+
+/// Why a stored document is not converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// The document itself is the problem: the same bytes fail the same way every time.
+    #[error("{1}")]
+    Refused(ErrorCode, String),
+    /// Reading it failed (local I/O).
+    #[error("{0}")]
+    Io(String),
+}
+
+impl InspectError {
+    fn io(e: impl std::fmt::Display) -> Self {
+        InspectError::Io(e.to_string())
+    }
+}
 
 /// Why an upload is not accepted as a document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,8 +242,8 @@ pub fn inspect(
     path: &Path,
     format: DocFormat,
     limits: &PackageLimits,
-) -> Result<DocInfo, JobError> {
-    let mut file = std::fs::File::open(path).map_err(JobError::internal)?;
+) -> Result<DocInfo, InspectError> {
+    let mut file = std::fs::File::open(path).map_err(InspectError::io)?;
     if format.is_ooxml() || format.is_odf() {
         inspect_zip(&mut file, format, limits)
     } else if matches!(format, DocFormat::Doc | DocFormat::Xls | DocFormat::Ppt) {
@@ -235,14 +253,14 @@ pub fn inspect(
     }
 }
 
-fn corrupt(detail: impl std::fmt::Display) -> JobError {
-    JobError::fatal(
-        "document_corrupt",
+fn corrupt(detail: impl std::fmt::Display) -> InspectError {
+    InspectError::Refused(
+        codes::DOCUMENT_CORRUPT,
         format!("the document is damaged or incomplete and cannot be opened ({detail})"),
     )
 }
 
-fn inspect_ole2(file: &mut std::fs::File) -> Result<DocInfo, JobError> {
+fn inspect_ole2(file: &mut std::fs::File) -> Result<DocInfo, InspectError> {
     let cfb = cfb::CompoundFile::open(file).map_err(corrupt)?;
     if cfb.exists("/EncryptedPackage") || cfb.exists("/EncryptionInfo") {
         return Err(encrypted());
@@ -250,10 +268,10 @@ fn inspect_ole2(file: &mut std::fs::File) -> Result<DocInfo, JobError> {
     Ok(DocInfo { count: None })
 }
 
-fn encrypted() -> JobError {
-    JobError::fatal(
-        "document_encrypted",
-        "the document is password-protected; remove the password and upload it again",
+fn encrypted() -> InspectError {
+    InspectError::Refused(
+        codes::DOCUMENT_ENCRYPTED,
+        "the document is password-protected; remove the password and upload it again".into(),
     )
 }
 
@@ -261,20 +279,20 @@ fn inspect_zip(
     file: &mut std::fs::File,
     format: DocFormat,
     limits: &PackageLimits,
-) -> Result<DocInfo, JobError> {
+) -> Result<DocInfo, InspectError> {
     // An encrypted OOXML upload is an OLE2 file, whatever its claimed type.
     let mut magic = [0u8; 8];
-    let n = read_up_to(file, &mut magic).map_err(JobError::internal)?;
+    let n = read_up_to(file, &mut magic).map_err(InspectError::io)?;
     if &magic[..n] == OLE2_MAGIC {
         return Err(encrypted());
     }
-    let twice = super::references::duplicate_entries(file).map_err(JobError::internal)?;
+    let twice = super::references::duplicate_entries(file).map_err(InspectError::io)?;
     if let Some(name) = twice.first() {
         // Which copy a reader takes differs between readers: an upload that says two
         // things at once is not converted.
         return Err(corrupt(format!("it holds two parts named {name:?}")));
     }
-    file.seek(SeekFrom::Start(0)).map_err(JobError::internal)?;
+    file.seek(SeekFrom::Start(0)).map_err(InspectError::io)?;
     let mut archive = zip::ZipArchive::new(file).map_err(corrupt)?;
     check_package_limits(&mut archive, limits)?;
     check_main_part(&mut archive, format)?;
@@ -305,8 +323,8 @@ fn inspect_zip(
 fn check_package_limits<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     limits: &PackageLimits,
-) -> Result<(), JobError> {
-    let too_large = |why: String| JobError::fatal("document_too_large", why);
+) -> Result<(), InspectError> {
+    let too_large = |why: String| InspectError::Refused(codes::DOCUMENT_TOO_LARGE, why);
     if archive.len() > limits.max_entries {
         return Err(too_large(format!(
             "the package has {} parts; the limit is {}",
@@ -341,7 +359,7 @@ fn check_package_limits<R: Read + Seek>(
 fn check_main_part<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     format: DocFormat,
-) -> Result<(), JobError> {
+) -> Result<(), InspectError> {
     let main = match format {
         DocFormat::Pptx => "ppt/presentation.xml",
         DocFormat::Docx => "word/document.xml",
@@ -360,7 +378,7 @@ fn check_main_part<R: Read + Seek>(
 fn check_xml_depth<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     limit: usize,
-) -> Result<(), JobError> {
+) -> Result<(), InspectError> {
     for i in 0..archive.len() {
         let entry = archive.by_index(i).map_err(corrupt)?;
         let name = entry.name().to_owned();
@@ -368,8 +386,8 @@ fn check_xml_depth<R: Read + Seek>(
             continue;
         }
         if let Some(depth) = super::xml_depth::exceeds(entry, limit).map_err(corrupt)? {
-            return Err(JobError::fatal(
-                "document_too_large",
+            return Err(InspectError::Refused(
+                codes::DOCUMENT_TOO_LARGE,
                 format!(
                     "part {name:?} nests elements over {} deep (reached {depth})",
                     limit

@@ -2,7 +2,7 @@
 //! small UNO helper that ships inside the binary (`uno_helper.py`, run with the system Python's
 //! `uno` module). A 5-slide deck converts in ~0.15 s warm against ~1.3 s cold.
 //!
-//! Each slot is one [`Sandbox`]: the helper starts inside it and launches LibreOffice as its
+//! Each slot is one [`Sandbox`](super::sandbox::Sandbox): the helper starts inside it and launches LibreOffice as its
 //! own child there, and the two talk over LibreOffice's named pipe (a Unix socket in the
 //! sandbox's private `/tmp`) — no TCP, and the sandbox has no network to offer one. The worker
 //! talks to the helper over its stdin/stdout. The sandbox sees the slot's profile, the slot's

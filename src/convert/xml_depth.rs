@@ -1,114 +1,41 @@
-//! How deeply an XML part nests its elements, measured while streaming it.
+//! How deeply an XML part nests its elements, measured while streaming it (quick-xml).
 //!
 //! LibreOffice's parser gives up past its depth limit and silently renders the part empty; a
 //! document nested that deep is hostile (or broken), so the pre-flight check refuses it with a
-//! reason instead of producing a blank PDF. The scan is a small tokenizer, not a parser: it
-//! only needs to tell opening, closing and self-closing tags apart, and skips comments,
-//! processing instructions, declarations and CDATA.
+//! reason instead of producing a blank PDF. Only depth is this check's business: a part that
+//! is not well-formed XML is left for LibreOffice to judge.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
 
-#[derive(Clone, Copy)]
-enum State {
-    Text,
-    /// Just after `<`.
-    Open,
-    /// Inside an opening tag; `slash` when the last significant byte was `/`.
-    Tag {
-        quote: Option<u8>,
-        slash: bool,
-    },
-    /// Inside a closing tag, until `>`.
-    Close,
-    /// Inside `<!...>` or `<?...?>`: `tail` holds the last bytes, to find `-->` or `]]>`.
-    Other {
-        comment_or_cdata: bool,
-        tail: [u8; 2],
-    },
-}
+use quick_xml::Reader;
+use quick_xml::events::Event;
 
-/// Streams `reader`; `Some(depth)` as soon as nesting exceeds `limit`, `None` if it never does.
-pub fn exceeds(mut reader: impl Read, limit: usize) -> std::io::Result<Option<usize>> {
-    let mut state = State::Text;
+/// Streams `reader`; `Some(depth)` as soon as nesting exceeds `limit`, `None` if it never does
+/// (or the part stops being XML first).
+pub fn exceeds(reader: impl Read, limit: usize) -> std::io::Result<Option<usize>> {
+    let mut xml = Reader::from_reader(BufReader::with_capacity(64 * 1024, reader));
+    let config = xml.config_mut();
+    config.check_end_names = false;
+    config.allow_unmatched_ends = true;
+    let mut buf = Vec::new();
     let mut depth = 0usize;
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        for &b in &buf[..n] {
-            state = step(state, b, &mut depth);
-            if depth > limit {
-                return Ok(Some(depth));
-            }
-        }
-    }
-}
-
-fn step(state: State, b: u8, depth: &mut usize) -> State {
-    match state {
-        State::Text if b == b'<' => State::Open,
-        State::Text => State::Text,
-        State::Open => match b {
-            b'/' => State::Close,
-            b'!' | b'?' => State::Other {
-                comment_or_cdata: b == b'!',
-                tail: [0; 2],
-            },
-            _ => {
-                *depth += 1;
-                State::Tag {
-                    quote: None,
-                    slash: false,
+        match xml.read_event_into(&mut buf) {
+            Ok(Event::Start(_)) => {
+                depth += 1;
+                if depth > limit {
+                    return Ok(Some(depth));
                 }
             }
-        },
-        State::Tag { quote: Some(q), .. } => State::Tag {
-            quote: (b != q).then_some(q),
-            slash: false,
-        },
-        State::Tag { quote: None, slash } => match b {
-            b'"' | b'\'' => State::Tag {
-                quote: Some(b),
-                slash: false,
-            },
-            b'>' => {
-                if slash {
-                    *depth = depth.saturating_sub(1);
-                }
-                State::Text
+            Ok(Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Event::Eof) => return Ok(None),
+            Ok(_) => {}
+            Err(quick_xml::Error::Io(e)) => {
+                return Err(std::io::Error::new(e.kind(), e.to_string()));
             }
-            b'/' => State::Tag {
-                quote: None,
-                slash: true,
-            },
-            _ => State::Tag {
-                quote: None,
-                slash: slash && b.is_ascii_whitespace(),
-            },
-        },
-        State::Close if b == b'>' => {
-            *depth = depth.saturating_sub(1);
-            State::Text
+            Err(_) => return Ok(None),
         }
-        State::Close => State::Close,
-        State::Other {
-            comment_or_cdata,
-            tail,
-        } => {
-            // `<!--x-->` and `<![CDATA[x]]>` may hold `>`; `<!DOCTYPE>` and `<?pi?>` end at it
-            // (an internal DTD subset is not something office documents carry).
-            let closes = b == b'>' && (!comment_or_cdata || tail == *b"--" || tail == *b"]]");
-            if closes {
-                State::Text
-            } else {
-                State::Other {
-                    comment_or_cdata,
-                    tail: [tail[1], b],
-                }
-            }
-        }
+        buf.clear();
     }
 }
 

@@ -2,6 +2,7 @@
 //! input document, progress reports, checkpointed steps, other jobs' results (a merge reads its
 //! parts') and cancellation.
 
+use crate::model::codes;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -83,9 +84,9 @@ impl JobContext {
     /// Copies the uploaded document into the work directory as `input.<format>` and returns
     /// its path. A storage failure is retryable.
     pub async fn fetch_input(&self) -> Result<PathBuf, JobError> {
-        let input = self
-            .input()
-            .ok_or_else(|| JobError::fatal("missing_input", "this job has no uploaded document"))?;
+        let input = self.input().ok_or_else(|| {
+            JobError::fatal(codes::MISSING_INPUT, "this job has no uploaded document")
+        })?;
         let ext = if input.format.is_empty() {
             "bin"
         } else {
@@ -96,7 +97,7 @@ impl JobContext {
             .storage
             .download(&input.key, &path)
             .await
-            .map_err(|e| JobError::retryable("storage_unavailable", e.to_string()))?;
+            .map_err(|e| JobError::retryable(codes::STORAGE_UNAVAILABLE, e.to_string()))?;
         Ok(path)
     }
 
@@ -115,7 +116,7 @@ impl JobContext {
         } else {
             self.inner.cancel.cancel();
             Err(JobError::fatal(
-                "lease_lost",
+                codes::LEASE_LOST,
                 "the job was cancelled or taken over",
             ))
         }
@@ -134,7 +135,7 @@ impl JobContext {
             tracing::debug!(step = name, "step already done; using its checkpoint");
             return serde_json::from_value(kept).map_err(|e| {
                 JobError::fatal(
-                    "internal",
+                    codes::INTERNAL,
                     format!("step {name}: checkpoint unreadable: {e}"),
                 )
             });
@@ -201,7 +202,7 @@ impl JobContext {
         } else {
             self.inner.cancel.cancel();
             Err(JobError::fatal(
-                "lease_lost",
+                codes::LEASE_LOST,
                 "the job was cancelled or taken over",
             ))
         }
@@ -222,7 +223,7 @@ impl JobContext {
             .storage
             .put_file(&key, &file.path)
             .await
-            .map_err(|e| JobError::retryable("storage_unavailable", e.to_string()))?;
+            .map_err(|e| JobError::retryable(codes::STORAGE_UNAVAILABLE, e.to_string()))?;
         Ok(ResultFile {
             key,
             filename: file.filename.clone(),
@@ -250,7 +251,7 @@ impl JobContext {
     pub async fn fetch_result(&self, job: &JobRecord, to: &Path) -> Result<(), JobError> {
         let key = job.result.as_ref().map(|r| r.key.as_str()).ok_or_else(|| {
             JobError::fatal(
-                "missing_input",
+                codes::MISSING_INPUT,
                 format!("job {} has no result file", job.id),
             )
         })?;
@@ -259,7 +260,7 @@ impl JobContext {
             .download(key, to)
             .await
             .map(|_| ())
-            .map_err(|e| JobError::retryable("storage_unavailable", e.to_string()))
+            .map_err(|e| JobError::retryable(codes::STORAGE_UNAVAILABLE, e.to_string()))
     }
 
     pub fn is_cancelled(&self) -> bool {

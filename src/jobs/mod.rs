@@ -38,7 +38,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::model::{JobStatus, steps};
+pub use crate::model::{ErrorCode, JobStatus, codes, steps};
 pub use context::JobContext;
 
 /// How the workers treat jobs of one kind.
@@ -66,7 +66,7 @@ pub struct Policy {
 pub struct GiveUp {
     pub after_timeouts: u32,
     /// The fatal error code (listed in the kind's [`JobKind::ERROR_CODES`] or the built-ins).
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: &'static str,
 }
 
@@ -80,9 +80,9 @@ pub trait JobKind: Send + Sync + 'static {
     /// Jobs of this kind carry an uploaded document and are created by `POST /exports`;
     /// the others are argument-only and created by `POST /jobs`.
     const TAKES_UPLOAD: bool = false;
-    /// Error codes this kind returns beyond [`BUILTIN_ERROR_CODES`]; they join the enum of job
-    /// error codes in the OpenAPI document, so generated clients know them.
-    const ERROR_CODES: &'static [&'static str] = &[];
+    /// Error codes this kind returns beyond the built-in ones ([`codes::BUILTIN`]); they join
+    /// the enum of job error codes in the OpenAPI document, so generated clients know them.
+    const ERROR_CODES: &'static [ErrorCode] = &[];
     /// The steps [`Self::run`] goes through with [`JobContext::step`], in order; each one's
     /// outcome is checkpointed, so a new attempt resumes after the last finished step. The
     /// runner adds `publish` and `notify` after them. Shown in the job's `steps`.
@@ -151,7 +151,7 @@ pub struct OutputFile {
 #[error("{code}: {message}")]
 pub struct JobError {
     /// snake_case, stable: clients branch on it.
-    pub code: String,
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
     /// `false`: fail now without further attempts (bad input, unsupported type, ...).
@@ -160,7 +160,7 @@ pub struct JobError {
 
 impl JobError {
     /// A problem that another attempt will not fix; the job fails at once.
-    pub fn fatal(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn fatal(code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
             message: message.into(),
@@ -169,7 +169,7 @@ impl JobError {
     }
 
     /// A problem that may pass (a crash, a timeout, an outage); the job is retried with backoff.
-    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn retryable(code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
             message: message.into(),
@@ -179,41 +179,15 @@ impl JobError {
 
     /// An unexpected internal failure (database, storage); retried.
     pub fn internal(err: impl std::fmt::Display) -> Self {
-        Self::retryable("internal", err.to_string())
+        Self::retryable(codes::INTERNAL, err.to_string())
     }
 }
-
-/// Error codes of the runner and the built-in kinds, as `error.code` of a job shows them.
-pub const BUILTIN_ERROR_CODES: &[&str] = &[
-    // the runner
-    "internal",
-    "invalid_arguments",
-    "unknown_kind",
-    "attempts_exhausted",
-    "timeout",
-    "storage_unavailable",
-    "scratch_unavailable",
-    "lease_lost",
-    "missing_input",
-    // export
-    "unsupported_type",
-    "document_corrupt",
-    "document_encrypted",
-    "document_too_large",
-    "converter_unavailable",
-    "conversion_failed",
-    "converter_crashed",
-    "document_too_complex",
-    "cancelled",
-    // sleep
-    "planned_failure",
-];
 
 /// A kind with its types erased, so kinds of different `Args` live in one registry.
 pub(crate) trait ErasedKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn takes_upload(&self) -> bool;
-    fn error_codes(&self) -> &'static [&'static str];
+    fn error_codes(&self) -> &'static [ErrorCode];
     fn steps(&self) -> &'static [&'static str];
     fn internal(&self) -> bool;
     fn args_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
@@ -240,7 +214,7 @@ impl<K: JobKind> ErasedKind for Registered<K> {
         K::TAKES_UPLOAD
     }
 
-    fn error_codes(&self) -> &'static [&'static str] {
+    fn error_codes(&self) -> &'static [ErrorCode] {
         K::ERROR_CODES
     }
 
@@ -274,13 +248,20 @@ impl<K: JobKind> ErasedKind for Registered<K> {
         Box::pin(async move {
             let args: K::Args = serde_json::from_value(args).map_err(|e| {
                 JobError::fatal(
-                    "invalid_arguments",
+                    codes::INVALID_ARGUMENTS,
                     format!("stored arguments do not parse: {e}"),
                 )
             })?;
             kind.run(ctx, args).await
         })
     }
+}
+
+fn is_kind_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// The kinds this process knows, by name. The API and the workers must share one registry.
@@ -300,7 +281,16 @@ impl Registry {
     }
 
     /// Adds a kind; a second kind with the same name replaces the first.
+    ///
+    /// # Panics
+    /// When the kind's name is not snake_case (`[a-z][a-z0-9_]*`): it names a queue, a URL
+    /// segment in the spec and a metrics label.
     pub fn register<K: JobKind>(mut self, kind: K) -> Self {
+        assert!(
+            is_kind_name(K::NAME),
+            "job kind names are snake_case ([a-z][a-z0-9_]*): {:?}",
+            K::NAME
+        );
         let policy = kind.policy(self.defaults.clone());
         let entry = Registered {
             kind: Arc::new(kind),
@@ -334,15 +324,15 @@ impl Registry {
 
     /// Every job error code a job of these kinds can show, sorted.
     pub fn error_codes(&self) -> Vec<&'static str> {
-        let mut codes: Vec<&'static str> = BUILTIN_ERROR_CODES.to_vec();
-        codes.extend(
+        let mut all: Vec<&'static str> = codes::BUILTIN.iter().map(|c| c.as_str()).collect();
+        all.extend(
             self.kinds
                 .values()
-                .flat_map(|k| k.error_codes().iter().copied()),
+                .flat_map(|k| k.error_codes().iter().map(|c| c.as_str())),
         );
-        codes.sort_unstable();
-        codes.dedup();
-        codes
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// The policy of a registered kind.

@@ -9,12 +9,13 @@
 //! 3. publishes the result (file to storage, row to `succeeded`) or records the failure,
 //! 4. tells apalis whether to retry: a retryable error with attempts left returns a plain
 //!    error (the retry layer backs off and calls us again); anything final returns
-//!    [`AbortError`], which apalis never retries.
+//!    `AbortError`, which apalis never retries.
 //!
 //! The attempt runs on its own tokio task: apalis polls all of a worker's jobs from one task,
 //! and a spawned task lets attempts use both cores. Dropping the handler (backstop timeout,
 //! shutdown) aborts that task, which drops the kind's future and kills its child processes.
 
+use crate::model::codes;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +26,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{ErasedKind, JobContext, JobError, JobOutput, JobStatus, Registry};
-use crate::events::Change;
 use crate::metrics::Metrics;
 use crate::model::steps::{self, StepStatus};
-use crate::queue::{AttemptEnd, AttemptError, Failure, JobRecord, Lease, Queue};
+use crate::queue::{AttemptEnd, AttemptError, Failure, JobRecord, Lease, Queue, Seen};
 use crate::storage::Storage;
 
 /// How often a running attempt re-reads its job's status to notice a cancel made by another
@@ -180,7 +180,7 @@ fn history_before(row: &JobRecord, attempt: i64) -> Vec<AttemptError> {
         if !history.iter().any(|e| e.attempt == n) {
             history.push(AttemptError {
                 attempt: n,
-                code: "worker_lost".into(),
+                code: codes::WORKER_LOST.to_string(),
                 message: "the worker running this attempt stopped before it finished (crash, kill or shutdown)".into(),
                 at: crate::queue::now_micros(),
             });
@@ -201,11 +201,11 @@ async fn attempt(
     tracing::debug!(kind = %row.kind, attempt = lease.attempt, "attempt started");
     let result = match rt.registry.get(&row.kind) {
         None => Err(Outcome::Failed(JobError::fatal(
-            "unknown_kind",
+            codes::UNKNOWN_KIND,
             format!("no worker handles kind {:?}", row.kind),
         ))),
         Some(_) if row.attempts > row.max_attempts => Err(Outcome::Failed(JobError::fatal(
-            "attempts_exhausted",
+            codes::ATTEMPTS_EXHAUSTED,
             format!(
                 "all {} attempts were used (the last ones were lost to crashes)",
                 row.max_attempts
@@ -235,12 +235,12 @@ async fn attempt(
     tracing::warn!(code = %result.code, message = %result.message, is_final, "attempt failed");
     history.push(AttemptError {
         attempt: lease.attempt,
-        code: result.code.clone(),
+        code: result.code.to_string(),
         message: result.message.clone(),
         at: crate::queue::now_micros(),
     });
     let failure = Failure {
-        code: &result.code,
+        code: result.code.as_str(),
         message: &result.message,
         is_final,
         history: &history,
@@ -264,10 +264,13 @@ fn give_up_after_timeouts(
     result: JobError,
 ) -> JobError {
     let rule = rt.registry.policy(kind).and_then(|p| p.give_up);
-    let Some(rule) = rule.filter(|_| result.code == TIMEOUT) else {
+    let Some(rule) = rule.filter(|_| result.code == codes::TIMEOUT) else {
         return result;
     };
-    let timeouts = 1 + history.iter().filter(|e| e.code == TIMEOUT).count();
+    let timeouts = 1 + history
+        .iter()
+        .filter(|e| codes::TIMEOUT == e.code.as_str())
+        .count();
     if timeouts < rule.after_timeouts as usize {
         return result;
     }
@@ -276,9 +279,6 @@ fn give_up_after_timeouts(
         format!("{} ({timeouts} attempts timed out)", rule.message),
     )
 }
-
-/// The code of an attempt stopped by its kind's time limit.
-const TIMEOUT: &str = "timeout";
 
 enum Outcome {
     Failed(JobError),
@@ -303,7 +303,7 @@ async fn run_kind(
     let scratch = tempfile::Builder::new()
         .prefix(&format!("offload-{}-", row.id))
         .tempdir_in(&rt.work_dir)
-        .map_err(|e| JobError::retryable("scratch_unavailable", e.to_string()))?;
+        .map_err(|e| JobError::retryable(codes::SCRATCH_UNAVAILABLE, e.to_string()))?;
     let token = CancellationToken::new();
     let ctx = JobContext::new(
         row,
@@ -314,14 +314,14 @@ async fn run_kind(
     );
     let _watcher = AbortOnDrop(tokio::spawn(watch_cancel(
         rt.queue.clone(),
-        row.id,
+        row.clone(),
         token.clone(),
     )));
     let output = tokio::select! {
         r = tokio::time::timeout(policy.timeout, kind.run(ctx.clone(), row.args.clone())) => match r {
             Ok(output) => output,
             Err(_) => Err(JobError::retryable(
-                TIMEOUT,
+                codes::TIMEOUT,
                 format!("the attempt took longer than {}s and was stopped", policy.timeout.as_secs()),
             )),
         },
@@ -385,32 +385,21 @@ async fn publish(
     }
 }
 
-/// Cancels `token` once the job is no longer `running` for us: cancelled or deleted (seen at
-/// once on this process's feed, or within [`CANCEL_POLL`] from another process).
-async fn watch_cancel(queue: Queue, job: Uuid, token: CancellationToken) {
-    let mut changes = queue.feed().watch(job);
-    // The first check is one period in: the attempt has only just been started.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + CANCEL_POLL, CANCEL_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Cancels `token` once the job is no longer `running`: cancelled or deleted (seen at once on
+/// this process's feed, or within [`CANCEL_POLL`] from another process), following the job
+/// from `started`, the row this attempt began with.
+async fn watch_cancel(queue: Queue, started: JobRecord, token: CancellationToken) {
+    let mut follow = queue.follow(&started, CANCEL_POLL);
     loop {
         tokio::select! {
             () = token.cancelled() => return,
-            change = changes.next() => {
-                if let Some(Change { status: Some(JobStatus::Running), .. }) = change {
-                    continue;
+            seen = follow.next() => match seen {
+                Seen::Changed(row) if row.status == JobStatus::Running => continue,
+                Seen::Changed(_) | Seen::Deleted => {
+                    token.cancel();
+                    return;
                 }
-            }
-            _ = tick.tick() => {}
-        }
-        // The feed says something changed; the database says what is true now. (A change
-        // can arrive late: the API publishes `queued` after the commit that already let this
-        // worker start the job.)
-        match queue.status(job).await {
-            Ok(Some(JobStatus::Running)) | Err(_) => {}
-            Ok(_) => {
-                token.cancel();
-                return;
-            }
+            },
         }
     }
 }

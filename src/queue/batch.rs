@@ -388,7 +388,7 @@ fn tasks_of(rows: &[JobRecord]) -> Vec<NewTask> {
         .collect()
 }
 
-/// Bulk insert on either engine's connection, so code that runs inside [`super::on_db!`]
+/// Bulk insert on either engine's connection, so code that runs inside `on_db!`
 /// inserts jobs the same way whatever the backend.
 pub(super) trait InsertJobs {
     /// Inserts `jobs` and their apalis tasks with two statements, in the caller's

@@ -86,6 +86,22 @@ impl QueueConfig {
     }
 }
 
+/// One kind's worker.
+#[derive(Debug, Clone)]
+pub struct WorkerPlan {
+    pub kind: &'static str,
+    /// Attempts of this kind running at once in this process.
+    pub concurrency: usize,
+    /// Tasks claimed per fetch.
+    pub batch_size: usize,
+    /// Attempts before the job fails for good (the first run counts).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt with jitter, capped at a minute.
+    pub backoff: Duration,
+    /// The kind's own time limit (the backstop waits a little longer).
+    pub timeout: Duration,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@
 mod batch;
 mod config;
 mod conn;
+mod follow;
 mod postgres;
 pub mod restart;
 mod row;
@@ -41,8 +42,9 @@ pub use crate::model::{
     AttemptError, InputFile, JobRecord, JobStatus, Lease, NewJob, ResultFile, now_micros,
 };
 use batch::InsertJobs;
-pub use config::{Callbacks, DatabaseUrl, Engine, QueueConfig};
-pub use workers::{AttemptEnd, Attempts, WorkerPlan};
+pub use config::{Callbacks, DatabaseUrl, Engine, QueueConfig, WorkerPlan};
+pub use follow::{Follow, Seen};
+pub use workers::{AttemptEnd, Attempts};
 
 /// The payload apalis carries for every job: a pointer to our row.
 #[derive(Debug, Clone, Serialize, Deserialize)]

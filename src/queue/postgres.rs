@@ -9,7 +9,7 @@ use apalis_postgres::{Config, PostgresStorage, Pubsub};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::workers::WorkerPlan;
+use super::config::WorkerPlan;
 use super::{Db, Dialect, Queue, QueueError, TaskRef};
 
 /// apalis's side of the queue in Postgres.

@@ -14,7 +14,7 @@ use apalis_sqlite::{Config, SqliteStorage};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::workers::WorkerPlan;
+use super::config::WorkerPlan;
 use super::{Db, Dialect, Queue, QueueError, TaskRef};
 
 /// apalis's side of the queue in SQLite. Placeholders are numbered like Postgres's so the

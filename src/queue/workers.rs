@@ -15,6 +15,7 @@ use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker
 use apalis::prelude::*;
 use uuid::Uuid;
 
+use super::config::WorkerPlan;
 use super::{Db, Queue, TaskRef};
 
 /// How far past a kind's own time limit the apalis timeout layer waits before dropping a
@@ -22,22 +23,6 @@ use super::{Db, Queue, TaskRef};
 const BACKSTOP_GRACE: Duration = Duration::from_secs(30);
 /// Backoff ceiling between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// One kind's worker.
-#[derive(Debug, Clone)]
-pub struct WorkerPlan {
-    pub kind: &'static str,
-    /// Attempts of this kind running at once in this process.
-    pub concurrency: usize,
-    /// Tasks claimed per fetch.
-    pub batch_size: usize,
-    /// Attempts before the job fails for good (the first run counts).
-    pub max_attempts: u32,
-    /// First retry delay; doubles per attempt with jitter, capped at a minute.
-    pub backoff: Duration,
-    /// The kind's own time limit (the backstop waits a little longer).
-    pub timeout: Duration,
-}
 
 /// How an attempt ended, as the worker tells apalis.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ mod guards;
 mod helpers;
 mod hostile;
 mod jobs;
+mod layers;
 mod outage;
 mod processes;
 mod queue_conformance;

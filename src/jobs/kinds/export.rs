@@ -5,6 +5,7 @@
 //! with a `callback_url`, `notify`. Progress messages: `downloading input` → `inspecting` →
 //! `converting N slides` → `converted N pages; storing` → `done`.
 
+use crate::model::codes;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,7 @@ impl JobKind for Export {
             batch_size: self.concurrency,
             give_up: Some(GiveUp {
                 after_timeouts: 2,
-                code: "document_too_complex",
+                code: codes::DOCUMENT_TOO_COMPLEX,
                 message: "the conversion timed out twice: the document is too complex to \
                           convert within EXPORT_TIMEOUT_SECS",
             }),
@@ -86,21 +87,22 @@ impl JobKind for Export {
     }
 
     async fn run(&self, ctx: JobContext, args: ExportArgs) -> Result<JobOutput, JobError> {
-        let out = OutputFormat::parse(&args.format)
-            .ok_or_else(|| JobError::fatal("invalid_arguments", "unsupported output format"))?;
+        let out = OutputFormat::parse(&args.format).ok_or_else(|| {
+            JobError::fatal(codes::INVALID_ARGUMENTS, "unsupported output format")
+        })?;
         self.converter.availability().map_err(|why| {
             JobError::fatal(
-                "converter_unavailable",
+                codes::CONVERTER_UNAVAILABLE,
                 format!("LibreOffice is not available on this worker: {why}"),
             )
         })?;
         let input = ctx
             .input()
             .cloned()
-            .ok_or_else(|| JobError::fatal("missing_input", "no document"))?;
+            .ok_or_else(|| JobError::fatal(codes::MISSING_INPUT, "no document"))?;
         let format = DocFormat::from_extension(&input.format).ok_or_else(|| {
             JobError::fatal(
-                "unsupported_type",
+                codes::UNSUPPORTED_TYPE,
                 format!("unknown stored format {:?}", input.format),
             )
         })?;
@@ -119,12 +121,12 @@ impl JobKind for Export {
 fn job_error(err: ConvertError) -> JobError {
     let message = err.to_string();
     match err {
-        ConvertError::Unavailable(_) => JobError::fatal("converter_unavailable", message),
-        ConvertError::Rejected(_) => JobError::fatal("conversion_failed", message),
-        ConvertError::Crashed(_) => JobError::retryable("converter_crashed", message),
-        ConvertError::Failed(_) => JobError::retryable("conversion_failed", message),
-        ConvertError::TooComplex(_) => JobError::fatal("document_too_complex", message),
-        ConvertError::Cancelled => JobError::fatal("cancelled", message),
+        ConvertError::Unavailable(_) => JobError::fatal(codes::CONVERTER_UNAVAILABLE, message),
+        ConvertError::Rejected(_) => JobError::fatal(codes::CONVERSION_FAILED, message),
+        ConvertError::Crashed(_) => JobError::retryable(codes::CONVERTER_CRASHED, message),
+        ConvertError::Failed(_) => JobError::retryable(codes::CONVERSION_FAILED, message),
+        ConvertError::TooComplex(_) => JobError::fatal(codes::DOCUMENT_TOO_COMPLEX, message),
+        ConvertError::Cancelled => JobError::fatal(codes::CANCELLED, message),
         ConvertError::Io(_) => JobError::internal(message),
     }
 }
@@ -181,7 +183,11 @@ impl Export {
         let limits = self.limits.clone();
         let info = tokio::task::spawn_blocking(move || sniff::inspect(&path, format, &limits))
             .await
-            .map_err(JobError::internal)??;
+            .map_err(JobError::internal)?
+            .map_err(|e| match e {
+                sniff::InspectError::Refused(code, message) => JobError::fatal(code, message),
+                sniff::InspectError::Io(why) => JobError::internal(why),
+            })?;
         Ok(Inspected {
             what: info.describe(format),
         })

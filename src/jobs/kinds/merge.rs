@@ -5,6 +5,7 @@
 //!
 //! Steps: `merge` (the joined PDF goes to storage), then the runner's `publish` and `notify`.
 
+use crate::model::codes;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -45,7 +46,7 @@ async fn merge_parts(ctx: &JobContext) -> Result<ResultFile, JobError> {
     if parts.is_empty() {
         // Retention pruned them (parts finish, and expire, before their merge job).
         return Err(JobError::fatal(
-            "missing_input",
+            codes::MISSING_INPUT,
             "the parts of this merge job no longer exist",
         ));
     }
@@ -62,7 +63,9 @@ async fn merge_parts(ctx: &JobContext) -> Result<ResultFile, JobError> {
     let pages = tokio::task::spawn_blocking(move || merge_files(&files, &target))
         .await
         .map_err(JobError::internal)?
-        .map_err(|e| JobError::fatal("conversion_failed", format!("merging the parts: {e}")))?;
+        .map_err(|e| {
+            JobError::fatal(codes::CONVERSION_FAILED, format!("merging the parts: {e}"))
+        })?;
     ctx.progress(97, format!("merged {pages} pages; storing"))
         .await?;
     let stem = parts

@@ -1,6 +1,7 @@
 //! `sleep`: the seed's demo of long and failing jobs. Sleeps `seconds`, reporting progress in
 //! ten steps, and fails (retryably) its first `fail_times` attempts.
 
+use crate::model::codes;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -54,7 +55,7 @@ impl JobKind for Sleep {
         }
         if ctx.attempt() <= args.fail_times {
             return Err(JobError::retryable(
-                "planned_failure",
+                codes::PLANNED_FAILURE,
                 format!(
                     "attempt {} fails on purpose (fail_times = {})",
                     ctx.attempt(),

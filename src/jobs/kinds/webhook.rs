@@ -8,6 +8,7 @@
 //! keyed with `WEBHOOK_SECRET`. The address is checked against the outbound policy again
 //! here, and the request goes only to the addresses that passed.
 
+use crate::model::codes;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -16,11 +17,16 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
+use crate::jobs::ErrorCode;
 use crate::jobs::{JobContext, JobError, JobKind, JobOutput, Policy};
 use crate::model::view::Job;
 use crate::outbound::Outbound;
 
 pub const NAME: &str = "webhook";
+/// The receiver did not answer 2xx (retried).
+pub const WEBHOOK_FAILED: ErrorCode = ErrorCode::new("webhook_failed");
+/// The delivery cannot be made: the job is gone or the address is not allowed (not retried).
+pub const WEBHOOK_REFUSED: ErrorCode = ErrorCode::new("webhook_refused");
 /// How long a receiver may take to answer.
 const RECEIVER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,7 +78,7 @@ impl JobKind for Webhook {
     const NAME: &'static str = NAME;
     type Args = WebhookArgs;
     const INTERNAL: bool = true;
-    const ERROR_CODES: &'static [&'static str] = &["webhook_failed", "webhook_refused"];
+    const ERROR_CODES: &'static [ErrorCode] = &[WEBHOOK_FAILED, WEBHOOK_REFUSED];
 
     fn policy(&self, defaults: Policy) -> Policy {
         Policy {
@@ -87,14 +93,14 @@ impl JobKind for Webhook {
     async fn run(&self, ctx: JobContext, args: WebhookArgs) -> Result<JobOutput, JobError> {
         if self.secret.is_empty() {
             return Err(JobError::fatal(
-                "webhook_refused",
+                WEBHOOK_REFUSED,
                 "WEBHOOK_SECRET is not set on this worker; deliveries are never sent unsigned",
             ));
         }
         let job_id = Uuid::parse_str(&args.job_id)
-            .map_err(|e| JobError::fatal("invalid_arguments", format!("job_id: {e}")))?;
+            .map_err(|e| JobError::fatal(codes::INVALID_ARGUMENTS, format!("job_id: {e}")))?;
         let row = ctx.job(job_id).await?.ok_or_else(|| {
-            JobError::fatal("webhook_refused", "the job was deleted before its delivery")
+            JobError::fatal(WEBHOOK_REFUSED, "the job was deleted before its delivery")
         })?;
         let parts = if row.is_parent() {
             ctx.parts_of(job_id).await?
@@ -104,10 +110,11 @@ impl JobKind for Webhook {
         let status = row.status;
         let body = serde_json::to_vec(&Job::with_parts(row, parts).to_json())
             .map_err(JobError::internal)?;
-        let destination =
-            self.outbound.check(&args.url).await.map_err(|why| {
-                JobError::fatal("webhook_refused", format!("callback_url: {why}"))
-            })?;
+        let destination = self
+            .outbound
+            .check(&args.url)
+            .await
+            .map_err(|why| JobError::fatal(WEBHOOK_REFUSED, format!("callback_url: {why}")))?;
         let client = reqwest::Client::builder()
             .resolve_to_addrs(&destination.host, &destination.addrs)
             .redirect(reqwest::redirect::Policy::none())
@@ -130,10 +137,10 @@ impl JobKind for Webhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| JobError::retryable("webhook_failed", format!("no answer: {e}")))?;
+            .map_err(|e| JobError::retryable(WEBHOOK_FAILED, format!("no answer: {e}")))?;
         if !answer.status().is_success() {
             return Err(JobError::retryable(
-                "webhook_failed",
+                WEBHOOK_FAILED,
                 format!("the receiver answered HTTP {}", answer.status()),
             ));
         }
