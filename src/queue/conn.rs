@@ -5,7 +5,7 @@
 
 use sqlx::SqlStr;
 
-use super::batch::InsertJobs;
+use super::insert::InsertJobs;
 use super::{JobRecord, NewJob};
 
 /// One bound parameter.

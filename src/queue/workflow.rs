@@ -11,14 +11,12 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::batch::Finish;
 use super::conn::{Arg, Conn};
 use super::{
-    AttemptError, Db, Failure, JobRecord, Lease, NewJob, Queue, QueueError, ResultFile,
-    history_json, new_task_id, now_micros, sql, task_payload,
+    Db, JobRecord, NewJob, Queue, QueueError, latest, new_task_id, now_micros, sql, task_payload,
 };
 use crate::model::JobStatus;
-use crate::model::steps::{self, Step, StepStatus};
+use crate::model::steps::{self, StepStatus};
 
 /// The merge job's error when part `row` ended without succeeding.
 fn part_failure(row: &JobRecord) -> (String, String) {
@@ -48,7 +46,7 @@ impl Queue {
     /// In the transaction that ended `row` (a final status): moves a part's merge job on, and
     /// queues the completion webhook of every job that ended here and asked for one. Pushes
     /// every row it wrote onto `changed`.
-    async fn after_final(
+    pub(super) async fn after_final(
         &self,
         conn: &mut Conn<'_>,
         row: JobRecord,
@@ -176,11 +174,6 @@ impl Queue {
         conn.execute(self.dialect().insert_task, &args).await?;
         Ok(())
     }
-}
-
-/// The newest version of job `id` among `rows`.
-fn latest(rows: &[JobRecord], id: Uuid) -> Option<JobRecord> {
-    rows.iter().rev().find(|r| r.id == id).cloned()
 }
 
 impl Queue {
@@ -345,157 +338,6 @@ impl Queue {
             .fetch_all(pool)
             .await)?;
         Ok(rows)
-    }
-
-    /// Stores the running attempt's step checkpoints; `false` when the lease is gone.
-    pub async fn checkpoint(&self, lease: &Lease, list: &[Step]) -> Result<bool, QueueError> {
-        let row = on_db!(&self.db, pool => sqlx::query_as::<_, JobRecord>(self.sql(sql::SET_STEPS))
-            .bind(lease.job.to_string())
-            .bind(&lease.task_id)
-            .bind(lease.attempt)
-            .bind(steps::to_column(list))
-            .bind(now_micros())
-            .fetch_optional(pool)
-            .await)?;
-        if let Some(row) = &row {
-            self.publish(row);
-        }
-        Ok(row.is_some())
-    }
-
-    /// Ends an attempt without side effects through the group-commit writer, and publishes
-    /// the row it wrote (`None` when the lease is gone).
-    async fn finish_batched(&self, row: Finish) -> Result<Option<JobRecord>, QueueError> {
-        let row = self.writer.finish(row).await?;
-        if let Some(row) = &row {
-            self.publish(row);
-        }
-        Ok(row)
-    }
-
-    /// Marks the attempt's job `succeeded` with its final `steps`; `None` when the lease is
-    /// gone. `started` is the row as the attempt began (it says whether the job has a webhook
-    /// or a merge job to move on, which then happens in the same transaction).
-    pub async fn succeed(
-        &self,
-        started: &JobRecord,
-        result: Option<&ResultFile>,
-        history: &[AttemptError],
-        list: &[Step],
-    ) -> Result<Option<JobRecord>, QueueError> {
-        let (d, now, lease) = (self.dialect(), now_micros(), started.lease());
-        let effects = started.parent_id.is_some() || started.callback_url.is_some();
-        if !effects {
-            return self
-                .finish_batched(Finish {
-                    id: lease.job.to_string(),
-                    task_id: lease.task_id.clone(),
-                    attempts: lease.attempt,
-                    status: JobStatus::Succeeded.as_str(),
-                    percent: Some(100),
-                    message: "done".into(),
-                    error_code: None,
-                    error_message: None,
-                    result_key: result.map(|r| r.key.clone()),
-                    result_filename: result.map(|r| r.filename.clone()),
-                    result_content_type: result.map(|r| r.content_type.clone()),
-                    result_size: result.map(|r| r.size),
-                    finished_at: Some(now),
-                    history: history_json(history),
-                    steps: Some(steps::to_column(list)),
-                })
-                .await;
-        }
-        let mut changed = Vec::new();
-        let row = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::SUCCEED))
-                .bind(lease.job.to_string())
-                .bind(&lease.task_id)
-                .bind(lease.attempt)
-                .bind(result.map(|r| r.key.as_str()))
-                .bind(result.map(|r| r.filename.as_str()))
-                .bind(result.map(|r| r.content_type.as_str()))
-                .bind(result.map(|r| r.size))
-                .bind(now)
-                .bind(history_json(history))
-                .bind(steps::to_column(list))
-                .fetch_optional(&mut *tx)
-                .await?;
-            match &row {
-                Some(row) if effects => self.after_final(&mut Conn::from(&mut *tx), row.clone(), now, &mut changed).await?,
-                Some(row) => changed.push(row.clone()),
-                None => {}
-            }
-            tx.commit().await?;
-            row
-        });
-        self.announce(&changed);
-        Ok(row.and_then(|r| latest(&changed, r.id)))
-    }
-
-    /// Records a failed attempt: back to `queued` (with the error shown) or `failed` for good
-    /// (with the same effects as [`Self::succeed`]). `None` when the lease is gone.
-    pub async fn fail(
-        &self,
-        started: &JobRecord,
-        failure: &Failure<'_>,
-    ) -> Result<Option<JobRecord>, QueueError> {
-        let (d, now, lease) = (self.dialect(), now_micros(), started.lease());
-        let effects =
-            failure.is_final && (started.parent_id.is_some() || started.callback_url.is_some());
-        let (status, finished, message) = if failure.is_final {
-            (JobStatus::Failed, Some(now), "failed")
-        } else {
-            (JobStatus::Queued, None, "waiting to retry")
-        };
-        if !effects {
-            return self
-                .finish_batched(Finish {
-                    id: lease.job.to_string(),
-                    task_id: lease.task_id.clone(),
-                    attempts: lease.attempt,
-                    status: status.as_str(),
-                    percent: None,
-                    message: message.into(),
-                    error_code: Some(failure.code.to_string()),
-                    error_message: Some(failure.message.to_string()),
-                    result_key: None,
-                    result_filename: None,
-                    result_content_type: None,
-                    result_size: None,
-                    finished_at: finished,
-                    history: history_json(failure.history),
-                    steps: None,
-                })
-                .await;
-        }
-        let mut changed = Vec::new();
-        let row = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::FAIL))
-                .bind(lease.job.to_string())
-                .bind(&lease.task_id)
-                .bind(lease.attempt)
-                .bind(status.as_str())
-                .bind(failure.code)
-                .bind(failure.message)
-                .bind(finished)
-                .bind(now)
-                .bind(message)
-                .bind(history_json(failure.history))
-                .fetch_optional(&mut *tx)
-                .await?;
-            match &row {
-                Some(row) if effects => self.after_final(&mut Conn::from(&mut *tx), row.clone(), now, &mut changed).await?,
-                Some(row) => changed.push(row.clone()),
-                None => {}
-            }
-            tx.commit().await?;
-            row
-        });
-        self.announce(&changed);
-        Ok(row.and_then(|r| latest(&changed, r.id)))
     }
 }
 

@@ -1,0 +1,233 @@
+//! Bulk insert: any number of jobs and their apalis tasks in two statements, in the caller's
+//! transaction, on either engine (`InsertJobs` on both engines' connections), so a submit of
+//! 1,000 jobs costs two round trips, not 2,000.
+
+use super::JobRecord;
+
+/// The columns of one new job row, as bound to a bulk insert.
+#[derive(serde::Serialize)]
+struct NewRow<'a> {
+    id: String,
+    kind: &'a str,
+    args: String,
+    task_id: String,
+    max_attempts: i64,
+    message: String,
+    input_key: Option<&'a str>,
+    input_filename: Option<&'a str>,
+    input_content_type: Option<&'a str>,
+    input_size: Option<i64>,
+    input_format: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+    steps: String,
+    callback_url: Option<&'a str>,
+    run_at: Option<i64>,
+    parent_id: Option<String>,
+    part_index: Option<i64>,
+    waiting_parts: Option<i64>,
+}
+
+impl<'a> NewRow<'a> {
+    fn of(job: &'a super::NewJob, now: i64) -> Self {
+        let input = job.input.as_ref();
+        Self {
+            id: job.id.to_string(),
+            kind: &job.kind,
+            args: job.args.to_string(),
+            task_id: super::new_task_id(),
+            max_attempts: i64::from(job.max_attempts),
+            message: job.initial_message(now),
+            input_key: input.map(|i| i.key.as_str()),
+            input_filename: input.map(|i| i.filename.as_str()),
+            input_content_type: input.map(|i| i.content_type.as_str()),
+            input_size: input.map(|i| i.size),
+            input_format: input.map(|i| i.format.as_str()),
+            idempotency_key: job.idempotency_key.as_deref(),
+            steps: crate::model::steps::to_column(&job.initial_steps()),
+            callback_url: job.callback_url.as_deref(),
+            run_at: job.run_at,
+            parent_id: job.part_of.map(|(p, _)| p.to_string()),
+            part_index: job.part_of.map(|(_, i)| i),
+            waiting_parts: job.waiting_parts,
+        }
+    }
+}
+
+/// The apalis task of an inserted row (none for a merge job waiting for its parts).
+#[derive(serde::Serialize)]
+struct NewTask {
+    id: String,
+    kind: String,
+    job: String,
+    max_attempts: i64,
+    run_at: Option<i64>,
+}
+
+fn tasks_of(rows: &[JobRecord]) -> Vec<NewTask> {
+    rows.iter()
+        .filter(|r| r.waiting_parts.is_none())
+        .map(|r| NewTask {
+            id: r.task_id.clone(),
+            kind: r.kind.clone(),
+            job: String::from_utf8(super::task_payload(r.id)).expect("JSON is UTF-8"),
+            max_attempts: r.max_attempts,
+            run_at: r.run_at.map(|at| at / 1_000_000),
+        })
+        .collect()
+}
+
+/// Bulk insert on either engine's connection, so code that runs inside `on_db!`
+/// inserts jobs the same way whatever the backend.
+pub(super) trait InsertJobs {
+    /// Inserts `jobs` and their apalis tasks with two statements, in the caller's
+    /// transaction; returns the rows created (a job whose idempotency key was taken is not
+    /// among them).
+    async fn insert_jobs(
+        &mut self,
+        jobs: &[super::NewJob],
+        now: i64,
+    ) -> Result<Vec<JobRecord>, sqlx::Error>;
+}
+
+impl InsertJobs for sqlx::PgConnection {
+    async fn insert_jobs(
+        &mut self,
+        jobs: &[super::NewJob],
+        now: i64,
+    ) -> Result<Vec<JobRecord>, sqlx::Error> {
+        insert_jobs_pg(self, jobs, now).await
+    }
+}
+
+impl InsertJobs for sqlx::SqliteConnection {
+    async fn insert_jobs(
+        &mut self,
+        jobs: &[super::NewJob],
+        now: i64,
+    ) -> Result<Vec<JobRecord>, sqlx::Error> {
+        insert_jobs_sqlite(self, jobs, now).await
+    }
+}
+
+/// Inserts `jobs` and their apalis tasks with two statements (whatever their number), in
+/// the caller's transaction; returns the rows created (a job whose idempotency key was taken
+/// is not among them).
+async fn insert_jobs_pg(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[super::NewJob],
+    now: i64,
+) -> Result<Vec<JobRecord>, sqlx::Error> {
+    let rows: Vec<NewRow> = jobs.iter().map(|j| NewRow::of(j, now)).collect();
+    fn col<'a, T>(rows: &'a [NewRow<'a>], f: impl Fn(&'a NewRow<'a>) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    let inserted = sqlx::query_as::<_, JobRecord>(PG_INSERT_MANY)
+        .bind(col(&rows, |r| r.id.as_str()))
+        .bind(col(&rows, |r| r.kind))
+        .bind(col(&rows, |r| r.args.as_str()))
+        .bind(col(&rows, |r| r.task_id.as_str()))
+        .bind(col(&rows, |r| r.max_attempts))
+        .bind(col(&rows, |r| r.message.as_str()))
+        .bind(col(&rows, |r| r.input_key))
+        .bind(col(&rows, |r| r.input_filename))
+        .bind(col(&rows, |r| r.input_content_type))
+        .bind(col(&rows, |r| r.input_size))
+        .bind(col(&rows, |r| r.input_format))
+        .bind(col(&rows, |r| r.idempotency_key))
+        .bind(col(&rows, |r| r.steps.as_str()))
+        .bind(col(&rows, |r| r.callback_url))
+        .bind(col(&rows, |r| r.run_at))
+        .bind(col(&rows, |r| r.parent_id.as_deref()))
+        .bind(col(&rows, |r| r.part_index))
+        .bind(col(&rows, |r| r.waiting_parts))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let tasks = tasks_of(&inserted);
+    if !tasks.is_empty() {
+        sqlx::query(PG_INSERT_TASKS)
+            .bind(tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
+            .bind(tasks.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
+            .bind(tasks.iter().map(|t| t.job.as_bytes()).collect::<Vec<_>>())
+            .bind(
+                tasks
+                    .iter()
+                    .map(|t| t.max_attempts as i32)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(tasks.iter().map(|t| t.run_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+/// [`insert_jobs_pg`] for SQLite: the rows travel as one JSON array.
+async fn insert_jobs_sqlite(
+    tx: &mut sqlx::SqliteConnection,
+    jobs: &[super::NewJob],
+    now: i64,
+) -> Result<Vec<JobRecord>, sqlx::Error> {
+    let rows: Vec<NewRow> = jobs.iter().map(|j| NewRow::of(j, now)).collect();
+    let inserted = sqlx::query_as::<_, JobRecord>(SQLITE_INSERT_MANY)
+        .bind(serde_json::to_string(&rows).expect("serializes"))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let tasks = tasks_of(&inserted);
+    if !tasks.is_empty() {
+        sqlx::query(SQLITE_INSERT_TASKS)
+            .bind(serde_json::to_string(&tasks).expect("serializes"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+const PG_INSERT_MANY: &str = "\
+INSERT INTO offload_jobs (
+    id, kind, status, args, task_id, attempts, max_attempts, progress_percent, progress_message,
+    input_key, input_filename, input_content_type, input_size, input_format,
+    idempotency_key, created_at, updated_at,
+    steps, callback_url, run_at, parent_id, part_index, waiting_parts)
+SELECT v.id, v.kind, 'queued', v.args, v.task_id, 0, v.max_attempts, 0, v.message,
+    v.input_key, v.input_filename, v.input_content_type, v.input_size, v.input_format,
+    v.idempotency_key, $19, $19,
+    v.steps, v.callback_url, v.run_at, v.parent_id, v.part_index, v.waiting_parts
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[],
+            $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::bigint[])
+    AS v(id, kind, args, task_id, max_attempts, message, input_key, input_filename,
+         input_content_type, input_size, input_format, idempotency_key, steps, callback_url,
+         run_at, parent_id, part_index, waiting_parts)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *";
+
+const PG_INSERT_TASKS: &str = "\
+INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+SELECT v.id, v.kind, v.job, 'Pending', 0, v.max_attempts,
+    COALESCE(to_timestamp(v.run_at), now()), 0
+FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int[], $5::bigint[])
+    AS v(id, kind, job, max_attempts, run_at)";
+
+const SQLITE_INSERT_MANY: &str = "\
+INSERT INTO offload_jobs (
+    id, kind, status, args, task_id, attempts, max_attempts, progress_percent, progress_message,
+    input_key, input_filename, input_content_type, input_size, input_format,
+    idempotency_key, created_at, updated_at,
+    steps, callback_url, run_at, parent_id, part_index, waiting_parts)
+SELECT value ->> 'id', value ->> 'kind', 'queued', value ->> 'args', value ->> 'task_id', 0,
+    value ->> 'max_attempts', 0, value ->> 'message',
+    value ->> 'input_key', value ->> 'input_filename', value ->> 'input_content_type',
+    value ->> 'input_size', value ->> 'input_format', value ->> 'idempotency_key', ?2, ?2,
+    value ->> 'steps', value ->> 'callback_url', value ->> 'run_at', value ->> 'parent_id',
+    value ->> 'part_index', value ->> 'waiting_parts'
+FROM json_each(?1) WHERE true
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *";
+
+const SQLITE_INSERT_TASKS: &str = "\
+INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority)
+SELECT CAST(value ->> 'job' AS BLOB), value ->> 'id', value ->> 'kind', 'Pending', 0,
+    value ->> 'max_attempts', COALESCE(value ->> 'run_at', strftime('%s', 'now')), 0
+FROM json_each(?1)";
