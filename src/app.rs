@@ -79,13 +79,7 @@ impl Application {
         extend: impl FnOnce(Registry) -> Registry,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
-        let queue = Queue::connect(queue_config(&settings))
-            .await
-            .context("DATABASE_URL: cannot connect")?;
-        queue
-            .migrate()
-            .await
-            .context("DATABASE_URL: cannot migrate")?;
+        let queue = open_queue(&settings).await?;
         let storage = Storage::open(&settings.storage.url)
             .await
             .map_err(|e| anyhow::anyhow!("STORAGE_URL: {e}"))?;
@@ -234,6 +228,18 @@ impl Application {
     }
 }
 
+/// Connects to the database and creates or upgrades the schema.
+async fn open_queue(settings: &Settings) -> anyhow::Result<Queue> {
+    let queue = Queue::connect(queue_config(settings))
+        .await
+        .context("DATABASE_URL: cannot connect")?;
+    queue
+        .migrate()
+        .await
+        .context("DATABASE_URL: cannot migrate")?;
+    Ok(queue)
+}
+
 /// What the queue takes from the settings.
 fn queue_config(settings: &Settings) -> QueueConfig {
     QueueConfig {
@@ -351,13 +357,7 @@ async fn bind(settings: &Settings) -> anyhow::Result<TcpAcceptor> {
 /// Creates or upgrades the schema, then returns (`offload migrate`).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     settings.validate()?;
-    let queue = Queue::connect(queue_config(settings))
-        .await
-        .context("DATABASE_URL: cannot connect")?;
-    queue
-        .migrate()
-        .await
-        .context("DATABASE_URL: cannot migrate")?;
+    let queue = open_queue(settings).await?;
     queue.close().await;
     Ok(())
 }

@@ -111,15 +111,7 @@ impl JobContext {
             .progress(&self.inner.lease, percent, &message)
             .await
             .map_err(JobError::internal)?;
-        if current {
-            Ok(())
-        } else {
-            self.inner.cancel.cancel();
-            Err(JobError::fatal(
-                codes::LEASE_LOST,
-                "the job was cancelled or taken over",
-            ))
-        }
+        self.still_leased(current)
     }
 
     /// Runs step `name` once per job: if an earlier attempt finished it, returns its kept
@@ -197,15 +189,19 @@ impl JobContext {
             .checkpoint(&self.inner.lease, &list)
             .await
             .map_err(JobError::internal)?;
+        self.still_leased(current)
+    }
+
+    /// `Ok` while a write found the attempt still owning the job; otherwise stops the attempt.
+    fn still_leased(&self, current: bool) -> Result<(), JobError> {
         if current {
-            Ok(())
-        } else {
-            self.inner.cancel.cancel();
-            Err(JobError::fatal(
-                codes::LEASE_LOST,
-                "the job was cancelled or taken over",
-            ))
+            return Ok(());
         }
+        self.inner.cancel.cancel();
+        Err(JobError::fatal(
+            codes::LEASE_LOST,
+            "the job was cancelled or taken over",
+        ))
     }
 
     /// The step checkpoints as they stand.

@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::conn::Conn;
+use super::conn::Arg;
 use super::writer::Finish;
 use super::{
     AttemptError, Db, JobRecord, JobStatus, Lease, Queue, QueueError, ResultFile, history_json,
@@ -127,7 +127,7 @@ impl Queue {
         history: &[AttemptError],
         list: &[Step],
     ) -> Result<Option<JobRecord>, QueueError> {
-        let (d, now, lease) = (self.dialect(), now_micros(), started.lease());
+        let (now, lease) = (now_micros(), started.lease());
         let effects = started.parent_id.is_some() || started.callback_url.is_some();
         if !effects {
             return self
@@ -150,32 +150,19 @@ impl Queue {
                 })
                 .await;
         }
-        let mut changed = Vec::new();
-        let row = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::SUCCEED))
-                .bind(lease.job.to_string())
-                .bind(&lease.task_id)
-                .bind(lease.attempt)
-                .bind(result.map(|r| r.key.as_str()))
-                .bind(result.map(|r| r.filename.as_str()))
-                .bind(result.map(|r| r.content_type.as_str()))
-                .bind(result.map(|r| r.size))
-                .bind(now)
-                .bind(history_json(history))
-                .bind(steps::to_column(list))
-                .fetch_optional(&mut *tx)
-                .await?;
-            match &row {
-                Some(row) if effects => self.after_final(&mut Conn::from(&mut *tx), row.clone(), now, &mut changed).await?,
-                Some(row) => changed.push(row.clone()),
-                None => {}
-            }
-            tx.commit().await?;
-            row
-        });
-        self.announce(&changed);
-        Ok(row.and_then(|r| latest(&changed, r.id)))
+        let args = [
+            lease.job.to_string().into(),
+            lease.task_id.clone().into(),
+            lease.attempt.into(),
+            result.map(|r| r.key.clone()).into(),
+            result.map(|r| r.filename.clone()).into(),
+            result.map(|r| r.content_type.clone()).into(),
+            result.map(|r| r.size).into(),
+            now.into(),
+            history_json(history).into(),
+            steps::to_column(list).into(),
+        ];
+        self.end_with_effects(sql::SUCCEED, &args, now).await
     }
 
     /// Records a failed attempt: back to `queued` (with the error shown) or `failed` for good
@@ -185,7 +172,7 @@ impl Queue {
         started: &JobRecord,
         failure: &Failure<'_>,
     ) -> Result<Option<JobRecord>, QueueError> {
-        let (d, now, lease) = (self.dialect(), now_micros(), started.lease());
+        let (now, lease) = (now_micros(), started.lease());
         let effects =
             failure.is_final && (started.parent_id.is_some() || started.callback_url.is_some());
         let (status, finished, message) = if failure.is_final {
@@ -214,31 +201,39 @@ impl Queue {
                 })
                 .await;
         }
-        let mut changed = Vec::new();
-        let row = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = sqlx::query_as::<_, JobRecord>(self.sql(sql::FAIL))
-                .bind(lease.job.to_string())
-                .bind(&lease.task_id)
-                .bind(lease.attempt)
-                .bind(status.as_str())
-                .bind(failure.code)
-                .bind(failure.message)
-                .bind(finished)
-                .bind(now)
-                .bind(message)
-                .bind(history_json(failure.history))
-                .fetch_optional(&mut *tx)
-                .await?;
-            match &row {
-                Some(row) if effects => self.after_final(&mut Conn::from(&mut *tx), row.clone(), now, &mut changed).await?,
-                Some(row) => changed.push(row.clone()),
-                None => {}
-            }
-            tx.commit().await?;
-            row
-        });
-        self.announce(&changed);
+        let args = [
+            lease.job.to_string().into(),
+            lease.task_id.clone().into(),
+            lease.attempt.into(),
+            status.as_str().into(),
+            failure.code.into(),
+            failure.message.into(),
+            finished.into(),
+            now.into(),
+            message.into(),
+            history_json(failure.history).into(),
+        ];
+        self.end_with_effects(sql::FAIL, &args, now).await
+    }
+
+    /// Ends an attempt with `statement` (fenced by the lease among `args`) and, in the same
+    /// transaction, the moves that follow (a webhook, a merge job); `None` when the lease is
+    /// gone.
+    async fn end_with_effects(
+        &self,
+        statement: &'static str,
+        args: &[Arg],
+        now: i64,
+    ) -> Result<Option<JobRecord>, QueueError> {
+        let (row, changed) = self
+            .write(async |conn, changed| {
+                let row = conn.row(self.sql(statement), args).await?;
+                if let Some(row) = &row {
+                    self.after_final(conn, row.clone(), now, changed).await?;
+                }
+                Ok(row)
+            })
+            .await?;
         Ok(row.and_then(|r| latest(&changed, r.id)))
     }
 }

@@ -213,6 +213,24 @@ impl Queue {
         });
     }
 
+    /// Runs `work` in one write transaction on a [`conn::Conn`], then announces every row it
+    /// changed (it pushes them onto the list it is given); returns its value and those rows.
+    async fn write<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut conn::Conn<'_>, &mut Vec<JobRecord>) -> Result<T, QueueError>,
+    ) -> Result<(T, Vec<JobRecord>), QueueError> {
+        let begin = self.dialect().begin_write;
+        let mut changed = Vec::new();
+        let out = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let out = work(&mut conn::Conn::from(&mut *tx), &mut changed).await?;
+            tx.commit().await?;
+            out
+        });
+        self.announce(&changed);
+        Ok((out, changed))
+    }
+
     /// Publishes rows that changed on the feed and wakes the workers of their kinds.
     pub(super) fn announce(&self, rows: &[JobRecord]) {
         let mut woken = std::collections::BTreeSet::new();

@@ -181,16 +181,11 @@ impl Queue {
     /// its merge job). A running attempt notices through the feed (this process) or its next
     /// poll (other processes) and stops.
     pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, QueueError> {
-        let (d, now) = (self.dialect(), now_micros());
-        let mut changed = Vec::new();
-        let row = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = self.cancel_in(&mut Conn::from(&mut *tx), id, now, &mut changed).await?;
-            tx.commit().await?;
-            row
-        });
+        let now = now_micros();
+        let (row, changed) = self
+            .write(async |conn, changed| self.cancel_in(conn, id, now, changed).await)
+            .await?;
         let row = self.transitioned(id, row).await?;
-        self.announce(&changed);
         Ok(latest(&changed, row.id).unwrap_or(row))
     }
 
@@ -221,17 +216,11 @@ impl Queue {
     /// new apalis task (so a straggler of the old task cannot run it). Finished steps keep
     /// their checkpoints. A merge job re-runs only its parts that did not succeed.
     pub async fn retry(&self, id: Uuid) -> Result<JobRecord, QueueError> {
-        let (d, now) = (self.dialect(), now_micros());
-        let mut changed = Vec::new();
-        let row = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            let row = self.retry_in(&mut Conn::from(&mut *tx), id, now, &mut changed).await?;
-            tx.commit().await?;
-            row
-        });
-        let row = self.transitioned(id, row).await?;
-        self.announce(&changed);
-        Ok(row)
+        let now = now_micros();
+        let (row, _) = self
+            .write(async |conn, changed| self.retry_in(conn, id, now, changed).await)
+            .await?;
+        self.transitioned(id, row).await
     }
 
     async fn retry_in(

@@ -24,15 +24,7 @@ async fn run(cmd: &mut tokio::process::Command, what: &str) -> Output {
 }
 
 async fn live_spec(app: &TestApp, dir: &Path) -> PathBuf {
-    let spec = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let spec = app.get("/openapi.json").await.text().await.unwrap();
     let path = dir.join("openapi.json");
     std::fs::write(&path, spec).unwrap();
     path

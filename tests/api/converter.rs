@@ -334,12 +334,7 @@ async fn cancelling_a_conversion_kills_libreoffice() {
         let id = id_of(&job);
         wait_converting(&app, &id).await;
         wait_for_libreoffice(&app).await;
-        assert_eq!(
-            app.post(&format!("/api/v1/jobs/{id}/cancel"))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(app.cancel(&id).await.status(), 200);
         assert_eq!(app.wait_final(&id).await["status"], "cancelled");
         assert_no_libreoffice_left(&app).await;
     }

@@ -118,15 +118,7 @@ async fn a_file_that_is_not_a_document_is_refused_with_415(backend: Backend) {
     assert_eq!(body["code"], "empty_file");
 
     // Nothing was queued for either.
-    let list: Value = app
-        .client
-        .get(app.url("/api/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.list_jobs("").await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
 }
 
@@ -174,30 +166,15 @@ async fn deleting_a_job_removes_its_files(backend: Backend) {
     assert_eq!(app.wait_final(&id).await["status"], "succeeded");
     assert_eq!(stored_job_dirs(&app), vec![id.clone()]);
 
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.delete_job(&id).await;
     assert_eq!(resp.status(), 204);
     assert!(
         stored_job_dirs(&app).is_empty(),
         "input and result are gone"
     );
-    let resp = app
-        .client
-        .get(app.url(&format!("/api/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get(&format!("/api/v1/jobs/{id}")).await;
     assert_eq!(resp.status(), 404);
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.delete_job(&id).await;
     assert_eq!(resp.status(), 404);
 }
 
@@ -207,7 +184,7 @@ async fn without_libreoffice_the_service_starts_and_exports_fail_clearly() {
         s.convert.soffice_path = "/nonexistent/soffice".into()
     })
     .await;
-    let resp = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let resp = app.get("/readyz").await;
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["checks"]["database"], "ok");
@@ -276,15 +253,7 @@ async fn an_upload_over_the_limit_is_refused_with_413() {
         "{body}"
     );
     assert!(stored_job_dirs(&app).is_empty(), "nothing was stored");
-    let formats: Value = app
-        .client
-        .get(app.url("/api/v1/formats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let formats: Value = app.get("/api/v1/formats").await.json().await.unwrap();
     assert_eq!(formats["max_upload_bytes"], 10_000);
     let inputs: Vec<&str> = formats["inputs"]
         .as_array()

@@ -93,19 +93,10 @@ async fn a_killed_workers_jobs_finish_exactly_once_elsewhere(backend: Backend) {
     let first = Process::start(&["worker"], &env);
     first.wait_for_line("worker started");
 
-    let client = reqwest::Client::new();
     let jobs: Vec<Value> = (0..20)
         .map(|_| json!({"kind": "sleep", "args": {"seconds": 3}}))
         .collect();
-    let created: Value = client
-        .post(format!("{base}/api/v1/jobs/batch"))
-        .json(&json!({"jobs": jobs}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = Api::at(&base).create_batch(jobs).await;
     let ids: BTreeSet<String> = created["jobs"]
         .as_array()
         .unwrap()
@@ -126,14 +117,7 @@ async fn a_killed_workers_jobs_finish_exactly_once_elsewhere(backend: Backend) {
     assert_eq!(counted.len(), 20, "20 completions, none twice: {counted:?}");
     assert_eq!(counted.iter().collect::<BTreeSet<_>>().len(), 20);
     for id in &ids {
-        let job: Value = client
-            .get(format!("{base}/api/v1/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job: Value = Api::at(&base).json(&format!("/api/v1/jobs/{id}")).await;
         assert_eq!(job["status"], "succeeded");
         assert_eq!(job["attempts"], 2, "the lost attempt counts: {job}");
         assert_eq!(job["attempt_errors"][0]["code"], "worker_lost", "{job}");
@@ -180,14 +164,7 @@ async fn at_the_shutdown_deadline_running_jobs_go_back_to_the_queue() {
         Some(0),
         "a clean exit after the grace period"
     );
-    let job: Value = client
-        .get(format!("{base}/api/v1/jobs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: Value = Api::at(&base).json(&format!("/api/v1/jobs/{id}")).await;
     assert_eq!(job["status"], "queued", "not failed: {job}");
 
     // Another worker picks it up at once (no lease to wait out) and finishes it.

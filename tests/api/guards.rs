@@ -16,15 +16,7 @@ const KEY: &str = "key-two";
 
 /// Every operation in the served spec as (method, concrete path, public?).
 async fn operations(app: &TestApp) -> Vec<(Method, String, bool)> {
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
     let some_id = uuid::Uuid::new_v4().to_string();
     let mut ops = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
@@ -165,12 +157,8 @@ async fn a_full_queue_refuses_submits_with_429_and_retry_after() {
         app.create_job("noop", json!({})).await;
     }
     let resp = app
-        .client
-        .post(app.url("/api/v1/jobs"))
-        .json(&json!({"kind": "noop", "args": {}}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/api/v1/jobs", &json!({"kind": "noop", "args": {}}))
+        .await;
     assert_eq!(resp.status(), 429);
     let wait: u64 = resp.headers()["retry-after"]
         .to_str()
@@ -184,12 +172,7 @@ async fn a_full_queue_refuses_submits_with_429_and_retry_after() {
     let upload = app.upload_bytes("deck5.pptx", bytes, None).await;
     assert_eq!(upload.status(), 429, "uploads are submits too");
     // Reads are never refused for load.
-    let list = app
-        .client
-        .get(app.url("/api/v1/jobs"))
-        .send()
-        .await
-        .unwrap();
+    let list = app.get("/api/v1/jobs").await;
     assert_eq!(list.status(), 200);
     let listed: Value = list.json().await.unwrap();
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 3, "{listed}");
@@ -309,6 +292,6 @@ async fn a_connection_trickling_its_request_head_is_closed() {
         "no response to an unfinished head"
     );
     // The server is fine for everyone else.
-    let ok = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let ok = app.get("/healthz").await;
     assert_eq!(ok.status(), 200);
 }

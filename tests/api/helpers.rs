@@ -141,9 +141,16 @@ pub fn store_url(store: Store, dir: &Path) -> String {
     }
 }
 
-pub struct TestApp {
+/// A running offload's HTTP API, one method per endpoint (an in-process [`TestApp`] derefs to
+/// one; a separate process is reached through `Api::at(base)`).
+#[derive(Clone)]
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+}
+
+pub struct TestApp {
+    pub api: Api,
     pub queue: Queue,
     pub storage_dir: PathBuf,
     pub settings: Settings,
@@ -190,8 +197,7 @@ pub async fn spawn_app_on(
         let _ = rx.await;
     }));
     TestApp {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        api: Api::at(&format!("http://{addr}")),
         queue,
         storage_dir: dir.path().join("files"),
         settings,
@@ -200,6 +206,14 @@ pub async fn spawn_app_on(
         task: Some(task),
         _dir: dir,
         _db: db,
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 
@@ -253,6 +267,15 @@ impl TestApp {
     /// Settings for another process (or in-process app) sharing this app's database and files.
     pub fn settings_for_worker(&self) -> Settings {
         self.settings.clone()
+    }
+}
+
+impl Api {
+    pub fn at(base: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            client: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -308,8 +331,58 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn post(&self, path: &str) -> reqwest::Response {
         self.client.post(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client.delete(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path`, expecting 200 and JSON.
+    pub async fn json(&self, path: &str) -> Value {
+        let resp = self.get(path).await;
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    /// `GET /api/v1/jobs?query`.
+    pub async fn list_jobs(&self, query: &str) -> Value {
+        self.json(&format!("/api/v1/jobs?{query}")).await
+    }
+
+    /// `POST /api/v1/jobs/batch`, expecting 202.
+    pub async fn create_batch(&self, jobs: Vec<Value>) -> Value {
+        let resp = self
+            .post_json("/api/v1/jobs/batch", &json!({ "jobs": jobs }))
+            .await;
+        assert_eq!(resp.status(), 202, "batch");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn cancel(&self, id: &str) -> reqwest::Response {
+        self.post(&format!("/api/v1/jobs/{id}/cancel")).await
+    }
+
+    pub async fn retry(&self, id: &str) -> reqwest::Response {
+        self.post(&format!("/api/v1/jobs/{id}/retry")).await
+    }
+
+    pub async fn delete_job(&self, id: &str) -> reqwest::Response {
+        self.delete(&format!("/api/v1/jobs/{id}")).await
     }
 
     /// Every event of the job's SSE stream until the server ends it (after a final status).

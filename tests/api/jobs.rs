@@ -108,12 +108,12 @@ async fn a_queued_job_can_be_cancelled_and_never_runs(backend: Backend) {
     // An API-only process has no worker: the job stays queued until we look.
     let app = spawn_app_with(backend, Role::Api, |_| {}).await;
     let id = id_of(&app.create_job("sleep", json!({"seconds": 0})).await);
-    let resp = app.post(&format!("/api/v1/jobs/{id}/cancel")).await;
+    let resp = app.cancel(&id).await;
     assert_eq!(resp.status(), 200);
     let job: Value = resp.json().await.unwrap();
     assert_eq!(job["status"], "cancelled");
     assert!(job["finished_at"].is_string());
-    let again = app.post(&format!("/api/v1/jobs/{id}/cancel")).await;
+    let again = app.cancel(&id).await;
     assert_eq!(again.status(), 409);
     assert_eq!(again.json::<Value>().await.unwrap()["code"], "wrong_state");
 
@@ -138,7 +138,7 @@ async fn a_running_job_can_be_cancelled(backend: Backend) {
     let app = spawn_app(backend).await;
     let id = id_of(&app.create_job("sleep", json!({"seconds": 60})).await);
     app.wait_running(&id).await;
-    let resp = app.post(&format!("/api/v1/jobs/{id}/cancel")).await;
+    let resp = app.cancel(&id).await;
     assert_eq!(resp.status(), 200);
     let done = app.wait_final(&id).await;
     assert_eq!(done["status"], "cancelled");
@@ -159,7 +159,7 @@ async fn failed_and_cancelled_jobs_can_be_retried(backend: Backend) {
     // A failed job: the corrupt deck fails on its first attempt.
     let failed = id_of(&app.upload("corrupt_truncated.pptx").await);
     assert_eq!(app.wait_final(&failed).await["status"], "failed");
-    let resp = app.post(&format!("/api/v1/jobs/{failed}/retry")).await;
+    let resp = app.retry(&failed).await;
     assert_eq!(resp.status(), 202);
     let job: Value = resp.json().await.unwrap();
     assert_eq!(job["status"], "queued");
@@ -171,18 +171,13 @@ async fn failed_and_cancelled_jobs_can_be_retried(backend: Backend) {
 
     // A cancelled job comes back and finishes.
     let cancelled = id_of(&app.create_job("sleep", json!({"seconds": 0.2})).await);
-    app.post(&format!("/api/v1/jobs/{cancelled}/cancel")).await;
+    app.cancel(&cancelled).await;
     assert_eq!(app.wait_final(&cancelled).await["status"], "cancelled");
-    assert_eq!(
-        app.post(&format!("/api/v1/jobs/{cancelled}/retry"))
-            .await
-            .status(),
-        202
-    );
+    assert_eq!(app.retry(&cancelled).await.status(), 202);
     assert_eq!(app.wait_final(&cancelled).await["status"], "succeeded");
 
     // A succeeded job cannot be retried.
-    let resp = app.post(&format!("/api/v1/jobs/{cancelled}/retry")).await;
+    let resp = app.retry(&cancelled).await;
     assert_eq!(resp.status(), 409);
 }
 
@@ -202,15 +197,7 @@ async fn the_same_idempotency_key_creates_one_job(backend: Backend) {
         ids.push(id_of(&resp.json().await.unwrap()));
     }
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-    let list: Value = app
-        .client
-        .get(app.url("/api/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.list_jobs("").await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
 }
 
@@ -222,7 +209,7 @@ async fn jobs_are_listed_newest_first_with_filters_and_pages(backend: Backend) {
         created.push(id_of(&app.create_job(kind, json!({})).await));
     }
     let cancelled = created[4].clone();
-    app.post(&format!("/api/v1/jobs/{cancelled}/cancel")).await;
+    app.cancel(&cancelled).await;
 
     let get = |q: String| {
         let url = app.url(&format!("/api/v1/jobs{q}"));
@@ -267,12 +254,8 @@ async fn a_batch_creates_all_its_jobs_in_one_go(backend: Backend) {
         .map(|_| json!({"kind": "noop", "args": {}}))
         .collect();
     let resp = app
-        .client
-        .post(app.url("/api/v1/jobs/batch"))
-        .json(&json!({"jobs": jobs}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/api/v1/jobs/batch", &json!({"jobs": jobs}))
+        .await;
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.unwrap();
     let ids: Vec<String> = body["jobs"].as_array().unwrap().iter().map(id_of).collect();
@@ -283,13 +266,7 @@ async fn a_batch_creates_all_its_jobs_in_one_go(backend: Backend) {
 
     // All or nothing: one bad entry refuses the whole batch and names it.
     let mixed = json!({"jobs": [{"kind": "noop"}, {"kind": "nope"}]});
-    let resp = app
-        .client
-        .post(app.url("/api/v1/jobs/batch"))
-        .json(&mixed)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_json("/api/v1/jobs/batch", &mixed).await;
     assert_eq!(resp.status(), 422);
     let body: Value = resp.json().await.unwrap();
     assert!(
@@ -301,22 +278,10 @@ async fn a_batch_creates_all_its_jobs_in_one_go(backend: Backend) {
     );
     let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "noop"})).collect();
     let resp = app
-        .client
-        .post(app.url("/api/v1/jobs/batch"))
-        .json(&json!({"jobs": too_many}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/api/v1/jobs/batch", &json!({"jobs": too_many}))
+        .await;
     assert_eq!(resp.status(), 422);
-    let list: Value = app
-        .client
-        .get(app.url("/api/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.list_jobs("").await;
     assert_eq!(
         list["jobs"].as_array().unwrap().len(),
         3,

@@ -185,15 +185,7 @@ async fn postgres_stopped_for_ten_seconds_loses_no_job() {
     let jobs: Vec<Value> = (0..200)
         .map(|_| json!({"kind": "sleep", "args": {"seconds": 0.5}}))
         .collect();
-    let created: Value = client
-        .post(format!("{base}/api/v1/jobs/batch"))
-        .json(&json!({"jobs": jobs}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = Api::at(&base).create_batch(jobs).await;
     let ids: Vec<String> = created["jobs"]
         .as_array()
         .unwrap()
@@ -253,16 +245,9 @@ async fn postgres_stopped_for_ten_seconds_loses_no_job() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     for id in &ids {
-        let job: Value = client
-            .get(format!("{base}/api/v1/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job: Value = Api::at(&base).json(&format!("/api/v1/jobs/{id}")).await;
         assert_eq!(job["status"], "succeeded", "{job}");
     }
-    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let ready = Api::at(&base).get("/readyz").await;
     assert_eq!(ready.status(), 200, "the API reconnected by itself");
 }

@@ -160,33 +160,17 @@ async fn an_api_process_and_a_worker_process_share_work_through_postgres() {
     // The worker process logs the attempt; the API process serves the result.
     let line = worker.wait_for_line("attempt succeeded");
     assert!(line.contains(&id), "{line}");
-    let done: Value = client
-        .get(format!("{base}/api/v1/jobs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let done: Value = Api::at(&base).json(&format!("/api/v1/jobs/{id}")).await;
     assert_eq!(done["status"], "succeeded");
-    let pdf = client
-        .get(format!("{base}/api/v1/jobs/{id}/result"))
-        .send()
+    let pdf = Api::at(&base)
+        .get(&format!("/api/v1/jobs/{id}/result"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
     assert_eq!(pdf_pages(&pdf), 5);
     // The API process itself converts nothing.
-    let ready: Value = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = Api::at(&base).json("/readyz").await;
     assert_eq!(ready["checks"]["converter"], "not used");
 }
 
@@ -267,24 +251,15 @@ async fn one_api_and_two_workers_convert_twenty_uploads_on_postgres_and_s3() {
         "every job succeeded exactly once, across the two workers"
     );
     for id in &ids {
-        let job: Value = client
-            .get(format!("{base}/api/v1/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job: Value = Api::at(&base).json(&format!("/api/v1/jobs/{id}")).await;
         assert_eq!(
             (job["status"].as_str(), job["attempts"].as_u64()),
             (Some("succeeded"), Some(1)),
             "{job}"
         );
-        let pdf = client
-            .get(format!("{base}/api/v1/jobs/{id}/result"))
-            .send()
+        let pdf = Api::at(&base)
+            .get(&format!("/api/v1/jobs/{id}/result"))
             .await
-            .unwrap()
             .bytes()
             .await
             .unwrap();

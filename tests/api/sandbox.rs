@@ -311,7 +311,7 @@ async fn without_bubblewrap_exports_fail_closed() {
         s.convert.bwrap_path = "/nonexistent/bwrap".into();
     })
     .await;
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert!(

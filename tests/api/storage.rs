@@ -43,26 +43,13 @@ async fn a_deck_round_trips_through_the_store(store: Store) {
 
     let pdf = app.download(&id).await.bytes().await.unwrap();
     assert_eq!(pdf_pages(&pdf), 5);
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.delete_job(&id).await;
     assert_eq!(resp.status(), 204);
     assert!(
         storage.job_objects(uuid).await.unwrap().is_empty(),
         "deleted with the job"
     );
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["checks"]["storage"], "ok");
 }
 
@@ -104,7 +91,7 @@ async fn finished_jobs_expire_and_are_pruned(store: Store) {
     );
     let job = app.get_job(&failed).await;
     assert!(job["expired_at"].is_string(), "{job}");
-    let retry = app.post(&format!("/api/v1/jobs/{failed}/retry")).await;
+    let retry = app.retry(&failed).await;
     assert_eq!(retry.status(), 409);
     assert_eq!(
         retry.json::<Value>().await.unwrap()["code"],
@@ -125,12 +112,7 @@ async fn finished_jobs_expire_and_are_pruned(store: Store) {
     let swept = sweep(&app.queue, &storage, &forget).await.unwrap();
     assert_eq!(swept.pruned, 2);
     for id in [&failed, &noop] {
-        let resp = app
-            .client
-            .get(app.url(&format!("/api/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap();
+        let resp = app.get(&format!("/api/v1/jobs/{id}")).await;
         assert_eq!(resp.status(), 404, "{id} was pruned");
     }
     assert_eq!(

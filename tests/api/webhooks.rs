@@ -115,22 +115,14 @@ async fn app_with_webhooks() -> TestApp {
 }
 
 async fn submit(app: &TestApp, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/v1/jobs"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_json("/api/v1/jobs", &body).await
 }
 
 /// Waits until every webhook delivery job has ended (so no more requests are coming).
 async fn deliveries_settled(app: &TestApp) -> Vec<Value> {
     let page: Value = app
-        .client
-        .get(app.url("/api/v1/jobs?kind=webhook&limit=100"))
-        .send()
+        .get("/api/v1/jobs?kind=webhook&limit=100")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -279,15 +271,7 @@ async fn internal_addresses_are_refused_at_submit() {
             .starts_with("field callback_url: "),
         "{body}"
     );
-    let listed: Value = app
-        .client
-        .get(app.url("/api/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.list_jobs("").await;
     assert_eq!(
         listed["jobs"].as_array().unwrap().len(),
         0,

@@ -209,19 +209,10 @@ async fn three_documents_merge_into_one_pdf_across_two_workers() {
     let done = wait_final_at(&client, &base, &id_of(&merge)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["filename"], "deck5-merged.pdf");
+    let api = Api::at(&base);
     let download = |id: String| {
-        let client = client.clone();
-        let base = base.clone();
-        async move {
-            client
-                .get(format!("{base}/api/v1/jobs/{id}/result"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-        }
+        let api = api.clone();
+        async move { api.download(&id).await.bytes().await.unwrap() }
     };
     let merged = download(id_of(&done)).await;
     let mut expected = Vec::new();
@@ -277,12 +268,7 @@ async fn cancelling_or_deleting_a_merge_takes_its_parts_along() {
         assert_eq!(job["parent_id"], merge["id"]);
         assert_eq!(job["status"], "queued");
     }
-    let part_delete = app
-        .client
-        .delete(app.url(&format!("/api/v1/jobs/{}", parts[0])))
-        .send()
-        .await
-        .unwrap();
+    let part_delete = app.delete(&format!("/api/v1/jobs/{}", parts[0])).await;
     assert_eq!(part_delete.status(), 409, "a part goes with its merge job");
 
     let cancelled = app
@@ -293,20 +279,10 @@ async fn cancelling_or_deleting_a_merge_takes_its_parts_along() {
         assert_eq!(app.get_job(part).await["status"], "cancelled");
     }
 
-    let deleted = app
-        .client
-        .delete(app.url(&format!("/api/v1/jobs/{}", id_of(&merge))))
-        .send()
-        .await
-        .unwrap();
+    let deleted = app.delete(&format!("/api/v1/jobs/{}", id_of(&merge))).await;
     assert_eq!(deleted.status(), 204);
     for part in &parts {
-        let gone = app
-            .client
-            .get(app.url(&format!("/api/v1/jobs/{part}")))
-            .send()
-            .await
-            .unwrap();
+        let gone = app.get(&format!("/api/v1/jobs/{part}")).await;
         assert_eq!(gone.status(), 404);
     }
     assert!(
@@ -349,12 +325,11 @@ async fn a_delayed_job_waits_for_its_time(backend: Backend) {
     let app = spawn_app(backend).await;
     let at = chrono::Utc::now() + chrono::Duration::seconds(2);
     let resp = app
-        .client
-        .post(app.url("/api/v1/jobs"))
-        .json(&json!({"kind": "noop", "run_at": at.to_rfc3339()}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/api/v1/jobs",
+            &json!({"kind": "noop", "run_at": at.to_rfc3339()}),
+        )
+        .await;
     assert_eq!(resp.status(), 202);
     let job: Value = resp.json().await.unwrap();
     assert_eq!(job["status"], "queued");
@@ -374,12 +349,11 @@ async fn a_delayed_job_waits_for_its_time(backend: Backend) {
     assert!(started >= due, "started {started}, due {at}");
 
     let bad = app
-        .client
-        .post(app.url("/api/v1/jobs"))
-        .json(&json!({"kind": "noop", "run_at": "tomorrow"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/api/v1/jobs",
+            &json!({"kind": "noop", "run_at": "tomorrow"}),
+        )
+        .await;
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
     assert!(
