@@ -132,12 +132,16 @@ wait_port() {
   die "$2 did not start on port $1 (see target/emulators/)"
 }
 
+# Process groups of the emulators this run started (stop_emulators ends them).
+STARTED_EMULATORS=()
+
 ensure_emulators() {
   mkdir -p target/emulators
   if ! port_open "$MOTO_PORT"; then
     log "starting moto (S3) on 127.0.0.1:$MOTO_PORT"
     setsid nohup target/test-venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" \
       >target/emulators/moto.log 2>&1 < /dev/null &
+    STARTED_EMULATORS+=("$!")
     wait_port "$MOTO_PORT" moto
   fi
   curl -s -o /dev/null -X PUT "http://127.0.0.1:$MOTO_PORT/offload-test" || die "cannot create the S3 test bucket"
@@ -146,6 +150,7 @@ ensure_emulators() {
     setsid nohup tests/emulators/node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
       --location target/emulators/azurite --silent --skipApiVersionCheck --loose --disableTelemetry \
       >target/emulators/azurite.log 2>&1 < /dev/null &
+    STARTED_EMULATORS+=("$!")
     wait_port "$AZURITE_PORT" Azurite
   fi
   target/test-venv/bin/python - "$AZURITE_PORT" "$AZURITE_KEY" <<'PY' || die "cannot create the Azure test container"
@@ -164,4 +169,13 @@ PY
   # The emulators' credentials (moto accepts any; Azurite's account is well known).
   export AWS_ACCESS_KEY_ID=offload-test AWS_SECRET_ACCESS_KEY=offload-test
   export AZURE_STORAGE_ACCOUNT_NAME=devstoreaccount1 AZURE_STORAGE_ACCOUNT_KEY="$AZURITE_KEY"
+}
+
+# Stops the emulators this run started (each leads its own session, so the whole group goes);
+# ones that were already running are left alone, and KEEP_EMULATORS=1 keeps them all.
+stop_emulators() {
+  [ "${KEEP_EMULATORS:-0}" = 1 ] && return 0
+  for pid in "${STARTED_EMULATORS[@]}"; do
+    kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+  done
 }

@@ -169,8 +169,8 @@ impl Application {
         });
         let board = self.board.map(|acceptor| {
             let kinds = self.state.registry.names();
-            let endpoint =
-                board::endpoint(self.state.queue.board_api(&kinds), telemetry::board_log());
+            let board = board::endpoint(self.state.queue.board_api(&kinds), telemetry::board_log());
+            let endpoint = crate::pages::board_routes().nest("/", board);
             let keys = self.state.keys.clone();
             let endpoint = endpoint.around(move |ep, req| {
                 let keys = keys.clone();
@@ -205,6 +205,13 @@ impl Application {
             let signal = shutdown.clone().map(Ok);
             tokio::spawn(async move { monitor.run_with_signal(signal).await })
         });
+        if self.role.runs_worker() {
+            // Two leases of silence: a live worker heartbeats three times per lease.
+            let silent = 2 * self.settings.worker_lease();
+            let tidy =
+                crate::sweeper::tidy_workers(self.state.queue.clone(), silent, shutdown.clone());
+            tokio::spawn(tidy);
+        }
         if let Some(http) = http {
             http.await?.context("HTTP server")?;
         }
@@ -221,6 +228,10 @@ impl Application {
                     requeued,
                     "jobs still running at the shutdown deadline went back to the queue"
                 );
+            }
+            match self.state.queue.retire_workers().await {
+                Ok(n) => tracing::debug!(workers = n, "workers taken off the board"),
+                Err(e) => tracing::warn!(error = %e, "could not take the workers off the board"),
             }
         }
         self.state.queue.close().await;
@@ -267,6 +278,7 @@ fn kinds_config(settings: &Settings) -> BuiltinConfig {
             secret: settings.webhooks.webhook_secret.clone(),
             outbound: settings.webhooks.outbound_allow.clone(),
         },
+        demo: settings.demo_kinds(),
     }
 }
 

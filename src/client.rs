@@ -195,8 +195,18 @@ pub async fn submit(
     wait: bool,
     output: Option<&Path>,
 ) -> anyhow::Result<()> {
-    if files.len() > 1 && output.is_some_and(|o| !o.is_dir()) {
-        bail!("with several files, -o must be an existing directory");
+    if files.len() > 1
+        && let Some(dir) = output
+    {
+        // Like `curl --create-dirs`: a directory that is not there yet is made.
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "with several files, -o must be a directory; {} is not a directory",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
     }
     let remote = Remote::new(server);
     let mut failures = 0;

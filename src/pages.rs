@@ -73,6 +73,20 @@ fn board(req: &Request, link: poem::web::Data<&BoardLink>) -> Response {
         .finish()
 }
 
+#[handler]
+fn queues_page() -> Response {
+    file("queues.html")
+}
+
+/// The operator's pages on the board's listener, under `/offload/` (the board's UI owns
+/// every other path there): the list of every queue, which the board's prebuilt Queues page
+/// cannot show (its table is fixed at one row).
+pub fn board_routes() -> Route {
+    Route::new()
+        .at("/offload/queues", queues_page)
+        .at("/offload/assets/:name", asset)
+}
+
 /// Adds the page routes to the API listener's routes.
 pub fn add_routes(route: Route, link: BoardLink) -> Route {
     route

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use clap::builder::RangedU64ValueParser;
 
 use crate::api::auth::ApiKeys;
 use crate::convert::sandbox::SandboxMode;
@@ -58,12 +57,12 @@ pub struct DatabaseSettings {
     /// How long a dead worker's jobs stay locked before another worker takes them, in seconds
     /// (heartbeats run every third of it).
     #[arg(long = "worker-lease-secs", env = "WORKER_LEASE_SECS", default_value_t = 6,
-          value_parser = RangedU64ValueParser::<u64>::new().range(2..))]
+          value_parser = at_least::<u64, 2>)]
     pub lease_secs: u64,
 
     /// How often idle workers look for due jobs (retries, delayed jobs, other processes' inserts).
     #[arg(long = "poll-interval-ms", env = "POLL_INTERVAL_MS", default_value_t = 500,
-          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+          value_parser = at_least::<u64, 1>)]
     pub poll_interval_ms: u64,
 }
 
@@ -121,27 +120,27 @@ pub struct HttpSettings {
 
     /// Longest a request may take to get its response started, in seconds (uploads excepted).
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30,
-          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+          value_parser = at_least::<u64, 1>)]
     pub request_timeout_secs: u64,
 
     /// Longest an upload request may take, in seconds.
     #[arg(long, env = "UPLOAD_TIMEOUT_SECS", default_value_t = 600,
-          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+          value_parser = at_least::<u64, 1>)]
     pub upload_timeout_secs: u64,
 
     /// A client must send each request's head within this many seconds (slow-loris guard).
     #[arg(long, env = "HEADER_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+          value_parser = at_least::<u64, 1>)]
     pub header_timeout_secs: u64,
 
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "MAX_JSON_BYTES", default_value_t = 1024 * 1024,
-          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+          value_parser = at_least::<u64, 1>)]
     pub max_json_bytes: u64,
 
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024,
-          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+          value_parser = at_least::<u64, 1>)]
     pub max_upload_bytes: u64,
 }
 
@@ -150,12 +149,12 @@ pub struct HttpSettings {
 pub struct WorkerSettings {
     /// Concurrent export conversions per worker process.
     #[arg(long = "concurrency", env = "WORKER_CONCURRENCY", default_value_t = 2,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = at_least::<usize, 1>)]
     pub concurrency: usize,
 
     /// Attempts a job gets before it is `failed` for good.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5,
-          value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
+          value_parser = at_least::<u32, 1>)]
     pub max_attempts: u32,
 
     /// First retry delay in milliseconds; doubles per attempt (with jitter) up to 60 s.
@@ -164,7 +163,7 @@ pub struct WorkerSettings {
 
     /// Time limit of one export attempt, in seconds.
     #[arg(long, env = "EXPORT_TIMEOUT_SECS", default_value_t = 120,
-          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+          value_parser = at_least::<u64, 1>)]
     pub export_timeout_secs: u64,
 
     /// Grace period for running jobs on SIGINT/SIGTERM, in seconds.
@@ -174,6 +173,21 @@ pub struct WorkerSettings {
     /// Directory for per-job scratch space and LibreOffice profiles (default: the system temp dir).
     #[arg(long, env = "WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+
+    /// The demo and benchmark kinds `sleep` and `noop`: `auto` offers them only without API
+    /// keys (the zero-setup default), `on` and `off` decide. A keyed, public service should not
+    /// let any client queue day-long sleeps.
+    #[arg(long, env = "DEMO_KINDS", value_enum, default_value_t = DemoKinds::Auto)]
+    pub demo_kinds: DemoKinds,
+}
+
+/// Whether `sleep` and `noop` are offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoKinds {
+    /// Only without API keys.
+    Auto,
+    On,
+    Off,
 }
 
 /// Which LibreOffice the workers keep.
@@ -202,7 +216,7 @@ pub struct ConvertSettings {
 
     /// Conversions after which a warm LibreOffice is replaced by a fresh one.
     #[arg(long, env = "WARM_RESTART_AFTER", default_value_t = 200,
-          value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
+          value_parser = at_least::<u32, 1>)]
     pub warm_restart_after: u32,
 
     /// Address-space cap of each LibreOffice process in MiB (0: none).
@@ -399,6 +413,16 @@ impl Settings {
         crate::sweeper::Retention {
             results: Duration::from_secs(self.retention.result_retention_secs),
             jobs: Duration::from_secs(self.retention.job_retention_secs),
+            // Three missed heartbeats make a lease; a worker twice past it is gone.
+        }
+    }
+
+    /// Whether the demo kinds `sleep` and `noop` are registered.
+    pub fn demo_kinds(&self) -> bool {
+        match self.worker.demo_kinds {
+            DemoKinds::On => true,
+            DemoKinds::Off => false,
+            DemoKinds::Auto => !self.http.api_keys.enabled(),
         }
     }
 
@@ -408,6 +432,17 @@ impl Settings {
             .clone()
             .unwrap_or_else(std::env::temp_dir)
     }
+}
+
+/// A whole number of at least `MIN`, refused in words ("must be a whole number of at least
+/// 2") where clap's own range parser says "1 is not in 2..18446744073709551615".
+fn at_least<T: TryFrom<u64>, const MIN: u64>(s: &str) -> Result<T, String> {
+    let refuse = || format!("must be a whole number of at least {MIN}");
+    let n: u64 = s.trim().parse().map_err(|_| refuse())?;
+    if n < MIN {
+        return Err(refuse());
+    }
+    T::try_from(n).map_err(|_| "is too large".to_string())
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@
 //!
 //! Both steps are idempotent, so a sweep that overlaps another (a lease that ran out mid-way)
 //! only repeats work.
+//!
+//! Killed workers are taken off the board by [`tidy_workers`], every lease rather than every
+//! sweep, so an operator does not see a dead worker beside the live ones for minutes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,4 +137,25 @@ async fn on_tick(_tick: Tick, sweeper: Data<Arc<Sweeper>>) -> Result<(), BoxDynE
         tracing::info!(expired = swept.expired, pruned = swept.pruned, "swept");
     }
     Ok(())
+}
+
+/// Until `stop`, takes off the board (apalis's workers table) the workers that have not
+/// heartbeated for `silent`: killed processes cannot say goodbye. Each worker process runs it;
+/// the delete is one indexed statement, so a cluster of them costs nothing worth sharing out.
+pub async fn tidy_workers(queue: Queue, silent: Duration, stop: impl Future<Output = ()>) {
+    let mut tick = tokio::time::interval(silent / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        match queue.prune_dead_workers(silent).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(workers = n, "dead workers taken off the board"),
+            // The database being away is reported by the workers themselves.
+            Err(e) => tracing::debug!(error = %e, "could not tidy the workers list"),
+        }
+    }
 }

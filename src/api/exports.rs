@@ -20,8 +20,10 @@ use crate::model::view::Job;
 use crate::queue::{InputFile, NewJob};
 use crate::storage;
 
-/// The export form.
+/// The export form. A field it does not name is refused (400), so a typo does not pass as a
+/// default.
 #[derive(Debug, Multipart)]
+#[oai(deny_unknown_fields)]
 pub struct ExportForm {
     /// The document: pptx, ppt, odp, docx, doc, odt, rtf, xlsx, xls or ods. Its type is read
     /// from its content, not from its name. Several `file` parts (up to 20) need

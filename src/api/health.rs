@@ -1,15 +1,17 @@
-//! Liveness, readiness and the formats this service converts.
+//! Liveness, readiness, and discovery: the formats this service converts and the job kinds
+//! it runs.
 
 use std::sync::Arc;
 
 use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::errors::operation_errors;
 use super::limits::guard_read;
 use super::{ApiState, Tag};
 use crate::convert::{DocFormat, Family, OutputFormat};
+use crate::model::steps::initial;
 
 /// Liveness: the process answers.
 #[derive(Debug, Object)]
@@ -53,6 +55,38 @@ pub struct InputFormat {
     pub media_type: String,
     /// `presentation`, `text` or `spreadsheet`.
     pub family: String,
+}
+
+/// How jobs of a kind are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum KindOrigin {
+    /// `POST /api/v1/jobs` (or `/jobs/batch`) with the kind's `args`.
+    Jobs,
+    /// An upload to `POST /api/v1/exports`.
+    Exports,
+    /// Made by offload itself (a merge of parts, a webhook delivery); not submittable.
+    Internal,
+}
+
+/// A job kind this service runs.
+#[derive(Debug, Object)]
+pub struct KindInfo {
+    pub name: String,
+    pub created_by: KindOrigin,
+    /// Checkpointed steps of a job, in order, as its `steps` lists them (plus `notify` for a job
+    /// with a `callback_url`).
+    pub steps: Vec<String>,
+    /// Attempts before a job of this kind fails for good (the first run counts).
+    pub max_attempts: u32,
+    /// Limit of one attempt, in seconds.
+    pub timeout_secs: f64,
+}
+
+/// The job kinds enabled on this service.
+#[derive(Debug, Object)]
+pub struct Kinds {
+    pub kinds: Vec<KindInfo>,
 }
 
 /// What goes in and what comes out.
@@ -185,5 +219,37 @@ impl HealthApi {
             outputs: vec![OutputFormat::Pdf.extension().into()],
             max_upload_bytes: state.max_upload_bytes,
         })
+    }
+
+    /// Job kinds
+    ///
+    /// The kinds enabled here, so a client can tell what it may submit: the demo kinds `noop`
+    /// and `sleep` are listed only where they are offered (`DEMO_KINDS`).
+    #[oai(
+        path = "/api/v1/kinds",
+        method = "get",
+        operation_id = "list_kinds",
+        transform = "guard_read"
+    )]
+    async fn kinds(&self, state: Data<&Arc<ApiState>>) -> Json<Kinds> {
+        let kinds = state
+            .registry
+            .iter()
+            .map(|kind| KindInfo {
+                name: kind.name().into(),
+                created_by: match (kind.internal(), kind.takes_upload()) {
+                    (true, _) => KindOrigin::Internal,
+                    (false, true) => KindOrigin::Exports,
+                    (false, false) => KindOrigin::Jobs,
+                },
+                steps: initial(kind.steps(), false)
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect(),
+                max_attempts: kind.policy().max_attempts,
+                timeout_secs: kind.policy().timeout.as_secs_f64(),
+            })
+            .collect();
+        Json(Kinds { kinds })
     }
 }

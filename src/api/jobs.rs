@@ -29,8 +29,10 @@ const DEFAULT_PAGE: u32 = 50;
 /// (changes written by other processes).
 const EVENTS_POLL: Duration = Duration::from_millis(250);
 
-/// An argument-only job to create.
+/// An argument-only job to create. A field it does not name is refused (400).
 #[derive(Debug, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct NewJobRequest {
     /// A registered argument-only kind, e.g. `noop` or `sleep`.
     pub kind: String,
@@ -45,6 +47,8 @@ pub struct NewJobRequest {
 
 /// Several argument-only jobs, created in one transaction.
 #[derive(Debug, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1 to 1,000 jobs.
     #[oai(validator(min_items = 1, max_items = 1000))]
@@ -440,7 +444,7 @@ impl JobsApi {
             .get(id.0)
             .await?
             .ok_or_else(|| ApiError::job_not_found(id.0))?;
-        if row.expired_at.is_some() && row.input.is_some() {
+        if row.expired_at.is_some() && (row.input.is_some() || row.is_parent()) {
             return Err(ApiError::conflict(
                 ApiErrorCode::InputExpired,
                 "the uploaded document was deleted after the retention period; upload it again",

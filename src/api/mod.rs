@@ -23,7 +23,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::convert::Converter;
-use crate::jobs::Registry;
+use crate::jobs::{ArgsError, Registry};
 use crate::model::view::Job;
 use crate::queue::{NewJob, Queue};
 use crate::storage::Storage;
@@ -111,11 +111,22 @@ impl ApiState {
             ));
         }
         let args = req.args.unwrap_or_else(|| serde_json::json!({}));
-        kind.check_args(&args).map_err(|why| {
-            ApiError::invalid(
+        kind.check_args(&args).map_err(|e| match e {
+            ArgsError::UnknownField { field: name, known } => ApiError::bad_request(
+                ApiErrorCode::InvalidBody,
+                format!(
+                    "{field}.args.{name}: unknown field; {} takes {}",
+                    req.kind,
+                    match known.is_empty() {
+                        true => "no arguments".to_string(),
+                        false => known.join(", "),
+                    }
+                ),
+            ),
+            ArgsError::Invalid(why) => ApiError::invalid(
                 ApiErrorCode::InvalidArguments,
                 format!("{field}.args: {why}"),
-            )
+            ),
         })?;
         let mut job = NewJob::new(kind.name(), args, kind.policy().max_attempts);
         job.steps = kind.steps().to_vec();
@@ -194,6 +205,7 @@ pub fn builtin_spec() -> String {
             neutralize: true,
         },
         webhook: WebhookConfig::default(),
+        demo: true,
     };
     spec::document(&crate::jobs::kinds::builtin(&config, converter, metrics))
 }

@@ -198,6 +198,15 @@ fn complete(doc: &mut Value, registry: &Registry) {
             },
         });
     }
+    // Request objects refuse fields they do not list (400 naming the field); say so.
+    for pointer in [
+        "/paths/~1api~1v1~1exports/post/requestBody/content/multipart~1form-data/schema",
+        "/components/schemas/BatchRequest",
+    ] {
+        if let Some(schema) = doc.pointer_mut(pointer) {
+            schema["additionalProperties"] = json!(false);
+        }
+    }
     // Swagger UI pre-fills a form's text fields with their example ("string" when none),
     // which would schedule or call back to nonsense; these optional fields start empty.
     if let Some(form) = doc.pointer_mut(
@@ -255,6 +264,8 @@ fn new_job_request(registry: &Registry, schemas: &mut Map<String, Value>) -> Val
                 "type": "object",
                 "title": format!("{} job", kind.name()),
                 "required": ["kind"],
+                // A field not listed here is refused (400), as are keys its `args` do not list.
+                "additionalProperties": false,
                 "properties": {
                     "kind": {"type": "string", "enum": [kind.name()]},
                     // `null` and absent both mean "no arguments".

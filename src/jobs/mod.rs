@@ -192,7 +192,7 @@ pub(crate) trait ErasedKind: Send + Sync {
     fn internal(&self) -> bool;
     fn args_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
     fn policy(&self) -> &Policy;
-    fn check_args(&self, args: &serde_json::Value) -> Result<(), String>;
+    fn check_args(&self, args: &serde_json::Value) -> Result<(), ArgsError>;
     fn run(
         &self,
         ctx: JobContext,
@@ -203,6 +203,31 @@ pub(crate) trait ErasedKind: Send + Sync {
 struct Registered<K> {
     kind: Arc<K>,
     policy: Policy,
+    /// The argument names the kind's schema lists (`None`: the schema allows any).
+    fields: Option<std::collections::BTreeSet<String>>,
+}
+
+/// Why arguments were refused at submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// A key the kind's arguments do not have (a typo, say).
+    UnknownField { field: String, known: Vec<String> },
+    /// They do not parse, or the kind's own check refused them.
+    Invalid(String),
+}
+
+/// The property names of an object schema that admits no others.
+fn declared_fields(schema: &schemars::Schema) -> Option<std::collections::BTreeSet<String>> {
+    let object = schema.as_object()?;
+    if object.get("additionalProperties") != Some(&serde_json::Value::Bool(false)) {
+        return None;
+    }
+    let properties = object.get("properties").and_then(|p| p.as_object());
+    Some(
+        properties
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
+    )
 }
 
 impl<K: JobKind> ErasedKind for Registered<K> {
@@ -234,9 +259,18 @@ impl<K: JobKind> ErasedKind for Registered<K> {
         &self.policy
     }
 
-    fn check_args(&self, args: &serde_json::Value) -> Result<(), String> {
-        let parsed: K::Args = serde_json::from_value(args.clone()).map_err(|e| e.to_string())?;
-        self.kind.validate(&parsed)
+    fn check_args(&self, args: &serde_json::Value) -> Result<(), ArgsError> {
+        if let (Some(known), Some(given)) = (&self.fields, args.as_object())
+            && let Some(unknown) = given.keys().find(|k| !known.contains(k.as_str()))
+        {
+            return Err(ArgsError::UnknownField {
+                field: unknown.clone(),
+                known: known.iter().cloned().collect(),
+            });
+        }
+        let parsed: K::Args =
+            serde_json::from_value(args.clone()).map_err(|e| ArgsError::Invalid(e.to_string()))?;
+        self.kind.validate(&parsed).map_err(ArgsError::Invalid)
     }
 
     fn run(
@@ -295,6 +329,7 @@ impl Registry {
         let entry = Registered {
             kind: Arc::new(kind),
             policy,
+            fields: declared_fields(&schemars::schema_for!(K::Args)),
         };
         self.kinds.insert(K::NAME, Arc::new(entry));
         self

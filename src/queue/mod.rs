@@ -127,6 +127,8 @@ pub struct Queue {
     config: Arc<QueueConfig>,
     /// Group commit for starting and ending attempts.
     writer: Arc<writer::Writer>,
+    /// The apalis worker names this process registered.
+    workers: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The newest version of job `id` among `rows`.
@@ -154,6 +156,7 @@ impl Queue {
         };
         Ok(Self {
             writer: Arc::new(writer::Writer::spawn(db.clone())),
+            workers: Arc::default(),
             db,
             feed: Feed::default(),
             wakers: Wakers::default(),

@@ -76,4 +76,77 @@ impl Queue {
             .await)?;
         Ok(won.is_some())
     }
+
+    /// Takes this process's workers off the board after a clean shutdown: apalis never
+    /// deletes a worker's row, so every stop would leave one behind. (A worker row stays while a
+    /// queued or running task still names it; the sweep takes it when that task moved on.)
+    pub async fn retire_workers(&self) -> Result<u64, QueueError> {
+        let names: Vec<String> = self.workers.lock().expect("worker names lock").clone();
+        let removed = match &self.db {
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(sql::PG_RELEASE_WORKERS)
+                    .bind(&names)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query(sql::PG_DELETE_WORKERS)
+                    .bind(&names)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                n.rows_affected()
+            }
+            Db::Sqlite(pool) => {
+                let names = serde_json::to_string(&names).expect("names serialize");
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query(sql::SQLITE_RELEASE_WORKERS)
+                    .bind(&names)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query(sql::SQLITE_DELETE_WORKERS)
+                    .bind(&names)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                n.rows_affected()
+            }
+        };
+        Ok(removed)
+    }
+
+    /// Takes off the board the workers that have not heartbeated for `silent` (killed ones:
+    /// their processes cannot say goodbye); returns how many.
+    pub async fn prune_dead_workers(&self, silent: std::time::Duration) -> Result<u64, QueueError> {
+        let secs = silent.as_secs_f64();
+        let removed = match &self.db {
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(sql::PG_RELEASE_DEAD)
+                    .bind(secs)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query(sql::PG_DELETE_DEAD)
+                    .bind(secs)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                n.rows_affected()
+            }
+            Db::Sqlite(pool) => {
+                let secs = silent.as_secs() as i64;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query(sql::SQLITE_RELEASE_DEAD)
+                    .bind(secs)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query(sql::SQLITE_DELETE_DEAD)
+                    .bind(secs)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                n.rows_affected()
+            }
+        };
+        Ok(removed)
+    }
 }

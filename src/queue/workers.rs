@@ -80,8 +80,8 @@ fn worker_name(kind: &str, restarts: usize) -> String {
 /// The layers every worker gets over `backend`; a macro because each engine's backend is a
 /// different type and apalis's builder bounds are not nameable in a generic function.
 macro_rules! worker {
-    ($backend:expr, $plan:expr, $restarts:expr, $attempts:expr) => {
-        WorkerBuilder::new(worker_name($plan.kind, $restarts))
+    ($backend:expr, $plan:expr, $name:expr, $attempts:expr) => {
+        WorkerBuilder::new($name)
             .backend($backend)
             .data($attempts.clone())
             .concurrency($plan.concurrency)
@@ -93,6 +93,17 @@ macro_rules! worker {
 }
 
 impl Queue {
+    /// A fresh name for a worker of `kind`, remembered so that a clean shutdown can take the
+    /// worker off the board ([`Queue::retire_workers`]).
+    fn name_worker(&self, kind: &str, restarts: usize) -> String {
+        let name = worker_name(kind, restarts);
+        self.workers
+            .lock()
+            .expect("worker names lock")
+            .push(name.clone());
+        name
+    }
+
     /// Registers one apalis worker per plan on `monitor`, pulling from this database; each
     /// restart (after the database went away) gets a fresh pool generation.
     pub fn register_workers(
@@ -105,12 +116,14 @@ impl Queue {
             let (queue, attempts) = (self.clone(), attempts.clone());
             monitor = match &self.db {
                 Db::Postgres(_) => monitor.register(move |restarts| {
+                    let name = queue.name_worker(plan.kind, restarts);
                     let backend = super::postgres::task_source(&queue, &plan, restarts);
-                    worker!(backend, plan, restarts, attempts)
+                    worker!(backend, plan, name, attempts)
                 }),
                 Db::Sqlite(_) => monitor.register(move |restarts| {
+                    let name = queue.name_worker(plan.kind, restarts);
                     let backend = super::sqlite::task_source(&queue, &plan, restarts);
-                    worker!(backend, plan, restarts, attempts)
+                    worker!(backend, plan, name, attempts)
                 }),
             };
         }

@@ -137,6 +137,50 @@ mod client {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_of_several_files_creates_the_output_directory() {
+        require_libreoffice();
+        let app = spawn_app(Backend::Sqlite).await;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("not/there/yet");
+        let (deck, report) = (sample("deck5.pptx"), sample("report3.docx"));
+        let run = offload(&[
+            "submit",
+            deck.to_str().unwrap(),
+            report.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "-o",
+            &format!("{}/", out.display()),
+        ])
+        .await;
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        assert_eq!(pdf_pages(&std::fs::read(out.join("deck5.pdf")).unwrap()), 5);
+        assert_eq!(
+            pdf_pages(&std::fs::read(out.join("report3.pdf")).unwrap()),
+            4
+        );
+        // A path that exists and is not a directory is still refused.
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let run = offload(&[
+            "submit",
+            deck.to_str().unwrap(),
+            report.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "-o",
+            file.to_str().unwrap(),
+        ])
+        .await;
+        assert!(!run.status.success());
+        assert!(
+            text(&run.stderr).contains("not a directory"),
+            "{}",
+            text(&run.stderr)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn submit_fails_with_the_jobs_error_message() {
         let app = spawn_app(Backend::Sqlite).await;
         let corrupt = sample("corrupt_truncated.pptx");

@@ -144,14 +144,16 @@ async fn at_the_shutdown_deadline_running_jobs_go_back_to_the_queue() {
     let base = api.wait_listening();
     let mut worker = Process::start(&["worker"], &env);
     worker.wait_for_line("worker started");
-    let client = reqwest::Client::new();
-    let job: Value = client
-        .post(format!("{base}/api/v1/jobs"))
-        .json(&json!({"kind": "sleep", "args": {"seconds": 2}}))
-        .send()
+    // Far longer than the grace period: the attempt can only end at the deadline. (A job that
+    // could finish within it made this test wait for a requeue that never came whenever the
+    // signal reached the worker a second late: the job had simply succeeded.)
+    let job = Api::at(&base)
+        .post_json(
+            "/api/v1/jobs",
+            &json!({"kind": "sleep", "args": {"seconds": 3600}}),
+        )
         .await
-        .unwrap()
-        .json()
+        .json::<Value>()
         .await
         .unwrap();
     let id = id_of(&job);
@@ -166,11 +168,14 @@ async fn at_the_shutdown_deadline_running_jobs_go_back_to_the_queue() {
     );
     let job: Value = Api::at(&base).json(&format!("/api/v1/jobs/{id}")).await;
     assert_eq!(job["status"], "queued", "not failed: {job}");
+    assert_eq!(job["attempts"], 1, "{job}");
 
-    // Another worker picks it up at once (no lease to wait out) and finishes it.
+    // Another worker picks it up at once (no lease to wait out).
     let next = Process::start(&["worker"], &env);
-    let done = tokio::task::block_in_place(|| logged(&next, "succeeded", 1));
-    assert!(done.contains(&id));
+    let started = tokio::task::block_in_place(|| next.wait_for_line("attempt started"));
+    assert!(started.contains(&id), "{started}");
+    let job: Value = Api::at(&base).json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["attempts"], 2, "{job}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,4 +234,73 @@ async fn a_storage_outage_fails_the_attempt_transiently_and_it_retries() {
     assert_eq!(done["attempts"], 2);
     let _ = stop.send(());
     running.await.unwrap().unwrap();
+}
+
+/// The apalis worker rows (what the board's Workers tab lists) of process `pid`.
+async fn worker_rows(db: &TestDatabase, pid: i32) -> i64 {
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM apalis.workers WHERE id LIKE $1")
+        .bind(format!("%-{pid}-%"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
+/// Waits until process `pid`'s workers have registered (apalis does it when they first poll,
+/// after the process says it started; another process's database rows are not an event we can
+/// await from here, so this polls, up to [`PATIENCE`]).
+async fn wait_registered(db: &TestDatabase, pid: i32) {
+    let deadline = Instant::now() + PATIENCE;
+    while worker_rows(db, pid).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the workers of {pid} never registered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_leave_the_board_when_they_stop_or_die() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = shared_env(&db, dir.path());
+    let mut clean = Process::start(&["worker"], &env);
+    clean.wait_for_line("worker started");
+    let pid = clean.pid();
+    wait_registered(&db, pid).await;
+    clean.signal(libc::SIGTERM);
+    assert_eq!(clean.wait_exit(), Some(0));
+    assert_eq!(
+        worker_rows(&db, pid).await,
+        0,
+        "a clean stop takes it off the list"
+    );
+
+    let mut killed = Process::start(&["worker"], &env);
+    killed.wait_for_line("worker started");
+    let pid = killed.pid();
+    wait_registered(&db, pid).await;
+    killed.kill();
+    assert!(
+        worker_rows(&db, pid).await > 0,
+        "a killed worker cannot say goodbye"
+    );
+    // A live worker takes it off once it has been silent for two leases (here 4 s).
+    let mut survivor_env = env.clone();
+    survivor_env.push(("WORKER_LEASE_SECS", "2".into()));
+    let survivor = Process::start(&["worker"], &survivor_env);
+    survivor.wait_for_line("worker started");
+    survivor.wait_for_line("dead workers taken off the board");
+    assert_eq!(
+        worker_rows(&db, pid).await,
+        0,
+        "the live worker took the dead one off"
+    );
+    assert!(
+        worker_rows(&db, survivor.pid()).await > 0,
+        "and left itself on"
+    );
 }

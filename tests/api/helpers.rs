@@ -209,6 +209,18 @@ pub async fn spawn_app_on(
     }
 }
 
+impl TestApp {
+    /// Stops the app as a signal would and waits until it has finished shutting down.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stops cleanly");
+        }
+    }
+}
+
 impl std::ops::Deref for TestApp {
     type Target = Api;
 
@@ -298,6 +310,24 @@ impl Api {
             req = req.header("Idempotency-Key", key);
         }
         req.send().await.unwrap()
+    }
+
+    /// Uploads several documents as one merge (`merge=true`); returns the accepted merge job.
+    pub async fn upload_merge(&self, files: Vec<(&str, Vec<u8>)>) -> Value {
+        let mut form = reqwest::multipart::Form::new().text("merge", "true");
+        for (name, bytes) in files {
+            let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
+            form = form.part("file", part);
+        }
+        let resp = self
+            .client
+            .post(self.url("/api/v1/exports"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "merge upload");
+        resp.json().await.unwrap()
     }
 
     /// Uploads a sample and returns the accepted job.

@@ -349,3 +349,163 @@ async fn bad_job_requests_name_the_field(backend: Backend) {
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "invalid_body");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_request_fields_are_refused_naming_them() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let deck = std::fs::read(sample("deck5.pptx")).unwrap();
+    for field in ["optoins", "fromat"] {
+        let part = reqwest::multipart::Part::bytes(deck.clone()).file_name("deck5.pptx");
+        let form = reqwest::multipart::Form::new()
+            .part("file", part)
+            .text(field, "pdf");
+        let resp = app
+            .client
+            .post(app.url("/api/v1/exports"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{field}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_form", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(field), "{body}");
+    }
+    let cases = [
+        (
+            "/api/v1/jobs",
+            json!({"kind": "noop", "args": {}, "priorty": "high"}),
+            "priorty",
+        ),
+        (
+            "/api/v1/jobs",
+            json!({"kind": "sleep", "args": {"secnds": 1}}),
+            "args.secnds",
+        ),
+        (
+            "/api/v1/jobs/batch",
+            json!({"jobs": [{"kind": "noop"}, {"kind": "noop", "arg": {}}]}),
+            "arg",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let resp = app.post_json(path, &body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(answer["code"], "invalid_body", "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(field),
+            "{field}: {answer}"
+        );
+    }
+    let list = app.list_jobs("").await;
+    assert_eq!(
+        list["jobs"].as_array().unwrap().len(),
+        0,
+        "nothing was created"
+    );
+    // The spec says so: request objects admit no other fields.
+    let spec = app.json("/openapi.json").await;
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["NewJob_sleep"]["additionalProperties"], false,
+        "{}",
+        schemas["NewJob_sleep"]
+    );
+    let sleep_args = schemas
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(name, _)| name.contains("SleepArgs"))
+        .map(|(_, s)| s.clone())
+        .expect("sleep's arguments are in the spec");
+    assert_eq!(sleep_args["additionalProperties"], false, "{sleep_args}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_api_keys_the_demo_kinds_are_off_unless_enabled() {
+    const KEY: &str = "demo-test-key";
+    let kinds_of = |spec: &Value| -> Vec<String> {
+        spec["components"]["schemas"]["JobKind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect()
+    };
+    let keyed = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
+        s.http.api_keys = KEY.parse().unwrap();
+    })
+    .await;
+    let resp = keyed
+        .client
+        .post(keyed.url("/api/v1/jobs"))
+        .bearer_auth(KEY)
+        .json(&json!({"kind": "sleep", "args": {"seconds": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "unknown_kind");
+    let spec = keyed.json("/openapi.json").await;
+    assert!(
+        !kinds_of(&spec).contains(&"sleep".to_string()),
+        "{:?}",
+        kinds_of(&spec)
+    );
+    assert!(kinds_of(&spec).contains(&"export".to_string()));
+    let listed = |kinds: &Value| -> Vec<(String, String)> {
+        kinds["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["name"].as_str().unwrap().into(),
+                    k["created_by"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let discovered = keyed
+        .client
+        .get(keyed.url("/api/v1/kinds"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let discovered = listed(&discovered);
+    assert!(
+        discovered.contains(&("export".into(), "exports".into()))
+            && discovered.contains(&("merge".into(), "internal".into())),
+        "{discovered:?}"
+    );
+    assert!(
+        !discovered
+            .iter()
+            .any(|(name, _)| name == "sleep" || name == "noop"),
+        "{discovered:?}"
+    );
+
+    let enabled = spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
+        s.http.api_keys = KEY.parse().unwrap();
+        s.worker.demo_kinds = offload::settings::DemoKinds::On;
+    })
+    .await;
+    let resp = enabled
+        .client
+        .post(enabled.url("/api/v1/jobs"))
+        .bearer_auth(KEY)
+        .json(&json!({"kind": "noop", "args": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    // Without keys (the zero-setup default) they are there.
+    let open = spawn_app(Backend::Sqlite).await;
+    assert!(kinds_of(&open.json("/openapi.json").await).contains(&"sleep".to_string()));
+    assert!(listed(&open.json("/api/v1/kinds").await).contains(&("sleep".into(), "jobs".into())));
+}

@@ -18,6 +18,7 @@ on_both_backends!(
     a_part_that_fails_fails_its_merge_and_cancels_the_others,
     retrying_a_merge_reruns_only_its_parts_that_did_not_succeed,
     a_delayed_job_is_queued_with_its_time,
+    a_clean_shutdown_takes_its_workers_off_the_board,
 );
 
 /// A merge job with `n` parts (argument-only `noop`s stand in for exports here), enqueued
@@ -393,4 +394,42 @@ async fn one_contender_gets_a_lease_until_it_runs_out(backend: Backend) {
             .await
             .unwrap()
     );
+}
+
+/// The apalis worker rows of the app's database (what the board lists).
+async fn worker_count(app: &TestApp, backend: Backend) -> i64 {
+    let url = app.settings.database.url.expose();
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let n = sqlx::query_scalar("SELECT COUNT(*) FROM apalis.workers")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            let n = sqlx::query_scalar("SELECT COUNT(*) FROM Workers")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        }
+    }
+}
+
+async fn a_clean_shutdown_takes_its_workers_off_the_board(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    // A job run proves the workers polled (they register when they first do).
+    let job = app.create_job("noop", json!({})).await;
+    assert_eq!(app.wait_final(&id_of(&job)).await["status"], "succeeded");
+    assert!(
+        worker_count(&app, backend).await > 0,
+        "running workers are listed"
+    );
+    app.stop().await;
+    assert_eq!(worker_count(&app, backend).await, 0);
 }

@@ -361,3 +361,54 @@ async fn a_delayed_job_waits_for_its_time(backend: Backend) {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_and_its_parts_expire_as_one() {
+    use offload::sweeper::{Retention, sweep};
+    require_libreoffice();
+    let app = spawn_app_with(Backend::Sqlite, Role::Serve, |s| s.worker.concurrency = 1).await;
+    let storage = app.storage().await;
+    let expire_all = Retention {
+        results: std::time::Duration::ZERO,
+        jobs: std::time::Duration::from_secs(3600),
+    };
+    // A quick part, then one that converts for seconds: the sweeper runs between them.
+    let merge = app
+        .upload_merge(vec![
+            ("deck5.pptx", std::fs::read(sample("deck5.pptx")).unwrap()),
+            ("long.docx", crate::fixtures::long_docx(20_000)),
+        ])
+        .await;
+    let quick = id_of(&merge["parts"][0]);
+    assert_eq!(app.wait_final(&quick).await["status"], "succeeded");
+    let swept = sweep(&app.queue, &storage, &expire_all).await.unwrap();
+    assert_eq!(
+        swept.expired, 0,
+        "nothing of a merge that can still run expires"
+    );
+    let kept = storage.job_objects(quick.parse().unwrap()).await.unwrap();
+    assert!(!kept.is_empty(), "the finished part keeps its files");
+    let done = app.wait_final(&id_of(&merge)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let swept = sweep(&app.queue, &storage, &expire_all).await.unwrap();
+    assert_eq!(swept.expired, 3, "the merge and both parts expire together");
+
+    // A failed merge whose files expired cannot be retried into failing parts.
+    let failed = app
+        .upload_merge(vec![
+            ("deck5.pptx", std::fs::read(sample("deck5.pptx")).unwrap()),
+            (
+                "broken.pptx",
+                std::fs::read(sample("corrupt_truncated.pptx")).unwrap(),
+            ),
+        ])
+        .await;
+    assert_eq!(app.wait_final(&id_of(&failed)).await["status"], "failed");
+    sweep(&app.queue, &storage, &expire_all).await.unwrap();
+    let retry = app.retry(&id_of(&failed)).await;
+    assert_eq!(retry.status(), 409);
+    assert_eq!(
+        retry.json::<Value>().await.unwrap()["code"],
+        "input_expired"
+    );
+}

@@ -171,6 +171,19 @@ await step("the board shows the queues, workers and jobs just run", async () => 
   await page.screenshot({ path: `${shots}/board-sleep-done.png`, fullPage: true });
 });
 
+await step("the operator's queue list shows every kind's queue", async () => {
+  await page.goto(board + "/offload/queues");
+  for (const kind of ["export", "merge", "noop", "sleep", "webhook"]) {
+    await page.locator(`tr.queue[data-queue="${kind}"]`).waitFor({ timeout: LONG });
+  }
+  const rows = await page.locator("tr.queue").count();
+  check(rows === 5, `one row per queue, got ${rows}`);
+  // The first step's export finished, so the export queue counts at least one done job.
+  const done = await page.locator('tr.queue[data-queue="export"] td[data-stat="DONE_JOBS"]').textContent();
+  check(Number(done) >= 1, `the export queue shows its done jobs, got ${done}`);
+  await page.screenshot({ path: `${shots}/board-queues.png`, fullPage: true });
+});
+
 await step("the pages are readable on a phone", async () => {
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
   const job = await api("/api/v1/jobs", { kind: "sleep", args: { seconds: 0 } });

@@ -53,6 +53,7 @@ impl Export {
 
 /// Arguments of an export; the API builds them from the multipart form.
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ExportArgs {
     /// Output format; `pdf`.
     pub format: String,

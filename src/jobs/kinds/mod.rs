@@ -28,6 +28,8 @@ pub struct BuiltinConfig {
     pub backoff: std::time::Duration,
     pub export: ExportConfig,
     pub webhook: WebhookConfig,
+    /// Offer the demo and benchmark kinds `sleep` and `noop`.
+    pub demo: bool,
 }
 
 /// Service-wide defaults every kind starts from.
@@ -42,17 +44,19 @@ pub fn default_policy(config: &BuiltinConfig) -> Policy {
     }
 }
 
-/// `export`, `noop` and `sleep`, and the internal `merge` (multi-document exports) and
-/// `webhook` (completion callbacks).
+/// `export`, the internal `merge` (multi-document exports) and `webhook` (completion
+/// callbacks), and — for demos and benchmarks, when `config.demo` — `noop` and `sleep`.
 pub fn builtin(
     config: &BuiltinConfig,
     converter: Arc<dyn Converter>,
     metrics: Arc<Metrics>,
 ) -> Registry {
-    Registry::new(default_policy(config))
+    let registry = Registry::new(default_policy(config))
         .register(Export::new(converter, config.export.clone(), metrics))
-        .register(Noop)
-        .register(Sleep)
         .register(Merge)
-        .register(Webhook::new(config.webhook.clone()))
+        .register(Webhook::new(config.webhook.clone()));
+    match config.demo {
+        true => registry.register(Noop).register(Sleep),
+        false => registry,
+    }
 }

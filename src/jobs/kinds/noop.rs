@@ -6,8 +6,9 @@ use crate::jobs::{JobContext, JobError, JobKind, JobOutput, Policy};
 
 pub struct Noop;
 
-/// `noop` takes no arguments (any object is accepted and ignored).
+/// `noop` takes no arguments (`{}`).
 #[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NoopArgs {}
 
 impl JobKind for Noop {

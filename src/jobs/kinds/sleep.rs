@@ -17,6 +17,7 @@ const STEPS: u32 = 10;
 
 /// `sleep` arguments.
 #[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SleepArgs {
     /// How long each attempt sleeps, in seconds (0 to 86400).
     #[serde(default)]

@@ -58,6 +58,7 @@ impl Webhook {
 }
 
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookArgs {
     /// The job that ended.
     pub job_id: String,
