@@ -107,17 +107,17 @@ impl Conn<'_> {
         Ok(self.rows(sql, args).await?.into_iter().next())
     }
 
-    /// Runs a statement that returns no rows.
-    pub async fn execute(&mut self, sql: &'static str, args: &[Arg]) -> sqlx::Result<()> {
+    /// Runs a statement that returns no rows; returns how many rows it changed.
+    pub async fn execute(&mut self, sql: &'static str, args: &[Arg]) -> sqlx::Result<u64> {
         match self {
             Conn::Postgres(c) => bind_all!(sqlx::query(sql), args)
                 .execute(&mut **c)
                 .await
-                .map(|_| ()),
+                .map(|r| r.rows_affected()),
             Conn::Sqlite(c) => bind_all!(sqlx::query(sql), args)
                 .execute(&mut **c)
                 .await
-                .map(|_| ()),
+                .map(|r| r.rows_affected()),
         }
     }
 

@@ -116,6 +116,18 @@ pub(crate) struct Dialect {
     requeue_task: &'static str,
     /// Counts the tasks of queue `$1` waiting for a worker.
     pending_tasks: &'static str,
+    // apalis's worker rows: apalis registers and heartbeats them but never deletes one. A task
+    // names its worker (`lock_by`, a foreign key), so finished tasks let go of it first; a
+    // worker still named by a queued or running task stays until orphan recovery moves that
+    // task on.
+    /// Unlocks the finished tasks of the workers named in `$1` (a JSON array of names).
+    release_workers: &'static str,
+    /// Deletes the workers named in `$1` that no task names.
+    delete_workers: &'static str,
+    /// Unlocks the finished tasks of workers silent for `$1` seconds.
+    release_dead: &'static str,
+    /// Deletes the workers silent for `$1` seconds that no task names.
+    delete_dead: &'static str,
 }
 
 /// The queue: our job rows plus apalis tasks, behind one API. Cheap to clone.

@@ -28,6 +28,23 @@ DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at < to_time
 UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
 WHERE id = $1 AND status IN ('Running', 'Queued')",
     pending_tasks: "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'",
+    release_workers: "\
+UPDATE apalis.jobs SET lock_by = NULL
+WHERE lock_by IN (SELECT jsonb_array_elements_text($1::jsonb))
+  AND status NOT IN ('Queued', 'Running')",
+    delete_workers: "\
+DELETE FROM apalis.workers w
+WHERE w.id IN (SELECT jsonb_array_elements_text($1::jsonb))
+  AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
+    release_dead: "\
+UPDATE apalis.jobs SET lock_by = NULL
+WHERE status NOT IN ('Queued', 'Running')
+  AND lock_by IN (SELECT id FROM apalis.workers
+                  WHERE last_seen < now() - make_interval(secs => $1::float8))",
+    delete_dead: "\
+DELETE FROM apalis.workers w
+WHERE w.last_seen < now() - make_interval(secs => $1::float8)
+  AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
 };
 
 /// Fail fast while the database is down instead of hanging requests.

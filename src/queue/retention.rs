@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::conn::Arg;
 use super::{Change, Db, JobRecord, Queue, QueueError, now_micros, sql};
 
 impl Queue {
@@ -79,74 +80,40 @@ impl Queue {
 
     /// Takes this process's workers off the board after a clean shutdown: apalis never
     /// deletes a worker's row, so every stop would leave one behind. (A worker row stays while a
-    /// queued or running task still names it; the sweep takes it when that task moved on.)
+    /// queued or running task still names it; a live worker's [`Self::prune_dead_workers`]
+    /// takes it once that task has moved on.)
     pub async fn retire_workers(&self) -> Result<u64, QueueError> {
         let names: Vec<String> = self.workers.lock().expect("worker names lock").clone();
-        let removed = match &self.db {
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(sql::PG_RELEASE_WORKERS)
-                    .bind(&names)
-                    .execute(&mut *tx)
-                    .await?;
-                let n = sqlx::query(sql::PG_DELETE_WORKERS)
-                    .bind(&names)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                n.rows_affected()
-            }
-            Db::Sqlite(pool) => {
-                let names = serde_json::to_string(&names).expect("names serialize");
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                sqlx::query(sql::SQLITE_RELEASE_WORKERS)
-                    .bind(&names)
-                    .execute(&mut *tx)
-                    .await?;
-                let n = sqlx::query(sql::SQLITE_DELETE_WORKERS)
-                    .bind(&names)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                n.rows_affected()
-            }
-        };
-        Ok(removed)
+        let names = serde_json::to_string(&names).expect("names serialize");
+        let d = self.dialect();
+        self.remove_workers(d.release_workers, d.delete_workers, names.into())
+            .await
     }
 
     /// Takes off the board the workers that have not heartbeated for `silent` (killed ones:
     /// their processes cannot say goodbye); returns how many.
     pub async fn prune_dead_workers(&self, silent: std::time::Duration) -> Result<u64, QueueError> {
-        let secs = silent.as_secs_f64();
-        let removed = match &self.db {
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(sql::PG_RELEASE_DEAD)
-                    .bind(secs)
-                    .execute(&mut *tx)
-                    .await?;
-                let n = sqlx::query(sql::PG_DELETE_DEAD)
-                    .bind(secs)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                n.rows_affected()
-            }
-            Db::Sqlite(pool) => {
-                let secs = silent.as_secs() as i64;
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                sqlx::query(sql::SQLITE_RELEASE_DEAD)
-                    .bind(secs)
-                    .execute(&mut *tx)
-                    .await?;
-                let n = sqlx::query(sql::SQLITE_DELETE_DEAD)
-                    .bind(secs)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                n.rows_affected()
-            }
-        };
+        let secs = i64::try_from(silent.as_secs()).unwrap_or(i64::MAX);
+        let d = self.dialect();
+        self.remove_workers(d.release_dead, d.delete_dead, secs.into())
+            .await
+    }
+
+    /// In one transaction: lets the finished tasks of some workers go of them (`release`),
+    /// then deletes those workers (`delete`); both bind `arg` as `$1`.
+    async fn remove_workers(
+        &self,
+        release: &'static str,
+        delete: &'static str,
+        arg: Arg,
+    ) -> Result<u64, QueueError> {
+        let args = [arg];
+        let (removed, _) = self
+            .write(async |conn, _| {
+                conn.execute(release, &args).await?;
+                Ok(conn.execute(delete, &args).await?)
+            })
+            .await?;
         Ok(removed)
     }
 }

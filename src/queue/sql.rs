@@ -160,36 +160,3 @@ WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
 
 pub(super) const QUEUED_COUNT: &str = "SELECT COUNT(*) FROM offload_jobs WHERE status = 'queued'";
-
-// apalis's worker rows: apalis registers and heartbeats them but never deletes one. A task
-// names its worker (`lock_by`, a foreign key), so finished tasks let go of it first; a worker
-// still named by a queued or running task stays until orphan recovery moves that task on.
-pub(super) const PG_RELEASE_WORKERS: &str = "\
-UPDATE apalis.jobs SET lock_by = NULL
-WHERE lock_by = ANY($1) AND status NOT IN ('Queued', 'Running')";
-pub(super) const PG_DELETE_WORKERS: &str = "\
-DELETE FROM apalis.workers w
-WHERE w.id = ANY($1) AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)";
-pub(super) const PG_RELEASE_DEAD: &str = "\
-UPDATE apalis.jobs SET lock_by = NULL
-WHERE status NOT IN ('Queued', 'Running')
-  AND lock_by IN (SELECT id FROM apalis.workers WHERE last_seen < now() - make_interval(secs => $1))";
-pub(super) const PG_DELETE_DEAD: &str = "\
-DELETE FROM apalis.workers w
-WHERE w.last_seen < now() - make_interval(secs => $1)
-  AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)";
-pub(super) const SQLITE_RELEASE_WORKERS: &str = "\
-UPDATE Jobs SET lock_by = NULL
-WHERE lock_by IN (SELECT value FROM json_each(?1)) AND status NOT IN ('Queued', 'Running')";
-pub(super) const SQLITE_DELETE_WORKERS: &str = "\
-DELETE FROM Workers
-WHERE id IN (SELECT value FROM json_each(?1))
-  AND NOT EXISTS (SELECT 1 FROM Jobs WHERE Jobs.lock_by = Workers.id)";
-pub(super) const SQLITE_RELEASE_DEAD: &str = "\
-UPDATE Jobs SET lock_by = NULL
-WHERE status NOT IN ('Queued', 'Running')
-  AND lock_by IN (SELECT id FROM Workers WHERE last_seen < strftime('%s', 'now') - ?1)";
-pub(super) const SQLITE_DELETE_DEAD: &str = "\
-DELETE FROM Workers
-WHERE last_seen < strftime('%s', 'now') - ?1
-  AND NOT EXISTS (SELECT 1 FROM Jobs WHERE Jobs.lock_by = Workers.id)";

@@ -35,6 +35,21 @@ WHERE id = ?1 AND status IN ('Pending', 'Failed')",
 UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
 WHERE id = ?1 AND status IN ('Running', 'Queued')",
     pending_tasks: "SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status = 'Pending'",
+    release_workers: "\
+UPDATE Jobs SET lock_by = NULL
+WHERE lock_by IN (SELECT value FROM json_each(?1)) AND status NOT IN ('Queued', 'Running')",
+    delete_workers: "\
+DELETE FROM Workers
+WHERE id IN (SELECT value FROM json_each(?1))
+  AND NOT EXISTS (SELECT 1 FROM Jobs WHERE Jobs.lock_by = Workers.id)",
+    release_dead: "\
+UPDATE Jobs SET lock_by = NULL
+WHERE status NOT IN ('Queued', 'Running')
+  AND lock_by IN (SELECT id FROM Workers WHERE last_seen < strftime('%s', 'now') - ?1)",
+    delete_dead: "\
+DELETE FROM Workers
+WHERE last_seen < strftime('%s', 'now') - ?1
+  AND NOT EXISTS (SELECT 1 FROM Jobs WHERE Jobs.lock_by = Workers.id)",
 };
 
 /// Writers queue behind one another; a long wait means something is wrong.

@@ -143,16 +143,12 @@ mod client {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("not/there/yet");
         let (deck, report) = (sample("deck5.pptx"), sample("report3.docx"));
-        let run = offload(&[
-            "submit",
-            deck.to_str().unwrap(),
-            report.to_str().unwrap(),
-            "--server",
-            &app.base,
-            "-o",
-            &format!("{}/", out.display()),
-        ])
-        .await;
+        let (deck, report) = (deck.to_str().unwrap(), report.to_str().unwrap());
+        let submit_both = |to: String| {
+            let base = app.base.clone();
+            async move { offload(&["submit", deck, report, "--server", &base, "-o", &to]).await }
+        };
+        let run = submit_both(format!("{}/", out.display())).await;
         assert!(run.status.success(), "{}", text(&run.stderr));
         assert_eq!(pdf_pages(&std::fs::read(out.join("deck5.pdf")).unwrap()), 5);
         assert_eq!(
@@ -162,16 +158,7 @@ mod client {
         // A path that exists and is not a directory is still refused.
         let file = dir.path().join("a-file");
         std::fs::write(&file, b"x").unwrap();
-        let run = offload(&[
-            "submit",
-            deck.to_str().unwrap(),
-            report.to_str().unwrap(),
-            "--server",
-            &app.base,
-            "-o",
-            file.to_str().unwrap(),
-        ])
-        .await;
+        let run = submit_both(file.display().to_string()).await;
         assert!(!run.status.success());
         assert!(
             text(&run.stderr).contains("not a directory"),

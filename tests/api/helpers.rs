@@ -312,6 +312,16 @@ impl Api {
         req.send().await.unwrap()
     }
 
+    /// `POST /api/v1/exports` with any form (tests of what the form may and may not hold).
+    pub async fn post_form(&self, form: reqwest::multipart::Form) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/exports"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Uploads several documents as one merge (`merge=true`); returns the accepted merge job.
     pub async fn upload_merge(&self, files: Vec<(&str, Vec<u8>)>) -> Value {
         let mut form = reqwest::multipart::Form::new().text("merge", "true");
@@ -319,13 +329,7 @@ impl Api {
             let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
             form = form.part("file", part);
         }
-        let resp = self
-            .client
-            .post(self.url("/api/v1/exports"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let resp = self.post_form(form).await;
         assert_eq!(resp.status(), 202, "merge upload");
         resp.json().await.unwrap()
     }
@@ -443,6 +447,17 @@ impl Api {
             .await
             .unwrap()
     }
+}
+
+/// `(a, b)` of each object of the array `items`: `[{"name": "x", "status": "y"}]` → `[("x", "y")]`.
+pub fn field_pairs(items: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    let text = |item: &Value, field: &str| item[field].as_str().unwrap().to_string();
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (text(item, a), text(item, b)))
+        .collect()
 }
 
 pub fn is_final(job: &Value) -> bool {

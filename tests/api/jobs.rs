@@ -359,13 +359,7 @@ async fn unknown_request_fields_are_refused_naming_them() {
         let form = reqwest::multipart::Form::new()
             .part("file", part)
             .text(field, "pdf");
-        let resp = app
-            .client
-            .post(app.url("/api/v1/exports"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let resp = app.post_form(form).await;
         assert_eq!(resp.status(), 400, "{field}");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["code"], "invalid_form", "{body}");
@@ -454,19 +448,7 @@ async fn with_api_keys_the_demo_kinds_are_off_unless_enabled() {
         kinds_of(&spec)
     );
     assert!(kinds_of(&spec).contains(&"export".to_string()));
-    let listed = |kinds: &Value| -> Vec<(String, String)> {
-        kinds["kinds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| {
-                (
-                    k["name"].as_str().unwrap().into(),
-                    k["created_by"].as_str().unwrap().into(),
-                )
-            })
-            .collect()
-    };
+    let listed = |kinds: &Value| field_pairs(&kinds["kinds"], "name", "created_by");
     let discovered = keyed
         .client
         .get(keyed.url("/api/v1/kinds"))

@@ -255,13 +255,7 @@ async fn internal_addresses_are_refused_at_submit() {
                 .file_name("deck5.pptx"),
         )
         .text("callback_url", "http://10.0.0.1/hook");
-    let resp = app
-        .client
-        .post(app.url("/api/v1/exports"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_form(form).await;
     assert_eq!(resp.status(), 422);
     let body: Value = resp.json().await.unwrap();
     assert!(

@@ -18,17 +18,7 @@ on_both_backends!(
 );
 
 fn step_names(job: &Value) -> Vec<(String, String)> {
-    job["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_string(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    field_pairs(&job["steps"], "name", "status")
 }
 
 /// A `soffice` stand-in that records each conversion in `log`, then runs the real one.
@@ -305,13 +295,7 @@ async fn several_files_without_merge_are_refused() {
             reqwest::multipart::Part::bytes(std::fs::read(sample(name)).unwrap()).file_name(name),
         );
     }
-    let resp = app
-        .client
-        .post(app.url("/api/v1/exports"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_form(form).await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "invalid_form");
