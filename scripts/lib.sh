@@ -1,8 +1,10 @@
 # Shared helpers for scripts/run and scripts/test (source it; do not run it).
 # Everything here is idempotent: a second run installs and starts nothing that is there.
 
+# The full packages, not the -nogui ones: those lack Writer's UI definitions, and a warm
+# (UNO-driven) LibreOffice then aborts loading any text document with comments.
 LIBREOFFICE_PACKAGES=(
-  libreoffice-impress-nogui libreoffice-writer-nogui libreoffice-calc-nogui
+  libreoffice-impress libreoffice-writer libreoffice-calc
   fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2 python3-uno
   bubblewrap
 )
@@ -31,8 +33,23 @@ ensure_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || return 1
 }
 
+# The -nogui variants conflict with the full packages; apt replaces them only when told to.
+replace_nogui_libreoffice() {
+  local nogui=()
+  for pkg in libreoffice-{core,writer,calc,impress,draw}-nogui; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" && nogui+=("$pkg-")
+  done
+  [ ${#nogui[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || return 1
+  log "replacing ${nogui[*]%-} with the full LibreOffice packages"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || return 1
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    libreoffice-core "${LIBREOFFICE_PACKAGES[@]:0:3}" "${nogui[@]}" >/dev/null
+}
+
 # LibreOffice, its fonts and the bubblewrap sandbox every conversion runs in.
 ensure_libreoffice() {
+  replace_nogui_libreoffice || return 1
   if ! ensure_packages "${LIBREOFFICE_PACKAGES[@]}"; then
     return 1
   fi
