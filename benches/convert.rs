@@ -1,7 +1,9 @@
 //! Conversion benchmark (`scripts/bench-convert`): p50/p95 latency and docs/s for the 5-slide
 //! deck, the 50-slide deck and the docx — cold vs warm, 1 and 2 slots, in the bubblewrap
 //! sandbox and (1 slot) without it — next to a bare warm LibreOffice (the UNO helper driven
-//! directly, no offload and no sandbox in between).
+//! directly, no offload and no sandbox in between). Then what each export option costs
+//! against a plain export (warm, sandboxed), and a repeat of deck5 answered from the result
+//! cache, end to end through HTTP, against the same upload converted.
 //!
 //! Prints a Markdown table, then one JSON line per figure. Not a test: nothing is asserted.
 
@@ -10,10 +12,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use offload::app::{Application, Role};
+use offload::convert::filter::PdfSettings;
 use offload::convert::libreoffice::{LibreOffice, ProcessLimits};
 use offload::convert::sandbox::{Sandbox, SandboxConfig, SandboxMode};
 use offload::convert::warm::{WarmLibreOffice, WarmOptions};
-use offload::convert::{Converter, DocFormat};
+use offload::convert::{Conversion, Converter, DocFormat};
+use offload::model::options::ExportOptions;
+use offload::settings::Settings;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
@@ -43,13 +49,14 @@ async fn measure(
     conv: Arc<dyn Converter>,
     doc: &Path,
     format: DocFormat,
+    settings: &PdfSettings,
     slots: usize,
     runs: usize,
 ) -> (Vec<Duration>, Duration) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..slots {
-        let (conv, doc) = (conv.clone(), doc.to_path_buf());
+        let (conv, doc, settings) = (conv.clone(), doc.to_path_buf(), settings.clone());
         let share = runs / slots + usize::from(worker < runs % slots);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -58,7 +65,14 @@ async fn measure(
                 let input = dir.path().join(format!("input.{}", format.extension()));
                 std::fs::copy(&doc, &input).unwrap();
                 let t = Instant::now();
-                conv.convert(&input, format, dir.path(), CancellationToken::new())
+                let job = Conversion {
+                    input: &input,
+                    format,
+                    out_dir: dir.path(),
+                    settings: &settings,
+                    password: None,
+                };
+                conv.convert(&job, CancellationToken::new())
                     .await
                     .expect("conversion");
                 lat.push(t.elapsed());
@@ -154,6 +168,175 @@ async fn bare_warm(
     (lat, total)
 }
 
+/// Options whose cost is measured, per document: `(document, label, options JSON)`.
+const OPTION_CASES: &[(&str, &str, &str)] = &[
+    ("deck5.pptx", "option: none", "{}"),
+    (
+        "deck5.pptx",
+        "option: page_range=1",
+        r#"{"page_range":"1"}"#,
+    ),
+    ("deck5.pptx", "option: pdf_a=2b", r#"{"pdf_a":"2b"}"#),
+    ("deck5.pptx", "option: pdf_ua", r#"{"pdf_ua":true}"#),
+    (
+        "deck5.pptx",
+        "option: watermark",
+        r#"{"watermark":{"text":"DRAFT"}}"#,
+    ),
+    (
+        "deck5.pptx",
+        "option: image_quality=50",
+        r#"{"image_quality":50}"#,
+    ),
+    (
+        "deck5.pptx",
+        "option: export_notes_pages",
+        r#"{"export_notes_pages":true}"#,
+    ),
+    ("report3.docx", "option: none", "{}"),
+    (
+        "report3.docx",
+        "option: page_range=2-3",
+        r#"{"page_range":"2-3"}"#,
+    ),
+    ("report3.docx", "option: pdf_a=2b", r#"{"pdf_a":"2b"}"#),
+    ("report3.docx", "option: pdf_ua", r#"{"pdf_ua":true}"#),
+    ("report3.docx", "option: landscape", r#"{"landscape":true}"#),
+    (
+        "report3.docx",
+        "option: watermark",
+        r#"{"watermark":{"text":"DRAFT"}}"#,
+    ),
+    (
+        "report3.docx",
+        "option: lossless_images",
+        r#"{"lossless_images":true}"#,
+    ),
+];
+
+/// The bubblewrap sandbox (or none).
+fn sandbox(sandboxed: bool) -> Arc<Sandbox> {
+    Arc::new(if sandboxed {
+        let config = SandboxConfig {
+            mode: SandboxMode::Bubblewrap,
+            bwrap: "bwrap".into(),
+        };
+        let sandbox = Sandbox::new(&config, &[]);
+        sandbox.availability().expect("bubblewrap works here");
+        sandbox
+    } else {
+        Sandbox::off()
+    })
+}
+
+/// A warm converter of `slots` slots under `root`.
+fn warm_converter(root: PathBuf, slots: usize, sandbox: Arc<Sandbox>) -> Arc<dyn Converter> {
+    let options = WarmOptions {
+        slots,
+        restart_after: 10_000,
+        python: "/usr/bin/python3".into(),
+        root,
+        start_timeout: Duration::from_secs(30),
+        cold_first: false,
+    };
+    let cold = LibreOffice::new("soffice", ProcessLimits::default(), sandbox);
+    Arc::new(WarmLibreOffice::new(cold, options).unwrap())
+}
+
+/// Each of [`OPTION_CASES`], warm, one slot, sandboxed.
+async fn option_costs(root: &Path, runs: usize) -> Vec<Figure> {
+    let warm = warm_converter(root.join("warm-options"), 1, sandbox(true));
+    let mut figures = Vec::new();
+    for (name, label, options) in OPTION_CASES {
+        let format = if name.ends_with(".docx") {
+            DocFormat::Docx
+        } else {
+            DocFormat::Pptx
+        };
+        let options: ExportOptions = serde_json::from_str(options).unwrap();
+        let settings = PdfSettings::new(&options, format.family());
+        eprintln!("{name}: {label}");
+        measure(warm.clone(), &sample(name), format, &settings, 1, 1).await;
+        let measured = measure(warm.clone(), &sample(name), format, &settings, 1, runs).await;
+        figures.push(figure(name, label, 1, measured));
+    }
+    figures
+}
+
+/// deck5 through the HTTP API of a service on SQLite and local files: converted (submit to
+/// `succeeded`, `cache=bypass`), then answered from the result cache (submit to the 202 that
+/// already says `succeeded`).
+async fn cached_over_http(root: &Path, runs: usize) -> [Figure; 2] {
+    let mut settings = Settings::defaults();
+    settings.database.url = format!("sqlite://{}/bench.db", root.display())
+        .parse()
+        .unwrap();
+    settings.storage.url = format!("fs://{}/files", root.display()).parse().unwrap();
+    settings.http.bind = "127.0.0.1:0".parse().unwrap();
+    settings.http.board = "off".parse().unwrap();
+    settings.http.uploads_per_minute = 0;
+    settings.worker.concurrency = 1;
+    settings.worker.work_dir = Some(root.join("work"));
+    std::fs::create_dir_all(root.join("work")).unwrap();
+    let app = Application::build(settings, Role::Serve).await.unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = reqwest::Client::new();
+    let deck = std::fs::read(sample("deck5.pptx")).unwrap();
+    let submit = |cache: &'static str| {
+        let part = reqwest::multipart::Part::bytes(deck.clone()).file_name("deck5.pptx");
+        let form = reqwest::multipart::Form::new()
+            .part("file", part)
+            .text("cache", cache);
+        client
+            .post(format!("{base}/api/v1/exports"))
+            .multipart(form)
+            .send()
+    };
+    let finish = |job: serde_json::Value| {
+        let url = format!("{base}/api/v1/jobs/{}", job["id"].as_str().unwrap());
+        let client = client.clone();
+        async move {
+            loop {
+                let now: serde_json::Value =
+                    client.get(&url).send().await.unwrap().json().await.unwrap();
+                match now["status"].as_str().unwrap() {
+                    "succeeded" => return,
+                    "queued" | "running" => tokio::time::sleep(Duration::from_millis(2)).await,
+                    other => panic!("the export {other}: {now}"),
+                }
+            }
+        }
+    };
+    let timed = |cache: &'static str, runs: usize| {
+        let (submit, finish) = (&submit, &finish);
+        async move {
+            let started = Instant::now();
+            let mut lat = Vec::new();
+            for _ in 0..runs {
+                let t = Instant::now();
+                let job: serde_json::Value = submit(cache).await.unwrap().json().await.unwrap();
+                finish(job).await;
+                lat.push(t.elapsed());
+            }
+            (lat, started.elapsed())
+        }
+    };
+    // Warm the converter, and fill the cache.
+    finish(submit("use").await.unwrap().json().await.unwrap()).await;
+    let converted = timed("bypass", runs.min(15)).await;
+    let cached = timed("use", runs).await;
+    [
+        figure("deck5.pptx", "http: converted", 1, converted),
+        figure("deck5.pptx", "http: cached", 1, cached),
+    ]
+}
+
+/// A plain export's settings for `format`.
+fn plain(format: DocFormat) -> PdfSettings {
+    PdfSettings::new(&ExportOptions::default(), format.family())
+}
+
 fn figure(
     doc: &'static str,
     mode: &'static str,
@@ -192,17 +375,7 @@ async fn main() {
             bare_warm(&doc, format, runs, root.path()).await,
         ));
         for (slots, sandboxed) in [(1, true), (1, false), (2, true)] {
-            let sandbox = Arc::new(if sandboxed {
-                let config = SandboxConfig {
-                    mode: SandboxMode::Bubblewrap,
-                    bwrap: "bwrap".into(),
-                };
-                let sandbox = Sandbox::new(&config, &[]);
-                sandbox.availability().expect("bubblewrap works here");
-                sandbox
-            } else {
-                Sandbox::off()
-            });
+            let sandbox = sandbox(sandboxed);
             let (cold_mode, warm_mode) = match sandboxed {
                 true => ("cold", "warm"),
                 false => ("cold-unsandboxed", "warm-unsandboxed"),
@@ -216,31 +389,29 @@ async fn main() {
                 name,
                 cold_mode,
                 slots,
-                measure(cold, &doc, format, slots, cold_runs).await,
+                measure(cold, &doc, format, &plain(format), slots, cold_runs).await,
             ));
 
-            let options = WarmOptions {
+            let warm = warm_converter(
+                root.path().join(format!("warm-{name}-{slots}-{sandboxed}")),
                 slots,
-                restart_after: 10_000,
-                python: "/usr/bin/python3".into(),
-                root: root.path().join(format!("warm-{name}-{slots}-{sandboxed}")),
-                start_timeout: Duration::from_secs(30),
-            };
-            let warm: Arc<dyn Converter> = Arc::new(
-                WarmLibreOffice::new(LibreOffice::new("soffice", limits, sandbox), options)
-                    .unwrap(),
+                sandbox,
             );
             eprintln!("{name}: {warm_mode}, {slots} slot(s)");
             // Start every slot before timing (one conversion each, concurrently).
-            measure(warm.clone(), &doc, format, slots, slots).await;
+            measure(warm.clone(), &doc, format, &plain(format), slots, slots).await;
             figures.push(figure(
                 name,
                 warm_mode,
                 slots,
-                measure(warm, &doc, format, slots, runs).await,
+                measure(warm, &doc, format, &plain(format), slots, runs).await,
             ));
         }
     }
+
+    figures.extend(option_costs(root.path(), if quick { 4 } else { 15 }).await);
+    eprintln!("deck5.pptx: through HTTP, converted and cached");
+    figures.extend(cached_over_http(root.path(), if quick { 20 } else { 100 }).await);
 
     println!("| document | mode | slots | runs | p50 | p95 | docs/s |");
     println!("|---|---|---|---|---|---|---|");
@@ -296,4 +467,20 @@ async fn main() {
             get(doc, "warm", 2).docs_per_sec / get(doc, "warm", 1).docs_per_sec
         );
     }
+    for (name, label, _) in OPTION_CASES.iter().filter(|(_, l, _)| *l != "option: none") {
+        println!(
+            "{name}: {label} p50 / plain p50 = {:.2}",
+            get(name, label, 1).p50.as_secs_f64() / get(name, "option: none", 1).p50.as_secs_f64()
+        );
+    }
+    let (converted, cached) = (
+        get("deck5.pptx", "http: converted", 1),
+        get("deck5.pptx", "http: cached", 1),
+    );
+    println!(
+        "deck5 through HTTP: cached p50 {:.1} ms (target ≤ 10 ms), converted p50 {:.0} ms: cached / converted = {:.3}",
+        cached.p50.as_secs_f64() * 1e3,
+        converted.p50.as_secs_f64() * 1e3,
+        cached.p50.as_secs_f64() / converted.p50.as_secs_f64()
+    );
 }

@@ -37,6 +37,21 @@
     }
   }
 
+  // The export options the form's "Options" set, as the API takes them (unset ones left out,
+  // so the server's defaults apply).
+  function chosenOptions() {
+    const value = (id) => document.getElementById(id).value.trim();
+    const checked = (id) => document.getElementById(id).checked;
+    const options = {};
+    if (value("opt-pages")) options.page_range = value("opt-pages");
+    if (value("opt-pdfa")) options.pdf_a = value("opt-pdfa");
+    if (value("opt-watermark")) options.watermark = { text: value("opt-watermark") };
+    if (checked("opt-landscape")) options.landscape = true;
+    if (checked("opt-notes")) options.export_notes = true;
+    if (checked("opt-notes-pages")) options.export_notes_pages = true;
+    return options;
+  }
+
   // XMLHttpRequest, not fetch: only it reports upload progress (bytes sent). `files` go up in
   // one request: one file is one export; several (with merge) become one merged PDF.
   function upload(files) {
@@ -91,6 +106,10 @@
       const form = new FormData();
       for (const f of files) form.append("file", f, f.name);
       if (files.length > 1) form.append("merge", "true");
+      const options = chosenOptions();
+      if (Object.keys(options).length > 0) form.append("options", JSON.stringify(options));
+      const password = document.getElementById("opt-password").value;
+      if (password) form.append("password", password);
       xhr.send(form);
     });
   }

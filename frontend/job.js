@@ -20,7 +20,10 @@
     status.textContent = job.status;
     status.className = `badge ${job.status}`;
     el("stage").textContent = job.progress.message || "—";
-    el("attempts").textContent = `${job.attempts} of ${job.max_attempts}`;
+    el("attempts").textContent = job.cache_hit
+      ? "none: answered from the result cache"
+      : `${job.attempts} of ${job.max_attempts}`;
+    el("options").textContent = describeOptions(job.options);
     const percent = job.progress.percent;
     el("fill").style.width = `${percent}%`;
     el("fill").className = `fill ${job.status}`;
@@ -49,6 +52,18 @@
       stopUpdates();
       el("live").textContent = "Finished.";
     }
+  }
+
+  // `{"page_range": "1-3", "watermark": {"text": "DRAFT"}}` → "page_range 1-3, watermark DRAFT".
+  function describeOptions(options) {
+    if (!options || Object.keys(options).length === 0) return "none";
+    return Object.entries(options)
+      .map(([name, value]) => {
+        if (value === true) return name;
+        if (value && typeof value === "object") return `${name} ${value.text ?? JSON.stringify(value)}`;
+        return `${name} ${value}`;
+      })
+      .join(", ");
   }
 
   function renderSteps(steps) {

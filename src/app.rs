@@ -21,11 +21,13 @@ use crate::api::{self, ApiState};
 use crate::convert::libreoffice::ProcessLimits;
 use crate::convert::sandbox::{SandboxConfig, SandboxMode};
 use crate::convert::{ConvertConfig, Converter};
+use crate::jobs::cache::ResultCache;
 use crate::jobs::kinds::{BuiltinConfig, ExportConfig, WebhookConfig};
 use crate::jobs::runner::Runtime;
 use crate::jobs::{Registry, kinds};
 use crate::metrics::Metrics;
 use crate::queue::{Callbacks, Queue, QueueConfig};
+use crate::secrets::SecretKey;
 use crate::settings::{ConverterMode, Settings};
 use crate::storage::Storage;
 use crate::sweeper::Sweeper;
@@ -90,8 +92,13 @@ impl Application {
             tracing::warn!(%why, "LibreOffice is missing: export jobs will fail with converter_unavailable");
         }
         let metrics = Arc::new(Metrics::default());
+        let secrets = secret_key(&settings, role);
+        let cache = ResultCache::new(queue.clone(), storage.clone(), settings.cache_retention());
+        if role.runs_worker() {
+            record_converter(converter.clone(), cache.clone());
+        }
         let registry = extend(kinds::builtin(
-            &kinds_config(&settings),
+            &kinds_config(&settings, secrets.clone(), cache.clone()),
             converter.clone(),
             metrics.clone(),
         ));
@@ -124,6 +131,8 @@ impl Application {
             guards: Guards::new(limits(&settings)),
             outbound: settings.webhooks.outbound_allow.clone(),
             webhooks: !settings.webhooks.webhook_secret.is_empty(),
+            secrets,
+            cache,
         });
         Ok(Self {
             role,
@@ -264,8 +273,43 @@ fn queue_config(settings: &Settings) -> QueueConfig {
     }
 }
 
+/// The key that seals document passwords: `SECRET_KEY`, or — in `serve`, where the API and
+/// the worker are one process — a key of this process's own (queued password jobs then fail
+/// with `password_required` after a restart). Split processes without one refuse passwords.
+fn secret_key(settings: &Settings, role: Role) -> Option<SecretKey> {
+    if let Some(key) = &settings.secrets.secret_key {
+        return Some(key.clone());
+    }
+    match role {
+        Role::Serve => {
+            tracing::info!(
+                "no SECRET_KEY: document passwords are sealed with a key of this process (lost on restart)"
+            );
+            Some(SecretKey::random())
+        }
+        _ => None,
+    }
+}
+
+/// Records this worker's LibreOffice version for the result cache, in the background (asking
+/// LibreOffice takes a moment; start-up does not wait for it).
+fn record_converter(converter: Arc<dyn Converter>, cache: ResultCache) {
+    tokio::spawn(async move {
+        let Some(version) = converter.version().await else {
+            return;
+        };
+        if let Err(e) = cache.converter_seen(&version).await {
+            tracing::debug!(error = %e, "could not record the LibreOffice version");
+        }
+    });
+}
+
 /// What the built-in kinds take from the settings.
-fn kinds_config(settings: &Settings) -> BuiltinConfig {
+fn kinds_config(
+    settings: &Settings,
+    secrets: Option<SecretKey>,
+    cache: ResultCache,
+) -> BuiltinConfig {
     BuiltinConfig {
         max_attempts: settings.worker.max_attempts,
         backoff: settings.retry_backoff(),
@@ -273,6 +317,8 @@ fn kinds_config(settings: &Settings) -> BuiltinConfig {
             timeout: settings.export_timeout(),
             concurrency: settings.worker.concurrency,
             neutralize: !settings.testing.keep_external_references,
+            secrets,
+            cache: Some(cache),
         },
         webhook: WebhookConfig {
             secret: settings.webhooks.webhook_secret.clone(),

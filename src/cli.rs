@@ -126,6 +126,8 @@ pub enum Command {
         /// Where to write the result (a directory for several files); implies --wait.
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        export: crate::client::ExportChoices,
     },
     /// Show a job.
     Status {

@@ -62,8 +62,8 @@ impl Remote {
         format!("{}{path}", self.base)
     }
 
-    /// Uploads `path` as an export and returns the accepted job.
-    pub async fn upload(&self, path: &Path) -> anyhow::Result<Value> {
+    /// Uploads `path` as an export (with `export`'s options) and returns the accepted job.
+    pub async fn upload(&self, path: &Path, export: &ExportRequest) -> anyhow::Result<Value> {
         let file = tokio::fs::File::open(path)
             .await
             .with_context(|| format!("cannot open {}", path.display()))?;
@@ -80,7 +80,7 @@ impl Remote {
         let part =
             reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
                 .file_name(name);
-        let form = reqwest::multipart::Form::new().part("file", part);
+        let form = export.add_to(reqwest::multipart::Form::new().part("file", part));
         let resp = self
             .http
             .post(self.url("/api/v1/exports"))
@@ -187,6 +187,104 @@ impl Remote {
     }
 }
 
+/// How `offload submit` asks for its exports (flags of the command).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportChoices {
+    /// An export option, `KEY=VALUE` (repeatable): `page_range=1-3`, `pdf_a=2b`,
+    /// `landscape=true`, `watermark.text=DRAFT` (dots nest). The server checks them.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// A file holding the documents' password (its first line); never a flag, so it stays out
+    /// of the shell history and the process list.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Result cache: `use` (default), `bypass` or `refresh`.
+    #[arg(long)]
+    cache: Option<String>,
+}
+
+impl ExportChoices {
+    /// Reads the password file and assembles the options.
+    pub fn request(&self) -> anyhow::Result<ExportRequest> {
+        let password = match &self.password_file {
+            None => None,
+            Some(path) => {
+                let text =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                        format!("--password-file: cannot read {}", path.display())
+                    })?);
+                let line = text.lines().next().unwrap_or_default();
+                Some(zeroize::Zeroizing::new(line.to_string()))
+            }
+        };
+        Ok(ExportRequest {
+            options: options_json(&self.options)?,
+            password,
+            cache: self.cache.clone(),
+        })
+    }
+}
+
+/// What every upload of one `offload submit` carries besides its file.
+#[derive(Default)]
+pub struct ExportRequest {
+    /// The `options` field, JSON.
+    options: Option<String>,
+    password: Option<zeroize::Zeroizing<String>>,
+    cache: Option<String>,
+}
+
+impl ExportRequest {
+    fn add_to(&self, mut form: reqwest::multipart::Form) -> reqwest::multipart::Form {
+        if let Some(options) = &self.options {
+            form = form.text("options", options.clone());
+        }
+        if let Some(password) = &self.password {
+            form = form.text("password", password.to_string());
+        }
+        if let Some(cache) = &self.cache {
+            form = form.text("cache", cache.clone());
+        }
+        form
+    }
+}
+
+/// `KEY=VALUE` pairs as the JSON object of the `options` field: `true`/`false` and whole
+/// numbers become JSON booleans and numbers, anything else a string; `a.b=…` nests. `None`
+/// for no pairs.
+fn options_json(pairs: &[String]) -> anyhow::Result<Option<String>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut options = serde_json::Map::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--option {pair:?}: expected KEY=VALUE, e.g. page_range=1-3");
+        };
+        let value = match value {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            v => v
+                .parse::<u64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::String(v.to_string())),
+        };
+        let mut path: Vec<&str> = key.trim().split('.').collect();
+        let last = path.pop().unwrap_or_default();
+        let mut at = &mut options;
+        for part in path {
+            let slot = at
+                .entry(part.to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            at = slot
+                .as_object_mut()
+                .with_context(|| format!("--option {pair:?}: {part} is not an object"))?;
+        }
+        at.insert(last.to_string(), value);
+    }
+    Ok(Some(Value::Object(options).to_string()))
+}
+
 /// `offload submit`: upload each file; with `wait` (or an output), follow it and download the
 /// result. Fails (non-zero exit) when any job fails, with the job's error message.
 pub async fn submit(
@@ -194,6 +292,7 @@ pub async fn submit(
     files: &[PathBuf],
     wait: bool,
     output: Option<&Path>,
+    export: &ExportRequest,
 ) -> anyhow::Result<()> {
     if files.len() > 1
         && let Some(dir) = output
@@ -211,7 +310,7 @@ pub async fn submit(
     let remote = Remote::new(server);
     let mut failures = 0;
     for path in files {
-        let job = remote.upload(path).await?;
+        let job = remote.upload(path, export).await?;
         let id: Uuid = job["id"]
             .as_str()
             .and_then(|s| s.parse().ok())
@@ -276,4 +375,29 @@ pub async fn cancel(server: &str, id: Uuid) -> anyhow::Result<()> {
     let job = Remote::new(server).cancel(id).await?;
     println!("{id} {}", job["status"].as_str().unwrap_or("?"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_flags_become_typed_nested_json() {
+        let pairs = [
+            "page_range=1-3",
+            "landscape=true",
+            "image_quality=40",
+            "watermark.text=DRAFT",
+            "watermark.tiled=false",
+        ]
+        .map(String::from);
+        let json: Value = serde_json::from_str(&options_json(&pairs).unwrap().unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"page_range": "1-3", "landscape": true, "image_quality": 40,
+                               "watermark": {"text": "DRAFT", "tiled": false}})
+        );
+        assert!(options_json(&["page_range".into()]).is_err());
+        assert_eq!(options_json(&[]).unwrap(), None);
+    }
 }

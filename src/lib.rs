@@ -13,6 +13,7 @@
 //! 2. [`events`] — in-process notifications: per-job change watches, worker wake-ups.
 //! 3. The seams, each behind its own types: [`storage`] (opendal), [`convert`] (document types,
 //!    external references, the OS sandbox, LibreOffice), [`outbound`] (where webhooks may go),
+//!    [`secrets`] (document passwords sealed at rest),
 //!    [`metrics`] (`/metrics`), [`client`] (the command-line client, over HTTP only).
 //! 4. [`queue`] — the one seam to the database (Postgres or SQLite): job rows, fenced
 //!    transitions, following a job, apalis tasks and workers run from plain plans.
@@ -40,6 +41,7 @@ pub mod model;
 pub mod outbound;
 pub mod pages;
 pub mod queue;
+pub mod secrets;
 pub mod settings;
 pub mod shutdown;
 pub mod storage;

@@ -34,8 +34,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server,
             wait,
             output,
+            export,
         }) => {
-            return client::submit(&server.url, &files, wait, output.as_deref()).await;
+            let export = export.request()?;
+            return client::submit(&server.url, &files, wait, output.as_deref(), &export).await;
         }
         Some(Command::Status { id, server }) => return client::status(&server.url, id).await,
         Some(Command::Cancel { id, server }) => return client::cancel(&server.url, id).await,

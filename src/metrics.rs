@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -41,6 +42,30 @@ struct KindOutcome {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+/// What the result cache said to one export submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    /// Not looked up: `cache=bypass` or `refresh`, or a password-protected document.
+    Skipped,
+}
+
+impl CacheOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Skipped => "skipped",
+        }
+    }
+}
+
 type Durations = Family<KindOutcome, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -54,6 +79,7 @@ pub struct Metrics {
     queue_depth: Family<Kind, Gauge>,
     conversions_in_flight: Gauge,
     attempts: Durations,
+    cache: Family<Outcome, Counter>,
     /// One scrape at a time sets the job gauges and encodes them.
     scrape: Mutex<()>,
 }
@@ -65,6 +91,13 @@ impl Default for Metrics {
         let queue_depth = Family::<Kind, Gauge>::default();
         let conversions_in_flight = Gauge::default();
         let attempts: Durations = Family::new_with_constructor(duration_histogram);
+        let cache = Family::<Outcome, Counter>::default();
+        registry.register(
+            "offload_cache_lookups",
+            "Export submits answered from the result cache (hit), converted after a lookup \
+             (miss) or without one (skipped), in this process",
+            cache.clone(),
+        );
         registry.register(
             "offload_jobs",
             "Jobs in the database by kind and status",
@@ -91,6 +124,7 @@ impl Default for Metrics {
             queue_depth,
             conversions_in_flight,
             attempts,
+            cache,
             scrape: Mutex::new(()),
         }
     }
@@ -116,6 +150,14 @@ impl Metrics {
         self.attempts
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts one export submit's use of the result cache.
+    pub fn cache_lookup(&self, outcome: CacheOutcome) {
+        let labels = Outcome {
+            outcome: outcome.label().to_string(),
+        };
+        self.cache.get_or_create(&labels).inc();
     }
 
     pub fn conversion_started(&self) -> InFlight<'_> {

@@ -38,6 +38,8 @@ pub struct Settings {
     #[command(flatten)]
     pub webhooks: WebhookSettings,
     #[command(flatten)]
+    pub secrets: SecretSettings,
+    #[command(flatten)]
     pub testing: TestSettings,
 }
 
@@ -261,9 +263,24 @@ pub struct RetentionSettings {
     #[arg(long, env = "JOB_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
     pub job_retention_secs: u64,
 
+    /// Seconds a converted result stays in the result cache for repeats of the same export.
+    /// Default: 7 days.
+    #[arg(long, env = "CACHE_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub cache_retention_secs: u64,
+
     /// When the sweeper runs (cron with seconds); one process in the cluster sweeps per tick.
     #[arg(long, env = "SWEEP_SCHEDULE", default_value = "0 */5 * * * *")]
     pub sweep_schedule: cron::Schedule,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Secrets")]
+pub struct SecretSettings {
+    /// Key that seals document passwords in the database (32 bytes, base64 or hex: `openssl
+    /// rand -base64 32`); every API and worker process needs the same one. Without it, `offload
+    /// serve` makes one for its own lifetime, and split API/worker processes refuse passwords.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<crate::secrets::SecretKey>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -413,8 +430,12 @@ impl Settings {
         crate::sweeper::Retention {
             results: Duration::from_secs(self.retention.result_retention_secs),
             jobs: Duration::from_secs(self.retention.job_retention_secs),
-            // Three missed heartbeats make a lease; a worker twice past it is gone.
+            cache: self.cache_retention(),
         }
+    }
+
+    pub fn cache_retention(&self) -> Duration {
+        Duration::from_secs(self.retention.cache_retention_secs)
     }
 
     /// Whether the demo kinds `sleep` and `noop` are registered.

@@ -152,6 +152,17 @@ pub fn result_key(job: Uuid, task_id: &str, attempt: i64) -> String {
     format!("jobs/{job}/result-{task_id}-{attempt}")
 }
 
+/// Where a cache-hit job's result lives (a copy of the cached PDF: the job owns it, so deleting
+/// or expiring the job never touches the cache).
+pub fn cached_result_key(job: Uuid) -> String {
+    format!("jobs/{job}/result-cached")
+}
+
+/// Where the result cache keeps the PDF of cache key `hash` (hex; never a user's name).
+pub fn cache_key(hash: &str) -> String {
+    format!("cache/{hash}.pdf")
+}
+
 fn job_prefix(job: Uuid) -> String {
     format!("jobs/{job}/")
 }
@@ -333,6 +344,22 @@ impl Storage {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+
+    /// Copies `from` to `to` inside the store (server-side where the service can; else through
+    /// this process). Returns the size copied.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<u64, StorageError> {
+        match self.op.copy(from, to).await {
+            Ok(_) => Ok(self.op.stat(to).await?.content_length()),
+            Err(e) if e.kind() == opendal::ErrorKind::Unsupported => {
+                let reader = self.op.reader_with(from).chunk(READ_BUF).await?;
+                let stream = reader.into_bytes_stream(..).await?;
+                let reader =
+                    tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
+                self.put_reader(to, reader, u64::MAX).await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes one object; a missing object is fine.

@@ -5,7 +5,8 @@
 //! 1. deletes the stored input and result of jobs that finished more than `RESULT_RETENTION`
 //!    ago and records `expired_at` (their result then answers 410 `result_expired`);
 //! 2. deletes job rows (and their apalis tasks) that finished more than `JOB_RETENTION` ago,
-//!    so the tables do not grow without bound.
+//!    so the tables do not grow without bound;
+//! 3. removes result-cache entries older than `CACHE_RETENTION`, with their files.
 //!
 //! Both steps are idempotent, so a sweep that overlaps another (a lease that ran out mid-way)
 //! only repeats work.
@@ -31,6 +32,8 @@ const LEASE: &str = "sweeper";
 pub struct Retention {
     pub results: Duration,
     pub jobs: Duration,
+    /// How long the result cache keeps a converted PDF.
+    pub cache: Duration,
 }
 
 /// What one sweep did.
@@ -38,6 +41,8 @@ pub struct Retention {
 pub struct Swept {
     pub expired: usize,
     pub pruned: usize,
+    /// Result-cache entries past `CACHE_RETENTION_SECS`, removed with their files.
+    pub cache_expired: usize,
 }
 
 fn micros_ago(d: Duration) -> i64 {
@@ -75,7 +80,27 @@ pub async fn sweep(
             break;
         }
     }
+    swept.cache_expired = expire_cache(queue, storage, micros_ago(retention.cache)).await?;
     Ok(swept)
+}
+
+/// Removes the result-cache entries made before `before`, and their files. An entry is
+/// forgotten first: a lookup never finds an entry whose file is gone (and one that does,
+/// after a race with a refresh, counts as a miss).
+async fn expire_cache(queue: &Queue, storage: &Storage, before: i64) -> anyhow::Result<usize> {
+    let mut expired = 0;
+    loop {
+        let due = queue.cache_expired(before, BATCH).await?;
+        for (key, result_key) in &due {
+            if queue.cache_forget(key, before).await? {
+                storage.delete(result_key).await?;
+                expired += 1;
+            }
+        }
+        if due.len() < BATCH as usize {
+            return Ok(expired);
+        }
+    }
 }
 
 /// The scheduled sweeper's shared state.

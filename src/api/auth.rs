@@ -70,6 +70,17 @@ impl ApiKeys {
     }
 }
 
+impl ApiKeys {
+    /// Who may share result-cache entries with this request: everyone without keys, else the
+    /// clients of the same key (named by a digest of it, never the key).
+    pub fn scope(&self, req: &Request) -> String {
+        match (self.enabled(), credential(req)) {
+            (true, Some(given)) => hex::encode(digest(&given)),
+            _ => String::new(),
+        }
+    }
+}
+
 impl std::str::FromStr for ApiKeys {
     type Err = std::convert::Infallible;
 

@@ -57,6 +57,10 @@ pub enum ApiErrorCode {
     UnsupportedContentType,
     /// The arguments are invalid for the kind (or the output format is unknown).
     InvalidArguments,
+    /// An export option is invalid, or options were combined that cannot go together.
+    InvalidOption,
+    /// A document password was sent, and this service cannot keep one (no `SECRET_KEY`).
+    PasswordsUnavailable,
     /// No such job kind.
     UnknownKind,
     /// The kind takes a document: use `POST /api/v1/exports`.

@@ -15,7 +15,10 @@ use super::{ApiState, Tag};
 use crate::convert::sniff::{self, SniffError};
 use crate::convert::{DocFormat, OutputFormat};
 use crate::jobs::JobKind;
+use crate::jobs::cache::CacheKey;
 use crate::jobs::kinds::{Export, Merge};
+use crate::metrics::CacheOutcome;
+use crate::model::options::{CacheMode, ExportOptions};
 use crate::model::view::Job;
 use crate::queue::{InputFile, NewJob};
 use crate::storage;
@@ -30,7 +33,17 @@ pub struct ExportForm {
     /// `merge=true`.
     file: Vec<Upload>,
     /// Output format (default `pdf`).
-    format: Option<FormatField>,
+    format: Option<FormField<ExportFormat>>,
+    /// How to export, as JSON: `{"page_range": "1-3", "pdf_a": "2b", "watermark": {"text":
+    /// "DRAFT"}}`. The same options apply to every file of a merge. Echoed in the job.
+    options: Option<JsonField<ExportOptions>>,
+    /// The password of a password-protected document (every file of a merge that needs one
+    /// gets it). Never shown, logged or sent on: sealed at rest, wiped when the job ends.
+    password: Option<SecretField>,
+    /// `use` (default): answer from the result cache when this document was exported with the
+    /// same options before; `bypass`: convert, leave the cache alone; `refresh`: convert and
+    /// replace the cached result. Password-protected documents are never cached.
+    cache: Option<FormField<CacheMode>>,
     /// With several files: convert them in parallel and join the PDFs, in upload order, into
     /// one. The answer is the merge job; its `parts` are the per-file jobs.
     merge: Option<bool>,
@@ -68,7 +81,7 @@ operation_errors!(
         BadRequest = 400 "Malformed form (no `file` part, several without `merge=true`), an empty file, an invalid `run_at` or `Idempotency-Key`.",
         TooLarge = 413 "The file is larger than `max_upload_bytes` (see `GET /api/v1/formats`).",
         UnsupportedType = 415 "The file is not a document type this service converts, or the request is not `multipart/form-data`.",
-        Invalid = 422 "Unsupported output `format`, or a `callback_url` this service may not call.",
+        Invalid = 422 "Unsupported output `format`, an invalid `options` or `cache` value, a `password` this service cannot keep, or a `callback_url` this service may not call.",
     }
 );
 
@@ -80,30 +93,30 @@ pub enum ExportFormat {
     Pdf,
 }
 
-/// The `format` field as sent: a known format, or the text of one this service does not make
-/// (refused by the handler as a 422 naming the field, rather than by the form parser as a
-/// malformed form). Its schema is [`ExportFormat`]'s, so the spec lists the formats.
+/// A text form field as sent: a known value of `T`, or the text of one this service does not
+/// know (refused by the handler as a 422 naming the field, rather than by the form parser as a
+/// malformed form). Its schema is `T`'s, so the spec lists the values.
 #[derive(Debug, Clone)]
-pub enum FormatField {
-    Known(ExportFormat),
+pub enum FormField<T> {
+    Known(T),
     Unknown(String),
 }
 
-impl poem_openapi::types::Type for FormatField {
+impl<T: poem_openapi::types::Type> poem_openapi::types::Type for FormField<T> {
     const IS_REQUIRED: bool = true;
     type RawValueType = Self;
     type RawElementValueType = Self;
 
     fn name() -> std::borrow::Cow<'static, str> {
-        ExportFormat::name()
+        T::name()
     }
 
     fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
-        ExportFormat::schema_ref()
+        T::schema_ref()
     }
 
     fn register(registry: &mut poem_openapi::registry::Registry) {
-        ExportFormat::register(registry)
+        T::register(registry)
     }
 
     fn as_raw_value(&self) -> Option<&Self> {
@@ -115,20 +128,138 @@ impl poem_openapi::types::Type for FormatField {
     }
 }
 
-impl poem_openapi::types::ParseFromMultipartField for FormatField {
+impl<T> poem_openapi::types::ParseFromMultipartField for FormField<T>
+where
+    T: poem_openapi::types::ParseFromParameter + Send + Sync,
+{
     async fn parse_from_multipart(
         field: Option<poem::web::Field>,
     ) -> poem_openapi::types::ParseResult<Self> {
-        use poem_openapi::types::{ParseError, ParseFromParameter};
+        use poem_openapi::types::ParseError;
         let Some(field) = field else {
             return Err(ParseError::expected_input());
         };
         let text = field.text().await.map_err(ParseError::custom)?;
-        Ok(match ExportFormat::parse_from_parameter(&text) {
-            Ok(known) => FormatField::Known(known),
-            Err(_) => FormatField::Unknown(text),
+        Ok(match T::parse_from_parameter(&text) {
+            Ok(known) => FormField::Known(known),
+            Err(_) => FormField::Unknown(text),
         })
     }
+}
+
+/// A JSON form field: its text, parsed by the handler with serde so that an error names the
+/// field inside it (`options.page_range: …`). Its schema is `T`'s.
+#[derive(Debug, Clone)]
+pub struct JsonField<T>(String, std::marker::PhantomData<T>);
+
+impl<T: serde::de::DeserializeOwned> JsonField<T> {
+    /// The value, or why not, naming the field as `name.path`.
+    fn parse(&self, name: &str) -> Result<T, String> {
+        let mut de = serde_json::Deserializer::from_str(&self.0);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                name.to_string()
+            } else {
+                format!("{name}.{path}")
+            };
+            format!("{at}: {}", e.inner())
+        })
+    }
+}
+
+impl<T: poem_openapi::types::Type> poem_openapi::types::Type for JsonField<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        T::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry)
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl<T: poem_openapi::types::Type> poem_openapi::types::ParseFromMultipartField for JsonField<T> {
+    async fn parse_from_multipart(
+        field: Option<poem::web::Field>,
+    ) -> poem_openapi::types::ParseResult<Self> {
+        use poem_openapi::types::ParseError;
+        let Some(field) = field else {
+            return Err(ParseError::expected_input());
+        };
+        let text = field.text().await.map_err(ParseError::custom)?;
+        Ok(JsonField(text, std::marker::PhantomData))
+    }
+}
+
+/// A secret form field (a document password): documented as `format: password`, wiped from
+/// memory when dropped, never printed.
+pub struct SecretField(zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for SecretField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretField(…)")
+    }
+}
+
+impl poem_openapi::types::Type for SecretField {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        poem_openapi::types::Password::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        poem_openapi::types::Password::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl poem_openapi::types::ParseFromMultipartField for SecretField {
+    async fn parse_from_multipart(
+        field: Option<poem::web::Field>,
+    ) -> poem_openapi::types::ParseResult<Self> {
+        use poem_openapi::types::ParseError;
+        let Some(field) = field else {
+            return Err(ParseError::expected_input());
+        };
+        let text = field.text().await.map_err(ParseError::custom)?;
+        Ok(SecretField(zeroize::Zeroizing::new(text)))
+    }
+}
+
+/// What every part of one export shares.
+struct Plan<'a> {
+    args: serde_json::Value,
+    options: &'a ExportOptions,
+    password: Option<&'a str>,
+    cache: CacheMode,
+    /// Who may share cache entries (see [`super::auth::ApiKeys::scope`]).
+    scope: String,
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Exports")]
@@ -147,6 +278,7 @@ impl ExportsApi {
     async fn create_export(
         &self,
         state: Data<&Arc<ApiState>>,
+        req: &poem::Request,
         form: ExportForm,
         /// Any client-chosen string (at most 255 bytes); retrying a request with the same key
         /// returns the job the first request created instead of creating another.
@@ -154,9 +286,9 @@ impl ExportsApi {
         idempotency_key: Header<Option<String>>,
     ) -> Result<Accepted, CreateExportError> {
         let key = super::idempotency_key(idempotency_key.0)?;
-        let output = match form.format.unwrap_or(FormatField::Known(ExportFormat::Pdf)) {
-            FormatField::Known(ExportFormat::Pdf) => OutputFormat::Pdf,
-            FormatField::Unknown(text) => {
+        let output = match form.format.unwrap_or(FormField::Known(ExportFormat::Pdf)) {
+            FormField::Known(ExportFormat::Pdf) => OutputFormat::Pdf,
+            FormField::Unknown(text) => {
                 return Err(ApiError::invalid(
                     ApiErrorCode::InvalidArguments,
                     format!("field format: unsupported output format {text:?}; supported: pdf"),
@@ -164,11 +296,29 @@ impl ExportsApi {
                 .into());
             }
         };
-        let files = checked_files(
-            form.file,
-            form.merge.unwrap_or(false),
-            state.max_upload_bytes,
-        )?;
+        let merge = form.merge.unwrap_or(false);
+        let options = checked_options(form.options.as_ref(), merge)?;
+        let cache = match form.cache.unwrap_or(FormField::Known(CacheMode::Use)) {
+            FormField::Known(mode) => mode,
+            FormField::Unknown(text) => {
+                return Err(ApiError::invalid(
+                    ApiErrorCode::InvalidOption,
+                    format!("field cache: {text:?} is not one of use, bypass, refresh"),
+                )
+                .into());
+            }
+        };
+        let password = form.password.map(|p| p.0).filter(|p| !p.is_empty());
+        let password = password.as_ref().map(|p| p.as_str());
+        if password.is_some() && state.secrets.is_none() {
+            return Err(ApiError::invalid(
+                ApiErrorCode::PasswordsUnavailable,
+                "field password: this service cannot keep document passwords (no SECRET_KEY is \
+                 set for its API and worker processes)",
+            )
+            .into());
+        }
+        let files = checked_files(form.file, merge, state.max_upload_bytes)?;
         // An HTML form sends fields left blank as empty strings: those mean "not given".
         let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
         let run_at = given(form.run_at)
@@ -181,16 +331,31 @@ impl ExportsApi {
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));
         }
-        let args = serde_json::json!({ "format": output.extension() });
+        let mut args = serde_json::json!({ "format": output.extension() });
+        if !options.is_empty() {
+            args["options"] = serde_json::to_value(&options).expect("options serialize");
+        }
+        let plan = Plan {
+            args,
+            options: &options,
+            password,
+            cache,
+            scope: state.keys.scope(req),
+        };
         let mut parts = Vec::with_capacity(files.len());
         for upload in files {
-            parts.push(store_upload(&state, upload, &args).await?);
+            parts.push(store_upload(&state, upload, &plan).await?);
         }
         let mut jobs = if parts.len() == 1 {
             parts
         } else {
-            let mut merge = NewJob::new(Merge::NAME, args.clone(), state.max_attempts(Merge::NAME));
+            let mut merge = NewJob::new(
+                Merge::NAME,
+                plan.args.clone(),
+                state.max_attempts(Merge::NAME),
+            );
             merge.steps = Merge::STEPS.to_vec();
+            // Cached parts count down in the same transaction that creates them.
             merge.waiting_parts = Some(parts.len() as i64);
             for (i, part) in parts.iter_mut().enumerate() {
                 part.part_of = Some((merge.id, i as i64));
@@ -202,27 +367,46 @@ impl ExportsApi {
         for job in jobs.iter_mut() {
             job.run_at = run_at;
         }
-        let inputs: Vec<String> = jobs
-            .iter()
-            .filter_map(|j| j.input.as_ref().map(|i| i.key.clone()))
-            .collect();
+        let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
         let enqueued = match state.queue.enqueue(jobs).await {
             Ok(e) => e,
             Err(e) => {
-                for key in &inputs {
-                    let _ = state.storage.delete(key).await;
-                }
+                forget_files(&state, &ids).await;
                 return Err(ApiError::from(e).into());
             }
         };
         let first = enqueued.into_iter().next().expect("at least one job");
         if !first.created {
             // Lost a race on the idempotency key: the other request's job stands.
-            for key in &inputs {
-                let _ = state.storage.delete(key).await;
-            }
+            forget_files(&state, &ids).await;
         }
         Ok(Accepted::job(state.queue.view(first.job).await?))
+    }
+}
+
+/// The form's `options`, checked (`merge`: for a merge of several files).
+fn checked_options(
+    field: Option<&JsonField<ExportOptions>>,
+    merge: bool,
+) -> Result<ExportOptions, ApiError> {
+    let invalid = |message: String| ApiError::invalid(ApiErrorCode::InvalidOption, message);
+    let options = match field {
+        // A form's options left blank mean none.
+        Some(field) if !field.0.trim().is_empty() => field
+            .parse("options")
+            .map_err(|why| invalid(format!("field {why}")))?,
+        _ => ExportOptions::default(),
+    };
+    options
+        .check(merge)
+        .map_err(|e| invalid(format!("field {e}")))?;
+    Ok(options)
+}
+
+/// Removes what was stored for jobs that were not created after all.
+async fn forget_files(state: &ApiState, ids: &[uuid::Uuid]) {
+    for id in ids {
+        let _ = state.storage.delete_job(*id).await;
     }
 }
 
@@ -273,15 +457,20 @@ fn parse_run_at(value: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// Sniffs and stores one upload; the export job that will convert it.
+/// Sniffs and stores one upload; the export job that will convert it (or, for a cache hit,
+/// the job that is already done).
 async fn store_upload(
     state: &ApiState,
     upload: Upload,
-    args: &serde_json::Value,
+    plan: &Plan<'_>,
 ) -> Result<NewJob, ApiError> {
     let filename = storage::sanitize_filename(upload.file_name().unwrap_or("document"));
-    let (format, file) = sniff_upload(upload, &filename).await?;
-    let mut job = NewJob::new(Export::NAME, args.clone(), state.max_attempts(Export::NAME));
+    let (format, sha256, file) = sniff_upload(upload, &filename).await?;
+    let mut job = NewJob::new(
+        Export::NAME,
+        plan.args.clone(),
+        state.max_attempts(Export::NAME),
+    );
     job.steps = Export::STEPS.to_vec();
     let input_key = storage::input_key(job.id);
     let size = state
@@ -294,19 +483,65 @@ async fn store_upload(
         .await?;
     job.input = Some(InputFile {
         key: input_key,
-        filename,
+        filename: filename.clone(),
         content_type: format.media_type().to_string(),
         size: i64::try_from(size).unwrap_or(i64::MAX),
         format: format.extension().to_string(),
+        sha256: Some(sha256.clone()),
     });
+    if let (Some(password), Some(secrets)) = (plan.password, &state.secrets) {
+        job.secret = Some(secrets.seal(job.id, password));
+    }
+    use_cache(state, &mut job, plan, &sha256, &filename).await?;
     Ok(job)
+}
+
+/// Looks the export up in the result cache and gives the job its key (for the worker to keep
+/// the result under). Password-protected documents stay out of the cache either way.
+async fn use_cache(
+    state: &ApiState,
+    job: &mut NewJob,
+    plan: &Plan<'_>,
+    sha256: &str,
+    filename: &str,
+) -> Result<(), ApiError> {
+    if plan.cache == CacheMode::Bypass || plan.password.is_some() {
+        state.metrics.cache_lookup(CacheOutcome::Skipped);
+        return Ok(());
+    }
+    let output = OutputFormat::Pdf;
+    let key = CacheKey::new(&plan.scope, sha256, plan.options, output.extension());
+    job.args["cache_key"] = serde_json::json!(key);
+    if plan.cache == CacheMode::Refresh {
+        state.metrics.cache_lookup(CacheOutcome::Skipped);
+        return Ok(());
+    }
+    match state.cache.find(&key, job.id).await? {
+        Some(mut result) => {
+            result.filename = pdf_name(filename);
+            job.cached = Some(result);
+            state.metrics.cache_lookup(CacheOutcome::Hit);
+        }
+        None => state.metrics.cache_lookup(CacheOutcome::Miss),
+    }
+    Ok(())
+}
+
+/// `deck.pptx` → `deck.pdf`, as the export names its result.
+fn pdf_name(filename: &str) -> String {
+    let stem = std::path::Path::new(filename)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "document".into());
+    format!("{stem}.pdf")
 }
 
 /// Reads the spooled upload's real type; the file comes back rewound for storing.
 async fn sniff_upload(
     upload: Upload,
     filename: &str,
-) -> Result<(DocFormat, std::fs::File), ApiError> {
+) -> Result<(DocFormat, String, std::fs::File), ApiError> {
     let claimed_ext = std::path::Path::new(filename)
         .extension()
         .map(|e| e.to_string_lossy().into_owned());
@@ -315,8 +550,9 @@ async fn sniff_upload(
         let mut file = file;
         let detected = sniff::detect(&mut file, claimed_ext.as_deref());
         file.rewind().map_err(ApiError::internal)?;
+        let sha256 = sha256_of(&mut file).map_err(ApiError::internal)?;
         match detected {
-            Ok(format) => Ok((format, file)),
+            Ok(format) => Ok((format, sha256, file)),
             Err(SniffError::Empty) => Err(ApiError::bad_request(
                 ApiErrorCode::EmptyFile,
                 "field file: the upload is empty",
@@ -328,4 +564,13 @@ async fn sniff_upload(
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// The hex SHA-256 of a spooled upload; the file comes back rewound.
+fn sha256_of(file: &mut std::fs::File) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    std::io::copy(file, &mut hash)?;
+    file.rewind()?;
+    Ok(hex::encode(hash.finalize()))
 }

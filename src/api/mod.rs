@@ -65,6 +65,10 @@ pub struct ApiState {
     pub outbound: crate::outbound::Outbound,
     /// Whether `WEBHOOK_SECRET` is set (a `callback_url` needs it).
     pub webhooks: bool,
+    /// Seals document passwords (`None`: passwords are refused).
+    pub secrets: Option<crate::secrets::SecretKey>,
+    /// The result cache exports are looked up in.
+    pub cache: crate::jobs::cache::ResultCache,
 }
 
 impl ApiState {
@@ -203,6 +207,8 @@ pub fn builtin_spec() -> String {
             timeout: std::time::Duration::ZERO,
             concurrency: 1,
             neutralize: true,
+            secrets: None,
+            cache: None,
         },
         webhook: WebhookConfig::default(),
         demo: true,

@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::filter::{self, PdfSettings};
 use super::process::{CpuBudget, Isolation, KERNEL_LIMIT_SLACK_SECS, ProcessGroup, isolate, spent};
 use super::sandbox::{Bind, Sandbox};
 use super::{
-    ConvertError, Converted, Converter, DocFormat, Family, place_input, take_output, validate_pdf,
+    Conversion, ConvertError, Converted, Converter, DocFormat, Family, place_input, take_output,
+    validate_pdf,
 };
 
 /// Limits of each LibreOffice process.
@@ -58,6 +60,7 @@ pub struct LibreOffice {
     requested: String,
     limits: ProcessLimits,
     sandbox: Arc<Sandbox>,
+    version: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl LibreOffice {
@@ -69,7 +72,32 @@ impl LibreOffice {
             requested: soffice.to_string(),
             limits,
             sandbox,
+            version: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// `soffice --version`'s line (`LibreOffice 7.4.7.2 40(Build:2)`), asked once — in the
+    /// sandbox like every LibreOffice this service starts. `None` when it cannot be asked.
+    pub(crate) async fn version(&self) -> Option<String> {
+        self.version
+            .get_or_init(|| async {
+                let binary = self.binary.as_deref()?;
+                let mut cmd = self.sandbox.command(binary, &[]).ok()?;
+                let ask = cmd
+                    .arg("--version")
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .output();
+                let out = tokio::time::timeout(Duration::from_secs(20), ask)
+                    .await
+                    .ok()?
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                (out.status.success() && !text.is_empty()).then_some(text)
+            })
+            .await
+            .clone()
     }
 
     /// The resolved `soffice`, or why there is none.
@@ -111,24 +139,36 @@ pub fn file_url(path: &Path) -> String {
     url
 }
 
-/// The PDF export filter for a family. Spreadsheets print one page per sheet so charts stay
-/// whole (`SinglePageSheets`).
-pub(crate) fn pdf_filter(format: DocFormat) -> (&'static str, bool) {
+/// The PDF export filter for a family (its settings come from [`PdfSettings`]).
+pub(crate) fn pdf_filter(format: DocFormat) -> &'static str {
     match format.family() {
-        Family::Presentation => ("impress_pdf_Export", false),
-        Family::Text => ("writer_pdf_Export", false),
-        Family::Spreadsheet => ("calc_pdf_Export", true),
+        Family::Presentation => "impress_pdf_Export",
+        Family::Text => "writer_pdf_Export",
+        Family::Spreadsheet => "calc_pdf_Export",
     }
 }
 
 /// The `--convert-to` argument of the cold path.
-fn convert_to_arg(format: DocFormat) -> String {
-    match pdf_filter(format) {
-        (filter, false) => format!("pdf:{filter}"),
-        (filter, true) => {
-            format!(r#"pdf:{filter}:{{"SinglePageSheets":{{"type":"boolean","value":"true"}}}}"#)
-        }
+fn convert_to_arg(format: DocFormat, settings: &PdfSettings) -> String {
+    let filter = pdf_filter(format);
+    match settings.command_line_json() {
+        None => format!("pdf:{filter}"),
+        Some(json) => format!("pdf:{filter}:{json}"),
     }
+}
+
+/// What the command line cannot do: it has no way to give a password or to change page
+/// styles, so such conversions need the UNO helper.
+pub(crate) fn command_line_can(job: &Conversion<'_>) -> Result<(), ConvertError> {
+    let what = match (job.password.is_some(), job.settings.needs_uno()) {
+        (false, false) => return Ok(()),
+        (true, _) => "opening a password-protected document",
+        (false, true) => "the landscape option",
+    };
+    Err(ConvertError::Unavailable(format!(
+        "{what} needs LibreOffice driven over UNO (python3-uno and the warm converter), which \
+         is not available on this worker"
+    )))
 }
 
 pub(crate) fn unavailable(why: &str) -> ConvertError {
@@ -190,13 +230,17 @@ impl Converter for LibreOffice {
         }
     }
 
+    async fn version(&self) -> Option<String> {
+        LibreOffice::version(self).await
+    }
+
     async fn convert(
         &self,
-        input: &Path,
-        format: DocFormat,
-        out_dir: &Path,
+        job: &Conversion<'_>,
         cancel: CancellationToken,
     ) -> Result<Converted, ConvertError> {
+        let (input, format, out_dir) = (job.input, job.format, job.out_dir);
+        command_line_can(job)?;
         let binary = self.binary()?;
         self.sandbox
             .availability()
@@ -212,7 +256,7 @@ impl Converter for LibreOffice {
         cmd.arg(format!("-env:UserInstallation={}", file_url(&dirs.profile)))
             .args(SOFFICE_FLAGS)
             .arg("--convert-to")
-            .arg(convert_to_arg(format))
+            .arg(convert_to_arg(format, job.settings))
             .arg("--outdir")
             .arg(&dirs.exchange)
             .arg(&placed)
@@ -263,7 +307,7 @@ impl Converter for LibreOffice {
         let pdf = out_dir.join("output.pdf");
         take_output(&written, &pdf)?;
         let _ = std::fs::remove_dir_all(out_dir.join("sandbox"));
-        let pages = checked_pages(&pdf).await?;
+        let pages = finished_pdf(&pdf, job.settings).await?;
         Ok(Converted { path: pdf, pages })
     }
 }
@@ -276,13 +320,23 @@ pub(crate) fn too_complex(used: Duration) -> ConvertError {
     ))
 }
 
-/// Counts the pages of a PDF LibreOffice wrote, off the runtime's threads.
-pub(crate) async fn checked_pages(pdf: &Path) -> Result<usize, ConvertError> {
+/// Checks a PDF LibreOffice wrote and counts its pages (off the runtime's threads), after
+/// correcting a PDF/A-1 label (see [`filter::label_pdf_a_1b`]).
+pub(crate) async fn finished_pdf(
+    pdf: &Path,
+    settings: &PdfSettings,
+) -> Result<usize, ConvertError> {
     let checked = pdf.to_path_buf();
-    tokio::task::spawn_blocking(move || validate_pdf(&checked))
-        .await
-        .map_err(ConvertError::io)?
-        .map_err(|why| ConvertError::Rejected(format!("LibreOffice wrote a broken PDF: {why}")))
+    let relabel = settings.pdf_a_1b;
+    tokio::task::spawn_blocking(move || {
+        if relabel {
+            filter::label_pdf_a_1b(&checked).map_err(|e| e.to_string())?;
+        }
+        validate_pdf(&checked)
+    })
+    .await
+    .map_err(ConvertError::io)?
+    .map_err(|why| ConvertError::Rejected(format!("LibreOffice wrote a broken PDF: {why}")))
 }
 
 /// The last few hundred characters of a log, for error messages.

@@ -3,6 +3,7 @@
 //! converter runs in, and the [`Converter`] seam with its LibreOffice implementations (cold
 //! [`libreoffice`], [`warm`]).
 
+pub mod filter;
 pub mod libreoffice;
 pub mod process;
 pub mod references;
@@ -167,6 +168,9 @@ pub enum ConvertError {
     TooComplex(String),
     #[error("the conversion was cancelled")]
     Cancelled,
+    /// The password sent does not open the (password-protected) document.
+    #[error("{0}")]
+    PasswordIncorrect(String),
     /// Local trouble around the conversion (scratch directory, copying files).
     #[error("{0}")]
     Io(String),
@@ -186,14 +190,48 @@ pub trait Converter: Send + Sync {
     /// its sandbox cannot be created).
     fn availability(&self) -> Result<(), String>;
 
-    /// Converts `input` (whose real type is `format`) into a file inside `out_dir`.
+    /// The converter's version (`LibreOffice 7.4.7.2 …`): a result made by another version
+    /// is not reused. `None` when it cannot say.
+    async fn version(&self) -> Option<String>;
+
+    /// Converts `job.input` into a file inside `job.out_dir`.
     async fn convert(
         &self,
-        input: &Path,
-        format: DocFormat,
-        out_dir: &Path,
+        job: &Conversion<'_>,
         cancel: CancellationToken,
     ) -> Result<Converted, ConvertError>;
+}
+
+/// One document to convert, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Conversion<'a> {
+    pub input: &'a Path,
+    /// Its real type.
+    pub format: DocFormat,
+    /// Where the PDF goes (the attempt's scratch directory).
+    pub out_dir: &'a Path,
+    pub settings: &'a filter::PdfSettings,
+    /// Opens a password-protected document. Goes to LibreOffice over the helper's stdin only.
+    pub password: Option<&'a Password>,
+}
+
+/// A document password in memory: wiped when dropped, never printed.
+pub struct Password(zeroize::Zeroizing<String>);
+
+impl Password {
+    pub fn new(text: zeroize::Zeroizing<String>) -> Self {
+        Password(text)
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(…)")
+    }
 }
 
 /// How this process converts, as the service's configuration says.
@@ -220,15 +258,19 @@ pub struct ConvertConfig {
 pub fn converter(config: &ConvertConfig) -> std::io::Result<std::sync::Arc<dyn Converter>> {
     let sandbox = std::sync::Arc::new(prepared_sandbox(config));
     let cold = libreoffice::LibreOffice::new(&config.soffice, config.limits, sandbox);
-    if !config.warm {
-        return Ok(std::sync::Arc::new(cold));
-    }
+    // Cold converts on the command line; what that cannot do (passwords, landscape) goes
+    // over UNO to a LibreOffice used for that one document.
     let options = warm::WarmOptions {
         slots: config.slots,
-        restart_after: config.warm_restart_after,
+        restart_after: if config.warm {
+            config.warm_restart_after
+        } else {
+            1
+        },
         python: config.uno_python.clone(),
         root: config.work_dir.join("offload-warm"),
         start_timeout: std::time::Duration::from_secs(30),
+        cold_first: !config.warm,
     };
     Ok(std::sync::Arc::new(warm::WarmLibreOffice::new(
         cold, options,

@@ -221,10 +221,13 @@ impl Default for PackageLimits {
 }
 
 /// What the worker learns about a document before converting it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DocInfo {
     /// Slides, sheets or pages, when the package says.
     pub count: Option<u32>,
+    /// Password-protected: it needs its password to open, and its parts cannot be read (so
+    /// only the container was checked).
+    pub encrypted: bool,
 }
 
 impl DocInfo {
@@ -247,9 +250,9 @@ pub fn inspect(
     if format.is_ooxml() || format.is_odf() {
         inspect_zip(&mut file, format, limits)
     } else if matches!(format, DocFormat::Doc | DocFormat::Xls | DocFormat::Ppt) {
-        inspect_ole2(&mut file)
+        inspect_ole2(&mut file, format)
     } else {
-        Ok(DocInfo { count: None })
+        Ok(DocInfo::default())
     }
 }
 
@@ -260,19 +263,77 @@ fn corrupt(detail: impl std::fmt::Display) -> InspectError {
     )
 }
 
-fn inspect_ole2(file: &mut std::fs::File) -> Result<DocInfo, InspectError> {
-    let cfb = cfb::CompoundFile::open(file).map_err(corrupt)?;
-    if cfb.exists("/EncryptedPackage") || cfb.exists("/EncryptionInfo") {
-        return Err(encrypted());
-    }
-    Ok(DocInfo { count: None })
+fn inspect_ole2(file: &mut std::fs::File, format: DocFormat) -> Result<DocInfo, InspectError> {
+    let mut cfb = cfb::CompoundFile::open(file).map_err(corrupt)?;
+    let encrypted = cfb.exists("/EncryptedPackage")
+        || cfb.exists("/EncryptionInfo")
+        || legacy_encrypted(&mut cfb, format).map_err(corrupt)?;
+    Ok(DocInfo {
+        count: None,
+        encrypted,
+    })
 }
 
-fn encrypted() -> InspectError {
-    InspectError::Refused(
-        codes::DOCUMENT_ENCRYPTED,
-        "the document is password-protected; remove the password and upload it again".into(),
-    )
+/// Whether a legacy Word, Excel or PowerPoint file is password-protected, from the flags each
+/// format keeps for it ([MS-DOC] FIB `fEncrypted`, [MS-XLS] a `FilePass` record in the
+/// workbook globals, [MS-PPT] the `CurrentUser` header token).
+fn legacy_encrypted<F: Read + Seek>(
+    cfb: &mut cfb::CompoundFile<F>,
+    format: DocFormat,
+) -> std::io::Result<bool> {
+    match format {
+        DocFormat::Doc => {
+            let mut fib = [0u8; 12];
+            let n = read_up_to(&mut cfb.open_stream("/WordDocument")?, &mut fib)?;
+            let flags = u16::from_le_bytes([fib[10], fib[11]]);
+            Ok(n == fib.len() && flags & 0x0100 != 0)
+        }
+        DocFormat::Xls => {
+            let name = if cfb.exists("/Workbook") {
+                "/Workbook"
+            } else {
+                "/Book"
+            };
+            xls_has_filepass(&mut cfb.open_stream(name)?)
+        }
+        DocFormat::Ppt => {
+            if !cfb.exists("/Current User") {
+                return Ok(false);
+            }
+            let mut head = [0u8; 16];
+            let n = read_up_to(&mut cfb.open_stream("/Current User")?, &mut head)?;
+            let token = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+            Ok(n == head.len() && token == 0xF3D1_C4DF)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Walks the workbook globals (records of `u16 id, u16 length`) from BOF to EOF looking for
+/// `FilePass` (0x002F), which stands near the start of an encrypted workbook.
+fn xls_has_filepass(stream: &mut impl Read) -> std::io::Result<bool> {
+    const FILEPASS: u16 = 0x002F;
+    const EOF: u16 = 0x000A;
+    let mut header = [0u8; 4];
+    let mut body = vec![0u8; 8224];
+    for _ in 0..100_000 {
+        if read_up_to(stream, &mut header)? < header.len() {
+            return Ok(false);
+        }
+        let id = u16::from_le_bytes([header[0], header[1]]);
+        let len = usize::from(u16::from_le_bytes([header[2], header[3]]));
+        match id {
+            FILEPASS => return Ok(true),
+            EOF => return Ok(false),
+            _ => {
+                let len = len.min(body.len());
+                if read_up_to(stream, &mut body[..len])? < len {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
 fn inspect_zip(
@@ -280,11 +341,20 @@ fn inspect_zip(
     format: DocFormat,
     limits: &PackageLimits,
 ) -> Result<DocInfo, InspectError> {
-    // An encrypted OOXML upload is an OLE2 file, whatever its claimed type.
+    // An encrypted OOXML upload is an OLE2 file, whatever its claimed type; only its
+    // container can be checked before LibreOffice decrypts it.
     let mut magic = [0u8; 8];
     let n = read_up_to(file, &mut magic).map_err(InspectError::io)?;
     if &magic[..n] == OLE2_MAGIC {
-        return Err(encrypted());
+        file.seek(SeekFrom::Start(0)).map_err(InspectError::io)?;
+        let cfb = cfb::CompoundFile::open(&mut *file).map_err(corrupt)?;
+        if !cfb.exists("/EncryptedPackage") {
+            return Err(corrupt("an OLE2 container without an encrypted package"));
+        }
+        return Ok(DocInfo {
+            count: None,
+            encrypted: true,
+        });
     }
     let twice = super::references::duplicate_entries(file).map_err(InspectError::io)?;
     if let Some(name) = twice.first() {
@@ -295,6 +365,13 @@ fn inspect_zip(
     file.seek(SeekFrom::Start(0)).map_err(InspectError::io)?;
     let mut archive = zip::ZipArchive::new(file).map_err(corrupt)?;
     check_package_limits(&mut archive, limits)?;
+    if format.is_odf() && odf_encrypted(&mut archive)? {
+        // Its parts are ciphertext: their XML cannot be checked before LibreOffice decrypts.
+        return Ok(DocInfo {
+            count: None,
+            encrypted: true,
+        });
+    }
     check_main_part(&mut archive, format)?;
     check_xml_depth(&mut archive, limits.max_xml_depth)?;
     let names: Vec<String> = archive.file_names().map(str::to_owned).collect();
@@ -315,7 +392,27 @@ fn inspect_zip(
         // wrong; pages are only known after layout, so text documents report none here.
         _ => None,
     };
-    Ok(DocInfo { count })
+    Ok(DocInfo {
+        count,
+        encrypted: false,
+    })
+}
+
+/// An OpenDocument package with encrypted parts: its (plain) manifest says how each is
+/// encrypted.
+fn odf_encrypted<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Result<bool, InspectError> {
+    let Ok(manifest) = archive.by_name("META-INF/manifest.xml") else {
+        return Ok(false);
+    };
+    // The manifest of a package within the limits is small; read at most 4 MiB of it.
+    let mut text = Vec::new();
+    manifest
+        .take(4 * 1024 * 1024)
+        .read_to_end(&mut text)
+        .map_err(corrupt)?;
+    Ok(text
+        .windows(b"encryption-data".len())
+        .any(|w| w == b"encryption-data"))
 }
 
 /// Zip-bomb guards: entry count, total uncompressed size, and per-entry compression ratio,

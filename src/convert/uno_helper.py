@@ -7,8 +7,11 @@ The helper runs inside the conversion sandbox and launches LibreOffice there as 
 the two talk over LibreOffice's named pipe (a Unix socket in the sandbox's /tmp), never TCP.
 
 Protocol (one JSON object per line): the helper prints {"ready": true} once connected, then
-reads requests {"input": path, "output": path, "filter": name, "options": {k: v}} from stdin and
-answers each with {"ok": true, "ms": n} or {"error": text, "stage": "load"|"export"|"bridge"}.
+reads requests {"input": path, "output": path, "filter": name, "options": {k: v},
+"landscape": bool, "password": text|null} from stdin and answers each with {"ok": true, "ms": n}
+or {"error": text, "stage": "load"|"password"|"export"|"bridge"}. `options` is the PDF
+filter's FilterData (values typed: bool, int, string); a password is only ever used to load the
+document, never written anywhere.
 
 When stdin closes — the worker exited, even by `kill -9` — the helper kills its process group,
 which is LibreOffice's: no warm LibreOffice outlives its worker.
@@ -60,21 +63,48 @@ def connect(pipe, timeout, office):
             time.sleep(0.05)
 
 
+def make_landscape(doc):
+    """Every page style landscape (text documents, spreadsheets). The IsLandscape flag alone
+    changes nothing: the page's width and height are swapped too."""
+    styles = doc.StyleFamilies.getByName("PageStyles")
+    for name in styles.ElementNames:
+        style = styles.getByName(name)
+        width, height = style.Width, style.Height
+        style.IsLandscape = True
+        if width < height:
+            style.Width, style.Height = height, width
+
+
+def load(desktop, req):
+    descriptor = dict(Hidden=True, ReadOnly=True, UpdateDocMode=NO_UPDATE, MacroExecutionMode=NEVER_EXECUTE)
+    password = req.get("password")
+    if password is not None:
+        descriptor["Password"] = password
+    return desktop.loadComponentFromURL(uno.systemPathToFileUrl(req["input"]), "_blank", 0, props(**descriptor))
+
+
 def convert(desktop, req):
     started = time.monotonic()
     doc = None
+    # The worker only sends a password for a document it found encrypted; such a document that
+    # does not load (LibreOffice returns nothing, or aborts type detection) was not opened by it.
+    failed = "password" if req.get("password") is not None else "load"
     try:
         try:
-            doc = desktop.loadComponentFromURL(
-                uno.systemPathToFileUrl(req["input"]), "_blank", 0,
-                props(Hidden=True, ReadOnly=True, UpdateDocMode=NO_UPDATE, MacroExecutionMode=NEVER_EXECUTE),
-            )
+            doc = load(desktop, req)
         except DisposedException:
             raise  # LibreOffice itself is gone, not this document's fault
         except Exception as e:  # a document LibreOffice cannot read
-            return {"error": str(e) or type(e).__name__, "stage": "load"}
+            return {"error": str(e) or type(e).__name__, "stage": failed}
         if doc is None:
-            return {"error": "LibreOffice could not load the document", "stage": "load"}
+            return {"error": "LibreOffice could not load the document", "stage": failed}
+        if req.get("landscape"):
+            try:
+                make_landscape(doc)
+            except DisposedException:
+                raise
+            except Exception as e:
+                return {"error": "could not turn the pages landscape: %s" % (str(e) or type(e).__name__), "stage": "export"}
         options = req.get("options") or {}
         filter_data = uno.Any("[]com.sun.star.beans.PropertyValue", props(**options))
         try:

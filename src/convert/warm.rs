@@ -42,13 +42,14 @@ use tokio::sync::{Mutex, MutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::libreoffice::{
-    LibreOffice, SOFFICE_FLAGS, SandboxDirs, checked_pages, file_url, pdf_filter, too_complex,
+    LibreOffice, SOFFICE_FLAGS, SandboxDirs, command_line_can, file_url, finished_pdf, pdf_filter,
+    too_complex,
 };
 use super::process::{
     CpuBudget, Isolation, ProcessGroup, alive, group_members, isolate, kill_group, spent,
 };
 use super::sandbox::Bind;
-use super::{ConvertError, Converted, Converter, DocFormat, place_input, take_output};
+use super::{Conversion, ConvertError, Converted, Converter, place_input, take_output};
 
 const HELPER_SOURCE: &str = include_str!("uno_helper.py");
 /// After warm slots fail to start, convert cold for this long before trying warm again.
@@ -67,6 +68,9 @@ pub struct WarmOptions {
     pub root: PathBuf,
     /// Longest wait for a new instance to accept connections.
     pub start_timeout: Duration,
+    /// Convert on the command line (one LibreOffice per document) whenever it can do what is
+    /// asked; instances over UNO only for what it cannot (passwords, landscape).
+    pub cold_first: bool,
 }
 
 /// One warm LibreOffice and its helper, in one sandbox.
@@ -275,11 +279,10 @@ impl WarmLibreOffice {
 
     async fn convert_warm(
         &self,
-        input: &Path,
-        format: DocFormat,
-        out_dir: &Path,
+        job: &Conversion<'_>,
         cancel: &CancellationToken,
     ) -> Result<Converted, WarmFailure> {
+        let (input, format, out_dir) = (job.input, job.format, job.out_dir);
         let _permit = self
             .permits
             .acquire()
@@ -305,17 +308,20 @@ impl WarmLibreOffice {
             &format!("input.{}", format.extension()),
         )?;
         let written = slot.dirs.exchange.join("output.pdf");
-        let (filter, single_page_sheets) = pdf_filter(format);
-        let options = if single_page_sheets {
-            serde_json::json!({ "SinglePageSheets": true })
-        } else {
-            serde_json::json!({})
-        };
-        let request = serde_json::json!({
-            "input": &placed, "output": &written, "filter": filter, "options": options,
-        })
-        .to_string()
-            + "\n";
+        // The request carries the password, if any: it goes down the helper's stdin and nowhere
+        // else, and the line is wiped once written.
+        let request = zeroize::Zeroizing::new(
+            serde_json::json!({
+                "input": &placed,
+                "output": &written,
+                "filter": pdf_filter(format),
+                "options": job.settings.helper_json(),
+                "landscape": job.settings.landscape,
+                "password": job.password.map(|p| p.expose()),
+            })
+            .to_string()
+                + "\n",
+        );
 
         let crashed = |e: &dyn std::fmt::Display| {
             WarmFailure::Final(ConvertError::Crashed(format!(
@@ -346,6 +352,9 @@ impl WarmLibreOffice {
             let why = answer.error.unwrap_or_default();
             return Err(match answer.stage.as_deref() {
                 Some("bridge") => crashed(&why),
+                Some("password") => WarmFailure::Final(ConvertError::PasswordIncorrect(
+                    "the password does not open the document".into(),
+                )),
                 _ => WarmFailure::Document(why),
             });
         }
@@ -359,7 +368,7 @@ impl WarmLibreOffice {
         slot.conversions += 1;
         flight.armed = slot.conversions >= self.options.restart_after;
         drop(flight);
-        let pages = checked_pages(&pdf)
+        let pages = finished_pdf(&pdf, job.settings)
             .await
             .map_err(|e| WarmFailure::Document(e.to_string()))?;
         Ok(Converted { path: pdf, pages })
@@ -372,11 +381,13 @@ impl Converter for WarmLibreOffice {
         self.cold.availability()
     }
 
+    async fn version(&self) -> Option<String> {
+        self.cold.version().await
+    }
+
     async fn convert(
         &self,
-        input: &Path,
-        format: DocFormat,
-        out_dir: &Path,
+        job: &Conversion<'_>,
         cancel: CancellationToken,
     ) -> Result<Converted, ConvertError> {
         self.cold.binary()?;
@@ -384,20 +395,35 @@ impl Converter for WarmLibreOffice {
             .sandbox()
             .availability()
             .map_err(ConvertError::Unavailable)?;
-        if self.warm_paused() {
-            return self.cold.convert(input, format, out_dir, cancel).await;
+        let on_command_line = command_line_can(job).is_ok();
+        if self.warm_paused() || (self.options.cold_first && on_command_line) {
+            return self.cold.convert(job, cancel).await;
         }
-        match self.convert_warm(input, format, out_dir, &cancel).await {
+        match self.convert_warm(job, &cancel).await {
             Ok(converted) => Ok(converted),
             Err(WarmFailure::Final(e)) => Err(e),
             Err(WarmFailure::Unavailable(why)) => {
                 tracing::warn!(%why, "warm LibreOffice unavailable; converting cold for a while");
                 self.pause_warm();
-                self.cold.convert(input, format, out_dir, cancel).await
+                self.cold.convert(job, cancel).await
+            }
+            Err(WarmFailure::Document(why)) if on_command_line => {
+                tracing::info!(%why, "warm conversion failed; trying once cold with a fresh profile");
+                self.cold.convert(job, cancel).await
             }
             Err(WarmFailure::Document(why)) => {
-                tracing::info!(%why, "warm conversion failed; trying once cold with a fresh profile");
-                self.cold.convert(input, format, out_dir, cancel).await
+                // The command line cannot do this one: a fresh instance (the failed one was
+                // thrown away) gets the second try instead.
+                tracing::info!(%why, "warm conversion failed; trying once on a fresh LibreOffice");
+                match self.convert_warm(job, &cancel).await {
+                    Ok(converted) => Ok(converted),
+                    Err(WarmFailure::Final(e)) => Err(e),
+                    Err(WarmFailure::Unavailable(why) | WarmFailure::Document(why)) => {
+                        Err(ConvertError::Rejected(format!(
+                            "LibreOffice could not convert the document: {why}"
+                        )))
+                    }
+                }
             }
         }
     }

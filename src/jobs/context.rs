@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{JobError, OutputFile};
+use crate::model::Sealed;
 use crate::model::steps::{self, Step, StepStatus};
 use crate::queue::{InputFile, JobRecord, Lease, Queue, ResultFile};
 use crate::storage::{self, Storage};
@@ -27,6 +28,7 @@ struct Inner {
     lease: Lease,
     max_attempts: u32,
     input: Option<InputFile>,
+    secret: Option<Sealed>,
     queue: Queue,
     storage: Storage,
     work_dir: PathBuf,
@@ -49,6 +51,7 @@ impl JobContext {
                 lease: row.lease(),
                 max_attempts: u32::try_from(row.max_attempts).unwrap_or(u32::MAX),
                 input,
+                secret: row.secret.clone(),
                 queue,
                 storage,
                 work_dir: work_dir.to_path_buf(),
@@ -74,6 +77,12 @@ impl JobContext {
     /// A private directory for this attempt, removed when the attempt ends however it ends.
     pub fn work_dir(&self) -> &Path {
         &self.inner.work_dir
+    }
+
+    /// The document's password as the API sealed it (see `secrets::SecretKey::open`), while
+    /// the job runs.
+    pub fn sealed_password(&self) -> Option<&Sealed> {
+        self.inner.secret.as_ref()
     }
 
     /// The uploaded document's metadata, for kinds created by `POST /exports`.

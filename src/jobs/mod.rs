@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+pub mod cache;
 pub mod context;
 pub mod kinds;
 pub mod runner;

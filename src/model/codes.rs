@@ -73,8 +73,14 @@ codes! {
     UNSUPPORTED_TYPE = "unsupported_type",
     /// The document is damaged or incomplete.
     DOCUMENT_CORRUPT = "document_corrupt",
-    /// The document is password-protected.
+    /// The document is protected in a way offload cannot open, even with its password
+    /// (rights management, a password-protected `.ppt`).
     DOCUMENT_ENCRYPTED = "document_encrypted",
+    /// The document is password-protected and no `password` was sent (or it was wiped when an
+    /// earlier run of the job ended).
+    PASSWORD_REQUIRED = "password_required",
+    /// The `password` sent does not open the document.
+    PASSWORD_INCORRECT = "password_incorrect",
     /// The package is beyond the limits (parts, expanded size, ratio, XML depth).
     DOCUMENT_TOO_LARGE = "document_too_large",
     /// The layout did not finish within its CPU budget, or timed out twice.

@@ -47,6 +47,10 @@ pub struct JobRecord {
     pub callback_url: Option<String>,
     /// Not before this time.
     pub run_at: Option<i64>,
+    /// The document's password, sealed; wiped (by the database) when the job ends.
+    pub secret: Option<Sealed>,
+    /// Answered from the result cache: succeeded at submit, nothing converted.
+    pub cache_hit: bool,
 }
 
 impl JobRecord {
@@ -89,6 +93,29 @@ pub struct InputFile {
     pub size: i64,
     /// The detected document format (e.g. `pptx`), never the client's claim.
     pub format: String,
+    /// SHA-256 of the uploaded bytes, hex.
+    pub sha256: Option<String>,
+}
+
+/// A document password sealed under the service's key (see `secrets`); its text is
+/// ciphertext, and even so it is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed(String);
+
+impl Sealed {
+    pub fn new(text: String) -> Self {
+        Sealed(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed(…)")
+    }
 }
 
 /// A stored result file.
@@ -127,6 +154,11 @@ pub struct NewJob {
     pub part_of: Option<(Uuid, i64)>,
     /// A merge job waiting for this many parts: it gets no task until they succeed.
     pub waiting_parts: Option<i64>,
+    /// The document's password, sealed for this job.
+    pub secret: Option<Sealed>,
+    /// Already converted (a result-cache hit): the job is created `succeeded` with this
+    /// result, and gets no task.
+    pub cached: Option<ResultFile>,
 }
 
 impl NewJob {
@@ -144,6 +176,8 @@ impl NewJob {
             run_at: None,
             part_of: None,
             waiting_parts: None,
+            secret: None,
+            cached: None,
         }
     }
 

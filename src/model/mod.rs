@@ -6,15 +6,18 @@
 //! - [`job`]: the stored [`JobRecord`] (decoded once, typed), [`InputFile`], [`ResultFile`],
 //!   [`AttemptError`], an attempt's [`Lease`], a [`NewJob`] to create;
 //! - [`codes`]: job error codes as constants ([`ErrorCode`]);
+//! - [`options`]: what a user may tune in an export ([`ExportOptions`]);
 //! - [`view`]: the public Job JSON (HTTP answers, SSE events and webhook bodies alike).
 
 pub mod codes;
 pub mod job;
+pub mod options;
 pub mod status;
 pub mod steps;
 pub mod view;
 
 pub use codes::ErrorCode;
-pub use job::{AttemptError, InputFile, JobRecord, Lease, NewJob, ResultFile, now_micros};
+pub use job::{AttemptError, InputFile, JobRecord, Lease, NewJob, ResultFile, Sealed, now_micros};
+pub use options::ExportOptions;
 pub use status::JobStatus;
 pub use steps::{Step, StepStatus};

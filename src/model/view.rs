@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
+
+use super::options::ExportOptions;
 use uuid::Uuid;
 
 use super::{JobRecord, JobStatus, StepStatus};
@@ -46,6 +48,9 @@ pub struct InputInfo {
     pub content_type: String,
     /// Bytes.
     pub size: u64,
+    /// SHA-256 of the uploaded bytes (hex): the result cache's key.
+    #[oai(nullable)]
+    pub sha256: Option<String>,
 }
 
 /// The result file.
@@ -130,6 +135,12 @@ pub struct Job {
     /// The job waits in `queued` until this time.
     #[oai(nullable)]
     pub run_at: Option<DateTime<Utc>>,
+    /// An export's options, as given (`null` when none were).
+    #[oai(nullable)]
+    pub options: Option<ExportOptions>,
+    /// Answered from the result cache: the same document was exported with the same options
+    /// before, so the job was `succeeded` at once and nothing was converted.
+    pub cache_hit: bool,
 }
 
 impl Job {
@@ -192,7 +203,12 @@ impl From<JobRecord> for Job {
             filename: i.filename,
             content_type: i.content_type,
             size: size(i.size),
+            sha256: i.sha256,
         });
+        let options = r
+            .args
+            .get("options")
+            .and_then(|o| serde_json::from_value::<ExportOptions>(o.clone()).ok());
         let result = r.result.map(|f| ResultInfo {
             filename: f.filename,
             content_type: f.content_type,
@@ -206,6 +222,8 @@ impl From<JobRecord> for Job {
             parts: Vec::new(),
             callback_url: r.callback_url,
             run_at: r.run_at.map(timestamp),
+            options,
+            cache_hit: r.cache_hit,
             status: r.status,
             kind: r.kind,
             progress: Progress {
@@ -251,6 +269,9 @@ impl poem_openapi::types::Example for Job {
                     "application/vnd.openxmlformats-officedocument.presentationml.presentation"
                         .into(),
                 size: 46885,
+                sha256: Some(
+                    "9f2c1d0e5b7a4c3e8d6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d".into(),
+                ),
             }),
             result: Some(ResultInfo {
                 filename: "deck.pdf".into(),
@@ -278,6 +299,8 @@ impl poem_openapi::types::Example for Job {
             parts: Vec::new(),
             callback_url: None,
             run_at: None,
+            options: None,
+            cache_hit: false,
         }
     }
 }

@@ -25,6 +25,8 @@ struct NewRow<'a> {
     parent_id: Option<String>,
     part_index: Option<i64>,
     waiting_parts: Option<i64>,
+    input_sha256: Option<&'a str>,
+    secret: Option<&'a str>,
 }
 
 impl<'a> NewRow<'a> {
@@ -49,6 +51,8 @@ impl<'a> NewRow<'a> {
             parent_id: job.part_of.map(|(p, _)| p.to_string()),
             part_index: job.part_of.map(|(_, i)| i),
             waiting_parts: job.waiting_parts,
+            input_sha256: input.and_then(|i| i.sha256.as_deref()),
+            secret: job.secret.as_ref().map(|s| s.as_str()),
         }
     }
 }
@@ -63,9 +67,16 @@ struct NewTask {
     run_at: Option<i64>,
 }
 
-fn tasks_of(rows: &[JobRecord]) -> Vec<NewTask> {
+/// The tasks of `rows` (inserted from `jobs`): none for a merge job waiting for its parts, nor
+/// for a job answered from the cache.
+fn tasks_of(rows: &[JobRecord], jobs: &[super::NewJob]) -> Vec<NewTask> {
+    let cached: Vec<uuid::Uuid> = jobs
+        .iter()
+        .filter(|j| j.cached.is_some())
+        .map(|j| j.id)
+        .collect();
     rows.iter()
-        .filter(|r| r.waiting_parts.is_none())
+        .filter(|r| r.waiting_parts.is_none() && !cached.contains(&r.id))
         .map(|r| NewTask {
             id: r.task_id.clone(),
             kind: r.kind.clone(),
@@ -140,10 +151,12 @@ async fn insert_jobs_pg(
         .bind(col(&rows, |r| r.parent_id.as_deref()))
         .bind(col(&rows, |r| r.part_index))
         .bind(col(&rows, |r| r.waiting_parts))
+        .bind(col(&rows, |r| r.input_sha256))
+        .bind(col(&rows, |r| r.secret))
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-    let tasks = tasks_of(&inserted);
+    let tasks = tasks_of(&inserted, jobs);
     if !tasks.is_empty() {
         sqlx::query(PG_INSERT_TASKS)
             .bind(tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
@@ -174,7 +187,7 @@ async fn insert_jobs_sqlite(
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-    let tasks = tasks_of(&inserted);
+    let tasks = tasks_of(&inserted, jobs);
     if !tasks.is_empty() {
         sqlx::query(SQLITE_INSERT_TASKS)
             .bind(serde_json::to_string(&tasks).expect("serializes"))
@@ -189,17 +202,19 @@ INSERT INTO offload_jobs (
     id, kind, status, args, task_id, attempts, max_attempts, progress_percent, progress_message,
     input_key, input_filename, input_content_type, input_size, input_format,
     idempotency_key, created_at, updated_at,
-    steps, callback_url, run_at, parent_id, part_index, waiting_parts)
+    steps, callback_url, run_at, parent_id, part_index, waiting_parts, input_sha256, secret)
 SELECT v.id, v.kind, 'queued', v.args, v.task_id, 0, v.max_attempts, 0, v.message,
     v.input_key, v.input_filename, v.input_content_type, v.input_size, v.input_format,
-    v.idempotency_key, $19, $19,
-    v.steps, v.callback_url, v.run_at, v.parent_id, v.part_index, v.waiting_parts
+    v.idempotency_key, $21, $21,
+    v.steps, v.callback_url, v.run_at, v.parent_id, v.part_index, v.waiting_parts,
+    v.input_sha256, v.secret
 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[],
-            $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::bigint[])
+            $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::bigint[],
+            $19::text[], $20::text[])
     AS v(id, kind, args, task_id, max_attempts, message, input_key, input_filename,
          input_content_type, input_size, input_format, idempotency_key, steps, callback_url,
-         run_at, parent_id, part_index, waiting_parts)
+         run_at, parent_id, part_index, waiting_parts, input_sha256, secret)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *";
 
@@ -215,13 +230,14 @@ INSERT INTO offload_jobs (
     id, kind, status, args, task_id, attempts, max_attempts, progress_percent, progress_message,
     input_key, input_filename, input_content_type, input_size, input_format,
     idempotency_key, created_at, updated_at,
-    steps, callback_url, run_at, parent_id, part_index, waiting_parts)
+    steps, callback_url, run_at, parent_id, part_index, waiting_parts, input_sha256, secret)
 SELECT value ->> 'id', value ->> 'kind', 'queued', value ->> 'args', value ->> 'task_id', 0,
     value ->> 'max_attempts', 0, value ->> 'message',
     value ->> 'input_key', value ->> 'input_filename', value ->> 'input_content_type',
     value ->> 'input_size', value ->> 'input_format', value ->> 'idempotency_key', ?2, ?2,
     value ->> 'steps', value ->> 'callback_url', value ->> 'run_at', value ->> 'parent_id',
-    value ->> 'part_index', value ->> 'waiting_parts'
+    value ->> 'part_index', value ->> 'waiting_parts', value ->> 'input_sha256',
+    value ->> 'secret'
 FROM json_each(?1) WHERE true
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *";

@@ -36,6 +36,7 @@ macro_rules! on_db {
 }
 
 mod attempts;
+mod cache;
 mod config;
 mod conn;
 mod follow;
@@ -64,6 +65,7 @@ pub use crate::model::{
     AttemptError, InputFile, JobRecord, JobStatus, Lease, NewJob, ResultFile, now_micros,
 };
 pub use attempts::Failure;
+pub use cache::CacheEntry;
 pub use config::{Callbacks, DatabaseUrl, Engine, QueueConfig, WorkerPlan};
 pub use follow::{Follow, Seen};
 pub use reads::ListFilter;

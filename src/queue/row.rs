@@ -50,6 +50,7 @@ where
                 content_type: maybe_text("input_content_type")?.unwrap_or_default(),
                 size: maybe_number("input_size")?.unwrap_or(0),
                 format: maybe_text("input_format")?.unwrap_or_default(),
+                sha256: maybe_text("input_sha256")?,
             }),
         };
         let result = match maybe_text("result_key")? {
@@ -90,6 +91,8 @@ where
             waiting_parts: maybe_number("waiting_parts")?,
             callback_url: maybe_text("callback_url")?,
             run_at: maybe_number("run_at")?,
+            secret: maybe_text("secret")?.map(crate::model::Sealed::new),
+            cache_hit: maybe_number("cache_hit")?.is_some_and(|n| n != 0),
         })
     }
 }

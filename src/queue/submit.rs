@@ -3,8 +3,20 @@
 
 use std::collections::HashMap;
 
+use super::conn::Conn;
 use super::insert::InsertJobs;
-use super::{Db, JobRecord, NewJob, Queue, QueueError, now_micros, sql};
+use super::{Db, JobRecord, NewJob, Queue, QueueError, ResultFile, now_micros, sql};
+use crate::model::steps::{self, StepStatus};
+
+/// A job answered from the result cache, done at creation: `$1` id, `$2..$5` the result,
+/// `$6` now, `$7` its steps.
+const COMPLETE_CACHED: &str = "\
+UPDATE offload_jobs
+SET status = 'succeeded', progress_percent = 100, progress_message = 'cached', cache_hit = 1,
+    result_key = $2, result_filename = $3, result_content_type = $4, result_size = $5,
+    started_at = $6, finished_at = $6, updated_at = $6, steps = $7
+WHERE id = $1
+RETURNING *";
 
 /// The result of a submit: the job, and whether this call created it (an idempotency key
 /// seen before returns the earlier job with `created: false`).
@@ -21,6 +33,8 @@ impl Queue {
         let d = self.dialect();
         let now = now_micros();
         let mut out = Vec::with_capacity(jobs.len());
+        // Rows that cached jobs' ends changed (merge jobs moved on, webhooks queued).
+        let mut finished = Vec::new();
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(d.begin_write).await?;
             let mut created: HashMap<String, JobRecord> = InsertJobs::insert_jobs(&mut *tx, &jobs, now)
@@ -28,6 +42,20 @@ impl Queue {
                 .into_iter()
                 .map(|r| (r.id.to_string(), r))
                 .collect();
+            for job in &jobs {
+                if let (Some(result), Some(row)) = (&job.cached, created.get(&job.id.to_string())) {
+                    let done = self
+                        .complete_cached(&mut Conn::from(&mut *tx), row, result, now, &mut finished)
+                        .await?;
+                    created.insert(job.id.to_string(), done);
+                }
+            }
+            // A merge job moved on by its cached parts is newer than its inserted row.
+            for row in finished.iter().filter(|r| r.is_parent()) {
+                if let Some(slot) = created.get_mut(&row.id.to_string()) {
+                    *slot = row.clone();
+                }
+            }
             for job in &jobs {
                 let enqueued = match created.remove(&job.id.to_string()) {
                     Some(row) => Enqueued { job: row, created: true },
@@ -50,6 +78,45 @@ impl Queue {
             .map(|e| e.job.clone())
             .collect();
         self.announce(&created);
+        self.announce(&finished);
         Ok(out)
+    }
+
+    /// Marks `row` (just inserted) succeeded with the cached `result`, in the submit's
+    /// transaction, then does what any job's end does (a merge job moves on, a webhook is
+    /// queued); the rows that changed go onto `changed`. Returns the finished row.
+    async fn complete_cached(
+        &self,
+        conn: &mut Conn<'_>,
+        row: &JobRecord,
+        result: &ResultFile,
+        now: i64,
+        changed: &mut Vec<JobRecord>,
+    ) -> Result<JobRecord, QueueError> {
+        let mut list = row.steps.clone();
+        for step in list.iter_mut().filter(|s| s.name != steps::NOTIFY) {
+            step.status = StepStatus::Done;
+            step.started_at = Some(now);
+            step.finished_at = Some(now);
+        }
+        let args = [
+            row.id.to_string().into(),
+            result.key.clone().into(),
+            result.filename.clone().into(),
+            result.content_type.clone().into(),
+            result.size.into(),
+            now.into(),
+            steps::to_column(&list).into(),
+        ];
+        let done = conn
+            .row(self.sql(COMPLETE_CACHED), &args)
+            .await?
+            .ok_or(QueueError::NotFound)?;
+        let mut after = Vec::new();
+        self.after_final(conn, done.clone(), now, &mut after)
+            .await?;
+        let latest = super::latest(&after, done.id).unwrap_or(done);
+        changed.extend(after);
+        Ok(latest)
     }
 }

@@ -360,6 +360,7 @@ mod tests {
                 content_type: String::new(),
                 size: 0,
                 format: "pptx".into(),
+                sha256: None,
             }),
             result: None,
             idempotency_key: None,
@@ -375,6 +376,8 @@ mod tests {
             waiting_parts: None,
             callback_url: None,
             run_at: None,
+            secret: None,
+            cache_hit: false,
         }
     }
 }

@@ -209,12 +209,14 @@ async fn a_zip_bomb_fails_fast_with_document_too_large() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_encrypted_document_fails_with_document_encrypted() {
+async fn an_encrypted_document_without_its_password_fails_asking_for_it() {
     let app = spawn_app(Backend::Sqlite).await;
-    let done = upload_and_finish(&app, "secret.docx", fixtures::encrypted_docx()).await;
+    let secret = fixtures::encrypted_docx("Secret123");
+    let done = upload_and_finish(&app, "secret.docx", secret).await;
     assert_eq!(done["status"], "failed");
-    assert_eq!(done["error"]["code"], "document_encrypted");
+    assert_eq!(done["error"]["code"], "password_required");
     assert_eq!(done["attempts"], 1);
+    assert!(libreoffice_of(&app).is_empty(), "LibreOffice never saw it");
     assert!(
         done["error"]["message"]
             .as_str()

@@ -106,30 +106,7 @@ pub async fn request_recorder() -> (String, Arc<Mutex<Vec<String>>>) {
 
 /// A solid red PNG of `w`×`h` pixels.
 pub fn png(w: u32, h: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.finalize().to_be_bytes());
-    }
-    let row: Vec<u8> = std::iter::once(0)
-        .chain([255, 0, 0].repeat(w as usize))
-        .collect();
-    let raw = row.repeat(h as usize);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    z.write_all(&raw).unwrap();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &z.finish().unwrap());
-    chunk(&mut out, b"IEND", b"");
-    out
+    crate::fixtures::rgb_png(w, h, |_, _| [255, 0, 0])
 }
 
 /// How a document leaks when nothing stops it.

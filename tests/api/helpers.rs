@@ -290,6 +290,21 @@ impl Api {
         }
     }
 
+    /// A client of `base` that sends API key `key` with every request.
+    pub fn with_key(base: &str, key: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {key}").parse().unwrap();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Self {
+            base: base.to_string(),
+            client,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -254,7 +254,8 @@ async fn hostile_uploads_get_their_documented_answers_and_hurt_nothing() {
         let health = fresh.get(app.url("/healthz")).send().await.unwrap();
         assert_eq!(health.status(), 200, "the service is still up");
     }
-    // Uploads land under `files/jobs/<uuid>/`; scratch files under `work/`; nothing else.
+    // Uploads land under `files/jobs/<uuid>/`, cached results under `files/cache/<sha256>.pdf`,
+    // scratch files under `work/`; nothing else.
     for path in files_under(&root) {
         let mut parts = path.components().map(|c| c.as_os_str().to_string_lossy());
         match (parts.next().as_deref(), parts.next().as_deref()) {
@@ -264,6 +265,15 @@ async fn hostile_uploads_get_their_documented_answers_and_hurt_nothing() {
                 let object = parts.next().unwrap();
                 assert!(
                     object == "input" || object.starts_with("result-"),
+                    "{path:?}"
+                );
+            }
+            // The result cache, under keys the service made from the document's hash.
+            (Some("files"), Some("cache")) => {
+                let name = parts.next().unwrap();
+                let hash = name.strip_suffix(".pdf").unwrap_or_default();
+                assert!(
+                    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
                     "{path:?}"
                 );
             }

@@ -15,7 +15,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("notifications", &["events"]),
     (
         "seams",
-        &["storage", "convert", "outbound", "metrics", "client"],
+        &[
+            "storage", "convert", "outbound", "secrets", "metrics", "client",
+        ],
     ),
     ("database", &["queue"]),
     ("work", &["jobs", "sweeper"]),

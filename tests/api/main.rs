@@ -1,6 +1,7 @@
 //! The integration suite: one binary, real parts (Postgres, SQLite files, LibreOffice, HTTP).
 
 mod browser;
+mod cache;
 mod cli;
 mod clients;
 mod compose;
@@ -15,7 +16,10 @@ mod helpers;
 mod hostile;
 mod jobs;
 mod layers;
+mod options;
 mod outage;
+mod passwords;
+mod pdf;
 mod processes;
 mod queue_conformance;
 mod queue_plans;

@@ -13,6 +13,8 @@ use crate::helpers::*;
 pub struct Process {
     child: Child,
     pub lines: mpsc::Receiver<String>,
+    /// Every line the process logged, read or not.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Process {
@@ -33,14 +35,17 @@ impl Process {
         let mut child = cmd.spawn().expect("start offload");
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
                 if tx.send(line).is_err() {
                     break;
                 }
             }
         });
-        Process { child, lines }
+        Process { child, lines, log }
     }
 
     pub fn pid(&self) -> i32 {
@@ -97,6 +102,11 @@ impl Process {
                 Err(e) => panic!("no log line with {needle:?}: {e}"),
             }
         }
+    }
+
+    /// Every line the process has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// The base URL an API process announced in its `listening addr=...` line.

@@ -75,6 +75,7 @@ async fn finished_jobs_expire_and_are_pruned(store: Store) {
     let keep_records = Retention {
         results: Duration::ZERO,
         jobs: Duration::from_secs(3600),
+        cache: std::time::Duration::from_secs(3600),
     };
     let swept = sweep(&app.queue, &storage, &keep_records).await.unwrap();
     assert_eq!(
@@ -108,6 +109,7 @@ async fn finished_jobs_expire_and_are_pruned(store: Store) {
     let forget = Retention {
         results: Duration::ZERO,
         jobs: Duration::ZERO,
+        cache: std::time::Duration::from_secs(3600),
     };
     let swept = sweep(&app.queue, &storage, &forget).await.unwrap();
     assert_eq!(swept.pruned, 2);
@@ -131,6 +133,7 @@ async fn an_expired_result_answers_410() {
     let retention = Retention {
         results: Duration::ZERO,
         jobs: Duration::from_secs(3600),
+        cache: std::time::Duration::from_secs(3600),
     };
     assert_eq!(
         sweep(&app.queue, &app.storage().await, &retention)

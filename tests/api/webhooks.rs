@@ -15,14 +15,14 @@ use tokio::sync::mpsc;
 
 use crate::helpers::*;
 
-const SECRET: &str = "test-webhook-secret";
+pub const SECRET: &str = "test-webhook-secret";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Delivery {
+pub struct Delivery {
     signature: String,
     idempotency_key: String,
-    body: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 impl Delivery {
@@ -48,8 +48,8 @@ impl Delivery {
     }
 }
 
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
 }
 
@@ -78,7 +78,7 @@ async fn receive(req: &Request, body: Vec<u8>, state: Data<&ReceiverState>) -> p
 }
 
 /// A receiver on loopback answering `script` statuses first, then 200.
-async fn receiver(script: Vec<u16>) -> Receiver {
+pub async fn receiver(script: Vec<u16>) -> Receiver {
     let acceptor = TcpListener::bind("127.0.0.1:0")
         .into_acceptor()
         .await
@@ -98,7 +98,7 @@ async fn receiver(script: Vec<u16>) -> Receiver {
 }
 
 impl Receiver {
-    async fn next(&mut self) -> Delivery {
+    pub async fn next(&mut self) -> Delivery {
         tokio::time::timeout(PATIENCE, self.deliveries.recv())
             .await
             .expect("a delivery within the patience")
@@ -106,7 +106,7 @@ impl Receiver {
     }
 }
 
-async fn app_with_webhooks() -> TestApp {
+pub async fn app_with_webhooks() -> TestApp {
     spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
         s.webhooks.webhook_secret = SECRET.into();
         s.webhooks.outbound_allow = "127.0.0.1".parse().unwrap();

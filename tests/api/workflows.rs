@@ -355,6 +355,7 @@ async fn a_merge_and_its_parts_expire_as_one() {
     let expire_all = Retention {
         results: std::time::Duration::ZERO,
         jobs: std::time::Duration::from_secs(3600),
+        cache: std::time::Duration::from_secs(3600),
     };
     // A quick part, then one that converts for seconds: the sweeper runs between them.
     let merge = app

@@ -91,6 +91,33 @@ await step("merge two documents from the upload page and watch their parts", asy
   await page.screenshot({ path: `${shots}/job-merged.png`, fullPage: true });
 });
 
+await step("the upload page's options reach the export", async () => {
+  await page.goto(base + "/");
+  await page.click("#options summary");
+  await page.fill("#opt-pages", "2-3");
+  await page.selectOption("#opt-pdfa", "2b");
+  await page.fill("#opt-watermark", "DRAFT");
+  await page.screenshot({ path: `${shots}/index-options.png`, fullPage: true });
+  await page.setInputFiles("#file", docPath);
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/, { timeout: LONG });
+  await page.locator("#status", { hasText: "succeeded" }).waitFor({ timeout: LONG });
+  const shown = await page.textContent("#options");
+  check(shown.includes("page_range 2-3") && shown.includes("pdf_a 2b") && shown.includes("watermark DRAFT"), `options shown: ${shown}`);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+  const pdf = readFileSync(await download.path()).toString("latin1");
+  const pages = (pdf.match(/\/Type\s*\/Page[^s]/g) || []).length;
+  check(pages === 2, `pages 2-3 only: ${pages} pages`);
+  check(pdf.includes("pdfaid:part"), "a PDF/A file");
+  // A bad option is refused on the page, in words.
+  await page.goto(base + "/");
+  await page.click("#options summary");
+  await page.fill("#opt-pages", "3-1");
+  await page.setInputFiles("#file", docPath);
+  await page.locator("#uploads .error").waitFor({ timeout: LONG });
+  const refusal = await page.textContent("#uploads .error");
+  check(refusal.includes("options.page_range"), `the refusal names the option: ${refusal}`);
+});
+
 await step("cancel a slow sleep job from its page", async () => {
   const job = await api("/api/v1/jobs", { kind: "sleep", args: { seconds: 60 } });
   await page.goto(`${base}/jobs/${job.id}`);

@@ -1,8 +1,9 @@
 //! `export`: an uploaded office document to PDF.
 //!
-//! Steps (checkpointed): `inspect` (the real type's pre-flight checks and the slide or sheet
-//! count), `convert` (LibreOffice; the PDF goes to storage), then the runner's `publish` and,
-//! with a `callback_url`, `notify`. Progress messages: `downloading input` → `inspecting` →
+//! Steps (checkpointed): `inspect` (the real type's pre-flight checks, encryption, and the
+//! slide or sheet count), `convert` (LibreOffice with the job's options; the PDF goes to
+//! storage, and into the result cache), then the runner's `publish` and, with a
+//! `callback_url`, `notify`. Progress messages: `downloading input` → `inspecting` →
 //! `converting N slides` → `converted N pages; storing` → `done`.
 
 use crate::model::codes;
@@ -10,11 +11,17 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::convert::filter::PdfSettings;
 use crate::convert::sniff::{self, PackageLimits};
-use crate::convert::{ConvertError, Converter, DocFormat, OutputFormat, references};
+use crate::convert::{
+    Conversion, ConvertError, Converter, DocFormat, OutputFormat, Password, references,
+};
+use crate::jobs::cache::{CacheKey, ResultCache};
 use crate::jobs::{GiveUp, JobContext, JobError, JobKind, JobOutput, OutputFile, Policy};
 use crate::metrics::Metrics;
+use crate::model::options::ExportOptions;
 use crate::queue::ResultFile;
+use crate::secrets::SecretKey;
 
 pub struct Export {
     converter: Arc<dyn Converter>,
@@ -24,6 +31,8 @@ pub struct Export {
     limits: PackageLimits,
     /// `false` only in tests that show the sandbox holding on its own.
     neutralize: bool,
+    secrets: Option<SecretKey>,
+    cache: Option<ResultCache>,
 }
 
 /// How exports run.
@@ -36,6 +45,10 @@ pub struct ExportConfig {
     /// Cut external references out of documents before converting them (`false` only in
     /// tests that show the sandbox holding on its own).
     pub neutralize: bool,
+    /// Opens the passwords the API sealed (`SECRET_KEY`).
+    pub secrets: Option<SecretKey>,
+    /// Where converted results are kept for repeats (`None`: not kept).
+    pub cache: Option<ResultCache>,
 }
 
 impl Export {
@@ -47,6 +60,8 @@ impl Export {
             concurrency: config.concurrency,
             limits: PackageLimits::default(),
             neutralize: config.neutralize,
+            secrets: config.secrets,
+            cache: config.cache,
         }
     }
 }
@@ -57,6 +72,13 @@ impl Export {
 pub struct ExportArgs {
     /// Output format; `pdf`.
     pub format: String,
+    /// How to export (checked at submit).
+    #[serde(default, skip_serializing_if = "ExportOptions::is_empty")]
+    pub options: ExportOptions,
+    /// Keep the result in the result cache under this key (absent: `cache=bypass`, or a
+    /// password-protected document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<CacheKey>,
 }
 
 impl JobKind for Export {
@@ -83,8 +105,8 @@ impl JobKind for Export {
 
     fn validate(&self, args: &ExportArgs) -> Result<(), String> {
         OutputFormat::parse(&args.format)
-            .map(|_| ())
-            .ok_or_else(|| format!("format {:?} is not supported; use \"pdf\"", args.format))
+            .ok_or_else(|| format!("format {:?} is not supported; use \"pdf\"", args.format))?;
+        args.options.check(false).map_err(|e| e.to_string())
     }
 
     async fn run(&self, ctx: JobContext, args: ExportArgs) -> Result<JobOutput, JobError> {
@@ -108,14 +130,31 @@ impl JobKind for Export {
             )
         })?;
         let inspected: Inspected = ctx.step("inspect", self.inspect(&ctx, format)).await?;
-        let stored = ctx
-            .step(
-                "convert",
-                self.convert(&ctx, format, out, &input.filename, inspected),
-            )
-            .await?;
+        let password = self.password(&ctx, format, &inspected)?;
+        let job = ExportJob {
+            format,
+            out,
+            filename: &input.filename,
+            options: &args.options,
+            password: password.as_ref(),
+            inspected,
+        };
+        let stored = ctx.step("convert", self.convert(&ctx, job)).await?;
+        if let Some(key) = &args.cache_key {
+            self.keep(key, &stored).await;
+        }
         Ok(JobOutput::stored(stored))
     }
+}
+
+/// What the `convert` step needs.
+struct ExportJob<'a> {
+    format: DocFormat,
+    out: OutputFormat,
+    filename: &'a str,
+    options: &'a ExportOptions,
+    password: Option<&'a Password>,
+    inspected: Inspected,
 }
 
 /// What a failed conversion means for the job.
@@ -128,6 +167,7 @@ fn job_error(err: ConvertError) -> JobError {
         ConvertError::Failed(_) => JobError::retryable(codes::CONVERSION_FAILED, message),
         ConvertError::TooComplex(_) => JobError::fatal(codes::DOCUMENT_TOO_COMPLEX, message),
         ConvertError::Cancelled => JobError::fatal(codes::CANCELLED, message),
+        ConvertError::PasswordIncorrect(_) => JobError::fatal(codes::PASSWORD_INCORRECT, message),
         ConvertError::Io(_) => JobError::internal(message),
     }
 }
@@ -137,6 +177,9 @@ fn job_error(err: ConvertError) -> JobError {
 struct Inspected {
     /// e.g. "5 slides"
     what: Option<String>,
+    /// Password-protected.
+    #[serde(default)]
+    encrypted: bool,
 }
 
 impl Export {
@@ -191,21 +234,74 @@ impl Export {
             })?;
         Ok(Inspected {
             what: info.describe(format),
+            encrypted: info.encrypted,
         })
+    }
+
+    /// The password that opens a password-protected document, or why there is none to use.
+    fn password(
+        &self,
+        ctx: &JobContext,
+        format: DocFormat,
+        inspected: &Inspected,
+    ) -> Result<Option<Password>, JobError> {
+        if !inspected.encrypted {
+            return Ok(None);
+        }
+        if format == DocFormat::Ppt {
+            return Err(JobError::fatal(
+                codes::DOCUMENT_ENCRYPTED,
+                "LibreOffice cannot open password-protected .ppt files, even with the \
+                 password; save it as .pptx (or without the password) and upload it again",
+            ));
+        }
+        let Some(sealed) = ctx.sealed_password() else {
+            return Err(JobError::fatal(
+                codes::PASSWORD_REQUIRED,
+                "the document is password-protected; send its password in the `password` \
+                 field (passwords are wiped when a job ends, so a retried job needs a new upload)",
+            ));
+        };
+        let opened = self
+            .secrets
+            .as_ref()
+            .and_then(|key| key.open(ctx.job_id(), sealed).ok())
+            .ok_or_else(|| {
+                JobError::fatal(
+                    codes::PASSWORD_REQUIRED,
+                    "the document's password cannot be read on this worker (its SECRET_KEY is \
+                     not the one the API sealed it with); submit the document again",
+                )
+            })?;
+        Ok(Some(Password::new(opened)))
+    }
+
+    /// Keeps a fresh result in the cache; a failure there costs the next submit a conversion,
+    /// not this job its result.
+    async fn keep(&self, key: &CacheKey, stored: &ResultFile) {
+        let (Some(cache), Some(version)) = (&self.cache, self.converter.version().await) else {
+            return;
+        };
+        if let Err(why) = cache.keep(key, &version, stored).await {
+            tracing::warn!(%why, "the result could not be kept in the cache");
+        }
     }
 
     /// Step `convert`: LibreOffice, then the PDF into storage (so that `publish` after a crash
     /// needs no second conversion).
-    async fn convert(
-        &self,
-        ctx: &JobContext,
-        format: DocFormat,
-        out: OutputFormat,
-        filename: &str,
-        inspected: Inspected,
-    ) -> Result<ResultFile, JobError> {
+    async fn convert(&self, ctx: &JobContext, job: ExportJob<'_>) -> Result<ResultFile, JobError> {
+        let ExportJob {
+            format,
+            out,
+            filename,
+            options,
+            password,
+            inspected,
+        } = job;
         let path = Self::input_path(ctx).await?;
-        let (path, removed) = match self.neutralize {
+        // An encrypted document's parts cannot be read before LibreOffice decrypts them: the
+        // sandbox alone holds it.
+        let (path, removed) = match self.neutralize && !inspected.encrypted {
             true => Self::without_external_references(&path, format).await?,
             false => (path, 0),
         };
@@ -219,9 +315,17 @@ impl Export {
         }
         ctx.progress(30, what).await?;
         let _in_flight = self.metrics.conversion_started();
+        let settings = PdfSettings::new(options, format.family());
+        let conversion = Conversion {
+            input: &path,
+            format,
+            out_dir: ctx.work_dir(),
+            settings: &settings,
+            password,
+        };
         let converted = self
             .converter
-            .convert(&path, format, ctx.work_dir(), ctx.cancel_token())
+            .convert(&conversion, ctx.cancel_token())
             .await
             .map_err(job_error)?;
         ctx.progress(90, format!("converted {} pages; storing", converted.pages))

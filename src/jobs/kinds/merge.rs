@@ -28,6 +28,12 @@ pub struct Merge;
 pub struct MergeArgs {
     /// Output format; `pdf`.
     pub format: String,
+    /// The options its parts were exported with (shown in the job; the parts apply them).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::model::options::ExportOptions::is_empty"
+    )]
+    pub options: crate::model::options::ExportOptions,
 }
 
 impl JobKind for Merge {

@@ -15,8 +15,10 @@ from offload_client.models import (
     ApiErrorCode,
     CreateExportBody,
     ErrorBody,
+    ExportOptions,
     Job,
     JobStatus,
+    PdfA,
     SleepArgs,
     SleepJob,
     SleepJobKind,
@@ -30,9 +32,14 @@ def main(base: str, deck_path: str) -> None:
     client = Client(base_url=base, raise_on_unexpected_status=True)
 
     with open(deck_path, "rb") as deck:
-        job = create_export.sync(client=client, body=CreateExportBody(file=[File(payload=deck, file_name="deck5.pptx")]))
+        body = CreateExportBody(
+            file=[File(payload=deck, file_name="deck5.pptx")],
+            options=ExportOptions(page_range="1-2", pdf_a=PdfA("2b")),
+        )
+        job = create_export.sync(client=client, body=body)
     assert isinstance(job, Job), job
     assert job.status == JobStatus.QUEUED
+    assert job.options.page_range == "1-2" and job.options.pdf_a == PdfA("2b"), job.options
 
     deadline = time.monotonic() + 120
     while job.status not in FINAL:

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import type { components, paths } from "./generated/schema.js";
 
 type Job = components["schemas"]["Job"];
+type ExportOptions = components["schemas"]["ExportOptions"];
 
 function check(cond: unknown, what: string): asserts cond {
   if (!cond) throw new Error(`failed: ${what}`);
@@ -16,18 +17,22 @@ const client = createClient<paths>({ baseUrl: base });
 const finalStatuses = new Set<Job["status"]>(["succeeded", "failed", "cancelled"]);
 
 // Upload: the multipart form is built by hand (openapi-fetch sends JSON by default).
+// `options` is typed by the spec and sent as a JSON part.
 const deck = readFileSync(deckPath);
+const options: ExportOptions = { page_range: "1-2", pdf_a: "2b" };
 const created = await client.POST("/api/v1/exports", {
-  body: { file: ["deck5.pptx"] },
+  body: { file: ["deck5.pptx"], options },
   bodySerializer() {
     const form = new FormData();
     form.append("file", new Blob([deck]), "deck5.pptx");
+    form.append("options", new Blob([JSON.stringify(options)], { type: "application/json" }));
     return form;
   },
 });
 check(created.response.status === 202 && created.data, `upload answered ${created.response.status}`);
 let job: Job = created.data;
 check(job.kind === "export" && job.status === "queued", "a queued export");
+check(job.options?.page_range === "1-2" && job.options?.pdf_a === "2b", `options echoed: ${JSON.stringify(job.options)}`);
 check(
   job.steps.map((s) => s.name).join(",") === "inspect,convert,publish",
   `the steps are listed: ${JSON.stringify(job.steps)}`,
