@@ -17,7 +17,7 @@ RUN cargo build --release --bin offload
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libreoffice-impress libreoffice-writer libreoffice-calc python3-uno bubblewrap \
+      libreoffice-impress libreoffice-writer libreoffice-calc python3-uno bubblewrap poppler-utils mupdf-tools webp \
       fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2 \
       ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \

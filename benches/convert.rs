@@ -70,6 +70,7 @@ async fn measure(
                     format,
                     out_dir: dir.path(),
                     settings: &settings,
+                    office: None,
                     password: None,
                 };
                 conv.convert(&job, CancellationToken::new())
@@ -355,10 +356,228 @@ fn figure(
     }
 }
 
+/// One renderer's figures on deck50 at 1280 px.
+struct RenderFigure {
+    renderer: &'static str,
+    runs: usize,
+    /// Whole-document renders.
+    doc_p50: Duration,
+    /// One page alone (its own process), over a spread of pages.
+    page_p50: Duration,
+    pages_per_sec: f64,
+    /// Largest resident set of one renderer process, KiB (`/usr/bin/time -f %M`).
+    peak_rss_kib: Option<u64>,
+}
+
+/// The renderers compared: offload's (mutool in the sandbox, as exports run it), bare
+/// pdftoppm, and bare `mutool draw`.
+#[derive(Clone, Copy, PartialEq)]
+enum RenderWith {
+    Offload,
+    Pdftoppm,
+    Mutool,
+}
+
+impl RenderWith {
+    fn name(self) -> &'static str {
+        match self {
+            RenderWith::Offload => "offload (mutool, sandboxed)",
+            RenderWith::Pdftoppm => "pdftoppm (bare)",
+            RenderWith::Mutool => "mutool draw (bare)",
+        }
+    }
+
+    /// The bare command rendering `pages` (first, last) of `pdf` into `out` at `width` px.
+    fn command(self, pdf: &Path, (first, last): (u32, u32), width: u32, out: &Path) -> Vec<String> {
+        let (pdf, out) = (pdf.display().to_string(), out.display().to_string());
+        match self {
+            RenderWith::Mutool => vec![
+                "mutool".into(),
+                "draw".into(),
+                "-q".into(),
+                "-o".into(),
+                format!("{out}/page-%d.png"),
+                "-w".into(),
+                width.to_string(),
+                pdf,
+                format!("{first}-{last}"),
+            ],
+            _ => vec![
+                "pdftoppm".into(),
+                "-png".into(),
+                "-f".into(),
+                first.to_string(),
+                "-l".into(),
+                last.to_string(),
+                "-scale-to-x".into(),
+                width.to_string(),
+                "-scale-to-y".into(),
+                "-1".into(),
+                pdf,
+                format!("{out}/page"),
+            ],
+        }
+    }
+}
+
+async fn render_once(
+    with: RenderWith,
+    renderer: &offload::convert::render::Renderer,
+    pdf: &Path,
+    pages: (u32, u32),
+    out: &Path,
+) -> Duration {
+    use offload::convert::render::{ImageFormat, ImageSize};
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out).unwrap();
+    let started = Instant::now();
+    if with == RenderWith::Offload {
+        let list: Vec<u32> = (pages.0..=pages.1).collect();
+        let size = ImageSize {
+            width: Some(1280),
+            height: None,
+            dpi: None,
+        };
+        renderer
+            .render(
+                pdf,
+                &list,
+                size,
+                ImageFormat::Png,
+                out,
+                &CancellationToken::new(),
+            )
+            .await
+            .expect("offload renders");
+    } else {
+        let cmd = with.command(pdf, pages, 1280, out);
+        let status = tokio::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "{cmd:?}");
+    }
+    started.elapsed()
+}
+
+/// Peak RSS of one bare whole-document render, from GNU time.
+fn peak_rss(with: RenderWith, pdf: &Path, out: &Path, pages: u32) -> Option<u64> {
+    let bare = if with == RenderWith::Offload {
+        RenderWith::Pdftoppm
+    } else {
+        with
+    };
+    let cmd = bare.command(pdf, (1, pages), 1280, out);
+    let output = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .args(&cmd)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// deck50 → PNG at 1280 px with each renderer: whole documents and single pages.
+async fn render_costs(root: &Path, runs: usize) -> Vec<RenderFigure> {
+    let warm = warm_converter(root.join("warm-render"), 1, sandbox(true));
+    let dir = tempfile::tempdir_in(root).unwrap();
+    let input = dir.path().join("deck50.pptx");
+    std::fs::copy(sample("deck50.pptx"), &input).unwrap();
+    let settings = plain(DocFormat::Pptx);
+    let job = Conversion {
+        input: &input,
+        format: DocFormat::Pptx,
+        out_dir: dir.path(),
+        settings: &settings,
+        office: None,
+        password: None,
+    };
+    let pdf = warm.convert(&job, CancellationToken::new()).await.unwrap();
+    let pages = pdf.pages as u32;
+    let config = SandboxConfig {
+        mode: SandboxMode::Bubblewrap,
+        bwrap: "bwrap".into(),
+    };
+    let renderer = offload::convert::render::Renderer::new(&config, ProcessLimits::default());
+    let withs = [
+        RenderWith::Offload,
+        RenderWith::Mutool,
+        RenderWith::Pdftoppm,
+    ];
+    let mut figures = Vec::new();
+    for with in withs {
+        eprintln!("deck50 → png 1280 px: {}", with.name());
+        let out = dir.path().join("pages");
+        render_once(with, &renderer, &pdf.path, (1, pages), &out).await; // warm the page cache
+        let mut docs = Vec::new();
+        for _ in 0..runs {
+            docs.push(render_once(with, &renderer, &pdf.path, (1, pages), &out).await);
+        }
+        let mut singles = Vec::new();
+        for page in (1..=pages).step_by(5) {
+            singles.push(render_once(with, &renderer, &pdf.path, (page, page), &out).await);
+        }
+        docs.sort();
+        singles.sort();
+        let doc_p50 = percentile(&docs, 0.5);
+        figures.push(RenderFigure {
+            renderer: with.name(),
+            runs,
+            doc_p50,
+            page_p50: percentile(&singles, 0.5),
+            pages_per_sec: f64::from(pages) / doc_p50.as_secs_f64(),
+            peak_rss_kib: peak_rss(with, &pdf.path, &out, pages),
+        });
+    }
+    figures
+}
+
+fn print_render_costs(figures: &[RenderFigure]) {
+    println!();
+    println!(
+        "| deck50 → png 1280 px | runs | document p50 | pages/s | one page p50 | peak RSS (the bare tool) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for f in figures {
+        let rss = f
+            .peak_rss_kib
+            .map_or("—".into(), |k| format!("{} MiB", k / 1024));
+        println!(
+            "| {} | {} | {} ms | {:.1} | {} ms | {rss} |",
+            f.renderer,
+            f.runs,
+            f.doc_p50.as_millis(),
+            f.pages_per_sec,
+            f.page_p50.as_millis()
+        );
+    }
+    let ours = &figures[0];
+    println!(
+        "deck50 → png: offload renders {:.1} pages/s on one slot (target ≥ 20)",
+        ours.pages_per_sec
+    );
+    for other in &figures[1..] {
+        println!(
+            "deck50 → png: offload pages/s / {} pages/s = {:.2}",
+            other.renderer,
+            ours.pages_per_sec / other.pages_per_sec
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let root = tempfile::tempdir().unwrap();
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("render") {
+        print_render_costs(&render_costs(root.path(), if quick { 2 } else { 5 }).await);
+        return;
+    }
     let docs: [(&str, DocFormat, usize); 3] = [
         ("deck5.pptx", DocFormat::Pptx, if quick { 6 } else { 30 }),
         ("deck50.pptx", DocFormat::Pptx, if quick { 4 } else { 10 }),
@@ -412,6 +631,7 @@ async fn main() {
     figures.extend(option_costs(root.path(), if quick { 4 } else { 15 }).await);
     eprintln!("deck5.pptx: through HTTP, converted and cached");
     figures.extend(cached_over_http(root.path(), if quick { 20 } else { 100 }).await);
+    let renders = render_costs(root.path(), if quick { 2 } else { 5 }).await;
 
     println!("| document | mode | slots | runs | p50 | p95 | docs/s |");
     println!("|---|---|---|---|---|---|---|");
@@ -483,4 +703,5 @@ async fn main() {
         converted.p50.as_secs_f64() * 1e3,
         cached.p50.as_secs_f64() / converted.p50.as_secs_f64()
     );
+    print_render_costs(&renders);
 }

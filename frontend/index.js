@@ -39,10 +39,17 @@
 
   // The export options the form's "Options" set, as the API takes them (unset ones left out,
   // so the server's defaults apply).
-  function chosenOptions() {
+  // Office formats take none of the PDF options (the service refuses them rather than ignore
+  // them), so they are not sent for those.
+  const OFFICE = new Set(["docx", "odt", "rtf", "txt", "html", "xlsx", "ods", "csv", "pptx", "odp"]);
+  // Every export from this page asks for a page-1 thumbnail, shown on the job page.
+  const THUMBNAIL_PX = 320;
+
+  function chosenOptions(format) {
     const value = (id) => document.getElementById(id).value.trim();
     const checked = (id) => document.getElementById(id).checked;
     const options = {};
+    if (OFFICE.has(format)) return options;
     if (value("opt-pages")) options.page_range = value("opt-pages");
     if (value("opt-pdfa")) options.pdf_a = value("opt-pdfa");
     if (value("opt-watermark")) options.watermark = { text: value("opt-watermark") };
@@ -106,7 +113,11 @@
       const form = new FormData();
       for (const f of files) form.append("file", f, f.name);
       if (files.length > 1) form.append("merge", "true");
-      const options = chosenOptions();
+      // A merge joins PDFs: it is always one.
+      const format = files.length > 1 ? "pdf" : document.getElementById("format").value;
+      if (format !== "pdf") form.append("format", format);
+      if (files.length === 1) form.append("thumbnail", String(THUMBNAIL_PX));
+      const options = chosenOptions(format);
       if (Object.keys(options).length > 0) form.append("options", JSON.stringify(options));
       const password = document.getElementById("opt-password").value;
       if (password) form.append("password", password);

@@ -41,6 +41,7 @@
     el("cancel").hidden = !(job.status === "queued" || job.status === "running");
     el("retry").hidden = !(job.status === "failed" || job.status === "cancelled");
 
+    renderPreview(job.status === "succeeded" ? job.result : null);
     renderSteps(job.steps || []);
     renderParts(job.parts || []);
     tickElapsed();
@@ -51,6 +52,33 @@
     if (offload.FINAL.has(job.status)) {
       stopUpdates();
       el("live").textContent = "Finished.";
+    }
+  }
+
+  // The result's images: every page of an image export (each links to its file), or the
+  // thumbnail of any other. Lazily loaded: a 200-page export fetches what is scrolled to.
+  let previewShown = null;
+  function renderPreview(result) {
+    const images = result ? (result.files.length > 0 ? result.files : result.thumbnail ? [result.thumbnail] : []) : [];
+    const key = images.map((i) => i.url).join(" ");
+    if (key === previewShown) return;
+    previewShown = key;
+    const gallery = el("preview");
+    gallery.replaceChildren();
+    el("preview-card").hidden = images.length === 0;
+    for (const image of images) {
+      const link = document.createElement("a");
+      link.href = image.url;
+      const img = document.createElement("img");
+      img.loading = "lazy";
+      img.src = image.url;
+      img.width = image.width;
+      img.height = image.height;
+      img.alt = `Page ${image.page} of ${result.filename}`;
+      const caption = document.createElement("span");
+      caption.textContent = `Page ${image.page}`;
+      link.append(img, caption);
+      gallery.append(link);
     }
   }
 

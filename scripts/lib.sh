@@ -2,11 +2,12 @@
 # Everything here is idempotent: a second run installs and starts nothing that is there.
 
 # The full packages, not the -nogui ones: those lack Writer's UI definitions, and a warm
-# (UNO-driven) LibreOffice then aborts loading any text document with comments.
+# (UNO-driven) LibreOffice then aborts loading any text document with comments. The last
+# three draw page images: mutool (PNG, and WebP through cwebp) and poppler's pdftoppm (JPEG).
 LIBREOFFICE_PACKAGES=(
   libreoffice-impress libreoffice-writer libreoffice-calc
   fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2 python3-uno
-  bubblewrap
+  bubblewrap poppler-utils mupdf-tools webp
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -19,6 +19,7 @@ use crate::api::deadline::HeaderDeadline;
 use crate::api::limits::{Guards, Limits};
 use crate::api::{self, ApiState};
 use crate::convert::libreoffice::ProcessLimits;
+use crate::convert::render::Renderer;
 use crate::convert::sandbox::{SandboxConfig, SandboxMode};
 use crate::convert::{ConvertConfig, Converter};
 use crate::jobs::cache::ResultCache;
@@ -98,7 +99,7 @@ impl Application {
             record_converter(converter.clone(), cache.clone());
         }
         let registry = extend(kinds::builtin(
-            &kinds_config(&settings, secrets.clone(), cache.clone()),
+            &kinds_config(&settings, role, secrets.clone(), cache.clone()),
             converter.clone(),
             metrics.clone(),
         ));
@@ -307,6 +308,7 @@ fn record_converter(converter: Arc<dyn Converter>, cache: ResultCache) {
 /// What the built-in kinds take from the settings.
 fn kinds_config(
     settings: &Settings,
+    role: Role,
     secrets: Option<SecretKey>,
     cache: ResultCache,
 ) -> BuiltinConfig {
@@ -319,6 +321,8 @@ fn kinds_config(
             neutralize: !settings.testing.keep_external_references,
             secrets,
             cache: Some(cache),
+            renderer: Some(renderer(settings, role)),
+            max_render_pages: settings.worker.max_render_pages,
         },
         webhook: WebhookConfig {
             secret: settings.webhooks.webhook_secret.clone(),
@@ -365,6 +369,24 @@ fn converter(settings: &Settings, role: Role) -> anyhow::Result<Arc<dyn Converte
         work_dir: settings.work_dir(),
     };
     crate::convert::converter(&config).context("WORK_DIR: cannot prepare warm LibreOffice")
+}
+
+/// The page renderer, sandboxed as LibreOffice is (a process that does not convert gets an
+/// unsandboxed one it never runs).
+fn renderer(settings: &Settings, role: Role) -> Arc<Renderer> {
+    let c = &settings.convert;
+    let sandbox = SandboxConfig {
+        mode: match role.runs_worker() {
+            true => c.convert_sandbox,
+            false => SandboxMode::Off,
+        },
+        bwrap: c.bwrap_path.clone(),
+    };
+    let limits = ProcessLimits {
+        memory: settings.convert_memory_limit(),
+        cpu: settings.convert_cpu_budget(),
+    };
+    Arc::new(Renderer::new(&sandbox, limits))
 }
 
 /// Restarts a worker whose backend failed (the database went away); the restarted worker

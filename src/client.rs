@@ -164,11 +164,13 @@ impl Remote {
 
     /// Streams the job's result into `out`.
     pub async fn download(&self, id: Uuid, out: &Path) -> anyhow::Result<u64> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/api/v1/jobs/{id}/result")))
-            .send()
-            .await?;
+        self.download_from(&format!("/api/v1/jobs/{id}/result"), out)
+            .await
+    }
+
+    /// Streams the file at `path` (a URL path the server gave) into `out`.
+    pub async fn download_from(&self, path: &str, out: &Path) -> anyhow::Result<u64> {
+        let resp = self.http.get(self.url(path)).send().await?;
         if !resp.status().is_success() {
             return Err(api_error(resp).await);
         }
@@ -198,8 +200,16 @@ pub struct ExportChoices {
     /// of the shell history and the process list.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// Output format (default pdf): png, jpeg or webp for page images (written into the -o
+    /// directory, one file per page), or an office format of the document's family (docx,
+    /// odt, rtf, txt, html, xlsx, ods, csv, pptx, odp).
+    #[arg(long, value_parser = OUTPUT_FORMATS)]
+    format: Option<String>,
+    /// Also make a PNG thumbnail of page 1, fitting inside this many pixels.
+    #[arg(long, value_name = "PX")]
+    thumbnail: Option<u32>,
     /// Result cache: `use` (default), `bypass` or `refresh`.
-    #[arg(long)]
+    #[arg(long, value_parser = ["use", "bypass", "refresh"])]
     cache: Option<String>,
 }
 
@@ -221,6 +231,8 @@ impl ExportChoices {
             options: options_json(&self.options)?,
             password,
             cache: self.cache.clone(),
+            format: self.format.clone(),
+            thumbnail: self.thumbnail,
         })
     }
 }
@@ -232,6 +244,21 @@ pub struct ExportRequest {
     options: Option<String>,
     password: Option<zeroize::Zeroizing<String>>,
     cache: Option<String>,
+    format: Option<String>,
+    thumbnail: Option<u32>,
+}
+
+/// The `--format` values (the server's output formats).
+const OUTPUT_FORMATS: [&str; 14] = [
+    "pdf", "png", "jpeg", "webp", "docx", "odt", "rtf", "txt", "html", "xlsx", "ods", "csv",
+    "pptx", "odp",
+];
+
+impl ExportRequest {
+    /// Page images: a result of one file per page, written into a directory.
+    fn makes_pages(&self) -> bool {
+        matches!(self.format.as_deref(), Some("png" | "jpeg" | "webp"))
+    }
 }
 
 impl ExportRequest {
@@ -244,6 +271,12 @@ impl ExportRequest {
         }
         if let Some(cache) = &self.cache {
             form = form.text("cache", cache.clone());
+        }
+        if let Some(format) = &self.format {
+            form = form.text("format", format.clone());
+        }
+        if let Some(px) = self.thumbnail {
+            form = form.text("thumbnail", px.to_string());
         }
         form
     }
@@ -294,13 +327,13 @@ pub async fn submit(
     output: Option<&Path>,
     export: &ExportRequest,
 ) -> anyhow::Result<()> {
-    if files.len() > 1
+    if (files.len() > 1 || export.makes_pages())
         && let Some(dir) = output
     {
         // Like `curl --create-dirs`: a directory that is not there yet is made.
         if dir.exists() && !dir.is_dir() {
             bail!(
-                "with several files, -o must be a directory; {} is not a directory",
+                "with several files or page images, -o must be a directory; {} is not a directory",
                 dir.display()
             );
         }
@@ -321,6 +354,25 @@ pub async fn submit(
         }
         let done = remote.follow(id).await?;
         match done["status"].as_str() {
+            Some("succeeded") if export.makes_pages() => {
+                let dir = output.unwrap_or(Path::new("."));
+                let pages = done["result"]["files"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for page in &pages {
+                    let (Some(url), Some(name)) = (page["url"].as_str(), page["filename"].as_str())
+                    else {
+                        bail!("the server listed a page without its url or filename");
+                    };
+                    // The server names files after the upload; keep only a plain file name.
+                    let name = Path::new(name)
+                        .file_name()
+                        .context("a page without a name")?;
+                    remote.download_from(url, &dir.join(name)).await?;
+                }
+                println!("{id} succeeded: {} pages in {}", pages.len(), dir.display());
+            }
             Some("succeeded") => {
                 let filename = done["result"]["filename"].as_str().unwrap_or("result.pdf");
                 let target = match output {

@@ -154,6 +154,12 @@ pub struct WorkerSettings {
           value_parser = at_least::<usize, 1>)]
     pub concurrency: usize,
 
+    /// Most pages one image export renders (png, jpeg, webp); pages beyond it are left out
+    /// and the job's progress says so.
+    #[arg(long, env = "MAX_RENDER_PAGES", default_value_t = 200,
+          value_parser = at_least::<u32, 1>)]
+    pub max_render_pages: u32,
+
     /// Attempts a job gets before it is `failed` for good.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5,
           value_parser = at_least::<u32, 1>)]

@@ -152,15 +152,23 @@ pub fn result_key(job: Uuid, task_id: &str, attempt: i64) -> String {
     format!("jobs/{job}/result-{task_id}-{attempt}")
 }
 
+/// Where one attempt writes file `name` of a result of several (`page-3.png`, `pages.zip`;
+/// names the service makes, never a user's).
+pub fn result_part_key(job: Uuid, task_id: &str, attempt: i64, name: &str) -> String {
+    format!("jobs/{job}/result-{task_id}-{attempt}-{name}")
+}
+
 /// Where a cache-hit job's result lives (a copy of the cached PDF: the job owns it, so deleting
 /// or expiring the job never touches the cache).
 pub fn cached_result_key(job: Uuid) -> String {
     format!("jobs/{job}/result-cached")
 }
 
-/// Where the result cache keeps the PDF of cache key `hash` (hex; never a user's name).
-pub fn cache_key(hash: &str) -> String {
-    format!("cache/{hash}.pdf")
+/// Where the result cache keeps one PDF of cache key `hash` (hex; never a user's name). Each
+/// write gets a new `id`, so a copy being read is never rewritten under its reader (the entry
+/// points at a file only once it is whole).
+pub fn cache_key(hash: &str, id: Uuid) -> String {
+    format!("cache/{hash}/{}.pdf", id.simple())
 }
 
 fn job_prefix(job: Uuid) -> String {

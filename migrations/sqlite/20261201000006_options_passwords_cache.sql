@@ -17,9 +17,11 @@ END;
 
 -- Converted results by what made them: `key` hashes the scope (API key), the input's
 -- SHA-256, the canonical options, the output format and offload's version; `converter` is
--- the LibreOffice version that converted it (an entry of another version is not used).
+-- the LibreOffice version that converted it (an entry of another version is not used);
+-- `input_sha256` lets deleting a job take its document's cached results along.
 CREATE TABLE IF NOT EXISTS offload_cache (
     key          TEXT PRIMARY KEY,
+    input_sha256 TEXT NOT NULL,
     converter    TEXT NOT NULL,
     result_key   TEXT NOT NULL,
     content_type TEXT NOT NULL,
@@ -27,6 +29,7 @@ CREATE TABLE IF NOT EXISTS offload_cache (
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS offload_cache_by_created ON offload_cache (created_at);
+CREATE INDEX IF NOT EXISTS offload_cache_by_input ON offload_cache (input_sha256);
 
 -- The LibreOffice versions workers run, newest start last; submits look up cache entries of
 -- the newest.

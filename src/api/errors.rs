@@ -61,6 +61,9 @@ pub enum ApiErrorCode {
     InvalidOption,
     /// A document password was sent, and this service cannot keep one (no `SECRET_KEY`).
     PasswordsUnavailable,
+    /// The document's type cannot be exported as the `format` asked for (see
+    /// `GET /api/v1/formats`), or a merge asked for something other than PDF.
+    UnsupportedConversion,
     /// No such job kind.
     UnknownKind,
     /// The kind takes a document: use `POST /api/v1/exports`.

@@ -16,6 +16,7 @@ use crate::convert::sniff::{self, SniffError};
 use crate::convert::{DocFormat, OutputFormat};
 use crate::jobs::JobKind;
 use crate::jobs::cache::CacheKey;
+use crate::jobs::kinds::export::{ExportArgs, THUMBNAIL_PIXELS};
 use crate::jobs::kinds::{Export, Merge};
 use crate::metrics::CacheOutcome;
 use crate::model::options::{CacheMode, ExportOptions};
@@ -32,8 +33,15 @@ pub struct ExportForm {
     /// from its content, not from its name. Several `file` parts (up to 20) need
     /// `merge=true`.
     file: Vec<Upload>,
-    /// Output format (default `pdf`).
-    format: Option<FormField<ExportFormat>>,
+    /// Output format (default `pdf`): `pdf`; page images `png`, `jpeg` or `webp` (one per
+    /// page; a zip of them is the result when there are several, and each is in
+    /// `result.files`); or an office format of the document's family — `docx`, `odt`, `rtf`,
+    /// `txt`, `html` from text documents, `xlsx`, `ods`, `csv` from spreadsheets, `pptx`, `odp`
+    /// from presentations (`GET /api/v1/formats` lists them per input type). A merge makes PDF.
+    format: Option<FormField<OutputFormat>>,
+    /// Add a PNG thumbnail of page 1 fitting inside this many pixels square (16–2048), as
+    /// `result.thumbnail` (`0` or absent: none).
+    thumbnail: Option<u32>,
     /// How to export, as JSON: `{"page_range": "1-3", "pdf_a": "2b", "watermark": {"text":
     /// "DRAFT"}}`. The same options apply to every file of a merge. Echoed in the job.
     options: Option<JsonField<ExportOptions>>,
@@ -84,14 +92,6 @@ operation_errors!(
         Invalid = 422 "Unsupported output `format`, an invalid `options` or `cache` value, a `password` this service cannot keep, or a `callback_url` this service may not call.",
     }
 );
-
-/// Output formats of an export.
-#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum ExportFormat {
-    /// PDF.
-    Pdf,
-}
 
 /// A text form field as sent: a known value of `T`, or the text of one this service does not
 /// know (refused by the handler as a 422 naming the field, rather than by the form parser as a
@@ -255,6 +255,8 @@ impl poem_openapi::types::ParseFromMultipartField for SecretField {
 /// What every part of one export shares.
 struct Plan<'a> {
     args: serde_json::Value,
+    steps: Vec<&'static str>,
+    output: OutputFormat,
     options: &'a ExportOptions,
     password: Option<&'a str>,
     cache: CacheMode,
@@ -286,18 +288,41 @@ impl ExportsApi {
         idempotency_key: Header<Option<String>>,
     ) -> Result<Accepted, CreateExportError> {
         let key = super::idempotency_key(idempotency_key.0)?;
-        let output = match form.format.unwrap_or(FormField::Known(ExportFormat::Pdf)) {
-            FormField::Known(ExportFormat::Pdf) => OutputFormat::Pdf,
+        let output = match form.format.unwrap_or(FormField::Known(OutputFormat::Pdf)) {
+            FormField::Known(format) => format,
             FormField::Unknown(text) => {
+                let known: Vec<&str> = OutputFormat::ALL.iter().map(|f| f.name()).collect();
                 return Err(ApiError::invalid(
                     ApiErrorCode::InvalidArguments,
-                    format!("field format: unsupported output format {text:?}; supported: pdf"),
+                    format!(
+                        "field format: unsupported output format {text:?}; supported: {}",
+                        known.join(", ")
+                    ),
                 )
                 .into());
             }
         };
         let merge = form.merge.unwrap_or(false);
-        let options = checked_options(form.options.as_ref(), merge)?;
+        if merge && output != OutputFormat::Pdf {
+            return Err(ApiError::invalid(
+                ApiErrorCode::UnsupportedConversion,
+                format!(
+                    "field format: a merge makes one PDF; {} cannot be merged",
+                    output.name()
+                ),
+            )
+            .into());
+        }
+        // Swagger UI's Try it out sends an untouched number field as 0: that means none.
+        let thumbnail = form.thumbnail.filter(|px| *px != 0);
+        if let Some(px) = thumbnail.filter(|px| !THUMBNAIL_PIXELS.contains(px)) {
+            return Err(ApiError::invalid(
+                ApiErrorCode::InvalidArguments,
+                format!("field thumbnail: {px} is not within 16–2048 pixels"),
+            )
+            .into());
+        }
+        let options = checked_options(form.options.as_ref(), merge, output)?;
         let cache = match form.cache.unwrap_or(FormField::Known(CacheMode::Use)) {
             FormField::Known(mode) => mode,
             FormField::Unknown(text) => {
@@ -331,12 +356,16 @@ impl ExportsApi {
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));
         }
-        let mut args = serde_json::json!({ "format": output.extension() });
-        if !options.is_empty() {
-            args["options"] = serde_json::to_value(&options).expect("options serialize");
-        }
+        let export = ExportArgs {
+            format: output.name().to_string(),
+            options: options.clone(),
+            cache_key: None,
+            thumbnail,
+        };
         let plan = Plan {
-            args,
+            args: serde_json::to_value(&export).expect("args serialize"),
+            steps: export.steps(),
+            output,
             options: &options,
             password,
             cache,
@@ -388,6 +417,7 @@ impl ExportsApi {
 fn checked_options(
     field: Option<&JsonField<ExportOptions>>,
     merge: bool,
+    output: OutputFormat,
 ) -> Result<ExportOptions, ApiError> {
     let invalid = |message: String| ApiError::invalid(ApiErrorCode::InvalidOption, message);
     let options = match field {
@@ -398,7 +428,7 @@ fn checked_options(
         _ => ExportOptions::default(),
     };
     options
-        .check(merge)
+        .check(merge, output)
         .map_err(|e| invalid(format!("field {e}")))?;
     Ok(options)
 }
@@ -466,12 +496,27 @@ async fn store_upload(
 ) -> Result<NewJob, ApiError> {
     let filename = storage::sanitize_filename(upload.file_name().unwrap_or("document"));
     let (format, sha256, file) = sniff_upload(upload, &filename).await?;
+    if !plan.output.accepts(format.family()) {
+        let allowed: Vec<&str> = OutputFormat::for_family(format.family())
+            .into_iter()
+            .map(OutputFormat::name)
+            .collect();
+        return Err(ApiError::invalid(
+            ApiErrorCode::UnsupportedConversion,
+            format!(
+                "field format: a {} document cannot be exported as {}; it can be: {}",
+                format.extension(),
+                plan.output.name(),
+                allowed.join(", ")
+            ),
+        ));
+    }
     let mut job = NewJob::new(
         Export::NAME,
         plan.args.clone(),
         state.max_attempts(Export::NAME),
     );
-    job.steps = Export::STEPS.to_vec();
+    job.steps = plan.steps.clone();
     let input_key = storage::input_key(job.id);
     let size = state
         .storage
@@ -505,12 +550,13 @@ async fn use_cache(
     sha256: &str,
     filename: &str,
 ) -> Result<(), ApiError> {
-    if plan.cache == CacheMode::Bypass || plan.password.is_some() {
+    // Results of several files (page images, thumbnails) are not cached: a hit copies one file.
+    let renders = plan.output.is_image() || plan.args.get("thumbnail").is_some();
+    if plan.cache == CacheMode::Bypass || plan.password.is_some() || renders {
         state.metrics.cache_lookup(CacheOutcome::Skipped);
         return Ok(());
     }
-    let output = OutputFormat::Pdf;
-    let key = CacheKey::new(&plan.scope, sha256, plan.options, output.extension());
+    let key = CacheKey::new(&plan.scope, sha256, plan.options, plan.output.name());
     job.args["cache_key"] = serde_json::json!(key);
     if plan.cache == CacheMode::Refresh {
         state.metrics.cache_lookup(CacheOutcome::Skipped);
@@ -518,7 +564,7 @@ async fn use_cache(
     }
     match state.cache.find(&key, job.id).await? {
         Some(mut result) => {
-            result.filename = pdf_name(filename);
+            result.filename = result_name(filename, plan.output);
             job.cached = Some(result);
             state.metrics.cache_lookup(CacheOutcome::Hit);
         }
@@ -528,13 +574,13 @@ async fn use_cache(
 }
 
 /// `deck.pptx` → `deck.pdf`, as the export names its result.
-fn pdf_name(filename: &str) -> String {
+fn result_name(filename: &str, output: OutputFormat) -> String {
     let stem = std::path::Path::new(filename)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "document".into());
-    format!("{stem}.pdf")
+    format!("{stem}.{}", output.extension())
 }
 
 /// Reads the spooled upload's real type; the file comes back rewound for storing.

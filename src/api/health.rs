@@ -55,6 +55,9 @@ pub struct InputFormat {
     pub media_type: String,
     /// `presentation`, `text` or `spreadsheet`.
     pub family: String,
+    /// The `format`s a document of this type can be exported as; any other is refused at
+    /// submit (422 `unsupported_conversion`).
+    pub outputs: Vec<OutputFormat>,
 }
 
 /// How jobs of a kind are created.
@@ -93,8 +96,8 @@ pub struct Kinds {
 #[derive(Debug, Object)]
 pub struct Formats {
     pub inputs: Vec<InputFormat>,
-    /// Output format names for the `format` field of an export: `pdf`.
-    pub outputs: Vec<String>,
+    /// Every output format of an export (each input type allows some: see its `outputs`).
+    pub outputs: Vec<OutputFormat>,
     /// Largest accepted upload, in bytes.
     pub max_upload_bytes: u64,
 }
@@ -214,9 +217,10 @@ impl HealthApi {
                     extension: f.extension().into(),
                     media_type: f.media_type().into(),
                     family: family(f.family()).into(),
+                    outputs: OutputFormat::for_family(f.family()),
                 })
                 .collect(),
-            outputs: vec![OutputFormat::Pdf.extension().into()],
+            outputs: OutputFormat::ALL.to_vec(),
             max_upload_bytes: state.max_upload_bytes,
         })
     }

@@ -93,13 +93,79 @@ pub enum Deleted {
 
 #[derive(ApiResponse)]
 pub enum ResultDownload {
-    /// The result file, streamed.
-    #[oai(status = 200, content_type = "application/pdf")]
+    /// The file, streamed, in its own media type.
+    #[oai(status = 200)]
     File(
-        Binary<Body>,
+        FileBody,
         #[oai(header = "Content-Disposition")] String,
         #[oai(header = "Content-Length")] u64,
     ),
+}
+
+/// A result file in each media type an export makes (generated clients learn them all).
+#[derive(poem_openapi::ResponseContent)]
+pub enum FileBody {
+    #[oai(content_type = "application/pdf")]
+    Pdf(Binary<Body>),
+    #[oai(content_type = "application/zip")]
+    Zip(Binary<Body>),
+    #[oai(content_type = "image/png")]
+    Png(Binary<Body>),
+    #[oai(content_type = "image/jpeg")]
+    Jpeg(Binary<Body>),
+    #[oai(content_type = "image/webp")]
+    Webp(Binary<Body>),
+    #[oai(content_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document")]
+    Docx(Binary<Body>),
+    #[oai(content_type = "application/vnd.oasis.opendocument.text")]
+    Odt(Binary<Body>),
+    #[oai(content_type = "application/rtf")]
+    Rtf(Binary<Body>),
+    #[oai(content_type = "text/plain; charset=utf-8")]
+    Txt(Binary<Body>),
+    #[oai(content_type = "text/html; charset=utf-8")]
+    Html(Binary<Body>),
+    #[oai(content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]
+    Xlsx(Binary<Body>),
+    #[oai(content_type = "application/vnd.oasis.opendocument.spreadsheet")]
+    Ods(Binary<Body>),
+    #[oai(content_type = "text/csv")]
+    Csv(Binary<Body>),
+    #[oai(
+        content_type = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+    )]
+    Pptx(Binary<Body>),
+    #[oai(content_type = "application/vnd.oasis.opendocument.presentation")]
+    Odp(Binary<Body>),
+    #[oai(content_type = "application/octet-stream")]
+    Other(Binary<Body>),
+}
+
+impl FileBody {
+    /// `body` served as `content_type` (the type the job stored with it).
+    fn of(content_type: &str, body: Body) -> Self {
+        use crate::model::formats::OutputFormat as F;
+        let body = Binary(body);
+        let format = F::ALL.into_iter().find(|f| f.media_type() == content_type);
+        match (content_type, format) {
+            ("application/zip", _) => FileBody::Zip(body),
+            (_, Some(F::Pdf)) => FileBody::Pdf(body),
+            (_, Some(F::Png)) => FileBody::Png(body),
+            (_, Some(F::Jpeg)) => FileBody::Jpeg(body),
+            (_, Some(F::Webp)) => FileBody::Webp(body),
+            (_, Some(F::Docx)) => FileBody::Docx(body),
+            (_, Some(F::Odt)) => FileBody::Odt(body),
+            (_, Some(F::Rtf)) => FileBody::Rtf(body),
+            (_, Some(F::Txt)) => FileBody::Txt(body),
+            (_, Some(F::Html)) => FileBody::Html(body),
+            (_, Some(F::Xlsx)) => FileBody::Xlsx(body),
+            (_, Some(F::Ods)) => FileBody::Ods(body),
+            (_, Some(F::Csv)) => FileBody::Csv(body),
+            (_, Some(F::Pptx)) => FileBody::Pptx(body),
+            (_, Some(F::Odp)) => FileBody::Odp(body),
+            (_, None) => FileBody::Other(body),
+        }
+    }
 }
 
 pub struct JobsApi;
@@ -346,40 +412,95 @@ impl JobsApi {
             .get(id.0)
             .await?
             .ok_or_else(|| ApiError::job_not_found(id.0))?;
-        if row.status != JobStatus::Succeeded {
-            return Err(ApiError::conflict(
-                ApiErrorCode::ResultNotReady,
-                format!(
-                    "the job is {}; a result exists only once it has succeeded",
-                    row.status
-                ),
-            )
-            .into());
-        }
-        if let Some(at) = row.expired_at {
-            let at = chrono::DateTime::from_timestamp_micros(at).unwrap_or_default();
-            return Err(ApiError::gone(
-                ApiErrorCode::ResultExpired,
-                format!(
-                    "the result was deleted at {} after the retention period",
-                    at.to_rfc3339()
-                ),
-            )
-            .into());
-        }
-        let Some(result) = &row.result else {
-            return Err(ApiError::not_found(
+        let result = downloadable(&row)?;
+        serve(
+            &state,
+            &result.key,
+            &result.filename,
+            &result.content_type,
+            result.size,
+        )
+        .await
+    }
+
+    /// Download one image of a result
+    ///
+    /// `n` counts from 1 in `result.files` (page images, in page order).
+    #[oai(
+        path = "/jobs/:id/result/files/:n",
+        method = "get",
+        operation_id = "get_job_result_file",
+        transform = "guard_read"
+    )]
+    async fn get_result_file(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        #[oai(example = "job_id_example")] id: Path<Uuid>,
+        /// 1-based position in `result.files`.
+        #[oai(validator(minimum(value = "1")))]
+        n: Path<u32>,
+    ) -> Result<ResultDownload, ResultError> {
+        let row = state
+            .queue
+            .get(id.0)
+            .await?
+            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let result = downloadable(&row)?;
+        let files = &result.parts.files;
+        let file = files.get(n.0 as usize - 1).ok_or_else(|| {
+            ApiError::not_found(
                 ApiErrorCode::NoResult,
-                format!("jobs of kind {} make no result file", row.kind),
+                format!(
+                    "the result has {} files; there is no file {}",
+                    files.len(),
+                    n.0
+                ),
             )
-            .into());
-        };
-        let stream = state.storage.stream(&result.key).await?;
-        Ok(ResultDownload::File(
-            Binary(Body::from_bytes_stream(stream)),
-            storage::content_disposition(&result.filename),
-            u64::try_from(result.size).unwrap_or(0),
-        ))
+        })?;
+        serve(
+            &state,
+            &file.key,
+            &file.filename,
+            &file.content_type,
+            file.size,
+        )
+        .await
+    }
+
+    /// Download a result's thumbnail
+    ///
+    /// A PNG of page 1, made when the export asked for `thumbnail`.
+    #[oai(
+        path = "/jobs/:id/result/thumbnail",
+        method = "get",
+        operation_id = "get_job_result_thumbnail",
+        transform = "guard_read"
+    )]
+    async fn get_result_thumbnail(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        #[oai(example = "job_id_example")] id: Path<Uuid>,
+    ) -> Result<ResultDownload, ResultError> {
+        let row = state
+            .queue
+            .get(id.0)
+            .await?
+            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let result = downloadable(&row)?;
+        let thumb = result.parts.thumbnail.as_ref().ok_or_else(|| {
+            ApiError::not_found(
+                ApiErrorCode::NoResult,
+                "this export made no thumbnail (ask for one with `thumbnail` at submit)",
+            )
+        })?;
+        serve(
+            &state,
+            &thumb.key,
+            &thumb.filename,
+            &thumb.content_type,
+            thumb.size,
+        )
+        .await
     }
 
     /// Follow a job live
@@ -478,6 +599,13 @@ impl JobsApi {
                 // The row is gone, so nothing can reach the files; log and move on.
                 tracing::warn!(job_id = %row.id, error = %e, "could not delete stored files");
             }
+            // Deleting a job deletes its document: its cached results go too.
+            let hash = row.input.as_ref().and_then(|i| i.sha256.as_deref());
+            if let Some(hash) = hash
+                && let Err(e) = state.cache.forget_input(hash).await
+            {
+                tracing::warn!(job_id = %row.id, error = %e, "could not forget cached results");
+            }
         }
         Ok(Deleted::NoContent)
     }
@@ -511,4 +639,51 @@ fn job_updates(state: Arc<ApiState>, first: JobRecord) -> impl futures::Stream<I
             Some((job, (None, follow)))
         }
     })
+}
+
+/// The result of `row`, if it can be downloaded: the job succeeded, its files are kept, and
+/// its kind makes one.
+fn downloadable(row: &JobRecord) -> Result<&crate::model::ResultFile, ApiError> {
+    if row.status != JobStatus::Succeeded {
+        return Err(ApiError::conflict(
+            ApiErrorCode::ResultNotReady,
+            format!(
+                "the job is {}; a result exists only once it has succeeded",
+                row.status
+            ),
+        ));
+    }
+    if let Some(at) = row.expired_at {
+        let at = chrono::DateTime::from_timestamp_micros(at).unwrap_or_default();
+        return Err(ApiError::gone(
+            ApiErrorCode::ResultExpired,
+            format!(
+                "the result was deleted at {} after the retention period",
+                at.to_rfc3339()
+            ),
+        ));
+    }
+    let Some(result) = &row.result else {
+        return Err(ApiError::not_found(
+            ApiErrorCode::NoResult,
+            format!("jobs of kind {} make no result file", row.kind),
+        ));
+    };
+    Ok(result)
+}
+
+/// Streams one stored file as an attachment.
+async fn serve(
+    state: &ApiState,
+    key: &str,
+    filename: &str,
+    content_type: &str,
+    size: i64,
+) -> Result<ResultDownload, ResultError> {
+    let stream = state.storage.stream(key).await?;
+    Ok(ResultDownload::File(
+        FileBody::of(content_type, Body::from_bytes_stream(stream)),
+        storage::content_disposition(filename),
+        u64::try_from(size).unwrap_or(0),
+    ))
 }

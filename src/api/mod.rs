@@ -209,6 +209,8 @@ pub fn builtin_spec() -> String {
             neutralize: true,
             secrets: None,
             cache: None,
+            renderer: None,
+            max_render_pages: 1,
         },
         webhook: WebhookConfig::default(),
         demo: true,

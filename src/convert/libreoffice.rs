@@ -21,8 +21,8 @@ use super::filter::{self, PdfSettings};
 use super::process::{CpuBudget, Isolation, KERNEL_LIMIT_SLACK_SECS, ProcessGroup, isolate, spent};
 use super::sandbox::{Bind, Sandbox};
 use super::{
-    Conversion, ConvertError, Converted, Converter, DocFormat, Family, place_input, take_output,
-    validate_pdf,
+    Conversion, ConvertError, Converted, Converter, DocFormat, Family, OfficeTarget, OutputFormat,
+    place_input, take_output, validate_pdf,
 };
 
 /// Limits of each LibreOffice process.
@@ -148,10 +148,78 @@ pub(crate) fn pdf_filter(format: DocFormat) -> &'static str {
     }
 }
 
+/// LibreOffice's export filter for an office format (names from its filter registry,
+/// `filter/source/config/fragments/filters`); [`OutputFormat::accepts`] has already matched
+/// the format to the document's family.
+pub(crate) fn office_filter(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Docx => "MS Word 2007 XML",
+        OutputFormat::Odt => "writer8",
+        OutputFormat::Rtf => "Rich Text Format",
+        OutputFormat::Txt => "Text (encoded)",
+        OutputFormat::Html => "HTML (StarWriter)",
+        OutputFormat::Xlsx => "Calc MS Excel 2007 XML",
+        OutputFormat::Ods => "calc8",
+        OutputFormat::Csv => "Text - txt - csv (StarCalc)",
+        OutputFormat::Pptx => "Impress MS PowerPoint 2007 XML",
+        OutputFormat::Odp => "impress8",
+        OutputFormat::Pdf | OutputFormat::Png | OutputFormat::Jpeg | OutputFormat::Webp => {
+            unreachable!("{format:?} is not an office format")
+        }
+    }
+}
+
+/// The filter options an office filter gets by default: plain text is UTF-8.
+pub(crate) fn filter_options<'a>(target: &OfficeTarget<'a>) -> Option<&'a str> {
+    match (target.format, target.filter_options) {
+        (OutputFormat::Txt, None) => Some("UTF8"),
+        (_, given) => given,
+    }
+}
+
+/// What LibreOffice writes for `job`: the file's extension in its exchange directory.
+pub(crate) fn written_extension(job: &Conversion<'_>) -> &'static str {
+    job.office.map_or("pdf", |o| o.format.extension())
+}
+
+/// Where LibreOffice put the file it was told to write at `expected`: there, or — for one
+/// sheet as CSV, which it names after the sheet (`input-Data.csv`) — beside it.
+pub(crate) fn written_file(expected: &Path) -> PathBuf {
+    if expected.is_file() {
+        return expected.to_path_buf();
+    }
+    let (Some(dir), Some(stem), Some(ext)) = (
+        expected.parent(),
+        expected.file_stem().and_then(|s| s.to_str()),
+        expected.extension().and_then(|s| s.to_str()),
+    ) else {
+        return expected.to_path_buf();
+    };
+    let (prefix, suffix) = (format!("{stem}-"), format!(".{ext}"));
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&suffix))
+        })
+        .unwrap_or_else(|| expected.to_path_buf())
+}
+
 /// The `--convert-to` argument of the cold path.
-fn convert_to_arg(format: DocFormat, settings: &PdfSettings) -> String {
-    let filter = pdf_filter(format);
-    match settings.command_line_json() {
+fn convert_to_arg(job: &Conversion<'_>) -> String {
+    if let Some(office) = &job.office {
+        let (ext, filter) = (office.format.extension(), office_filter(office.format));
+        return match filter_options(office) {
+            None => format!("{ext}:{filter}"),
+            Some(options) => format!("{ext}:{filter}:{options}"),
+        };
+    }
+    let filter = pdf_filter(job.format);
+    match job.settings.command_line_json() {
         None => format!("pdf:{filter}"),
         Some(json) => format!("pdf:{filter}:{json}"),
     }
@@ -256,7 +324,7 @@ impl Converter for LibreOffice {
         cmd.arg(format!("-env:UserInstallation={}", file_url(&dirs.profile)))
             .args(SOFFICE_FLAGS)
             .arg("--convert-to")
-            .arg(convert_to_arg(format, job.settings))
+            .arg(convert_to_arg(job))
             .arg("--outdir")
             .arg(&dirs.exchange)
             .arg(&placed)
@@ -297,18 +365,18 @@ impl Converter for LibreOffice {
                 tail(&log)
             )));
         }
-        let written = dirs.exchange.join("input.pdf");
+        let ext = written_extension(job);
+        let written = written_file(&dirs.exchange.join(format!("input.{ext}")));
         if !written.is_file() {
             return Err(ConvertError::Rejected(format!(
-                "LibreOffice could not read the document and wrote no PDF (it may be damaged): {}",
+                "LibreOffice could not read the document and wrote no {ext} (it may be damaged): {}",
                 tail(&log)
             )));
         }
-        let pdf = out_dir.join("output.pdf");
-        take_output(&written, &pdf)?;
+        let output = out_dir.join(format!("output.{ext}"));
+        take_output(&written, &output)?;
         let _ = std::fs::remove_dir_all(out_dir.join("sandbox"));
-        let pages = finished_pdf(&pdf, job.settings).await?;
-        Ok(Converted { path: pdf, pages })
+        finished(job, output).await
     }
 }
 
@@ -318,6 +386,29 @@ pub(crate) fn too_complex(used: Duration) -> ConvertError {
          CONVERT_CPU_SECS); it is too complex to convert",
         used.as_secs_f64()
     ))
+}
+
+/// Checks what LibreOffice wrote for `job` at `path`: a PDF ([`finished_pdf`]) or an office
+/// file ([`super::outputs::check_office`]).
+pub(crate) async fn finished(
+    job: &Conversion<'_>,
+    path: PathBuf,
+) -> Result<Converted, ConvertError> {
+    let Some(office) = job.office else {
+        let pages = finished_pdf(&path, job.settings).await?;
+        return Ok(Converted { path, pages });
+    };
+    let (checked, format) = (path.clone(), office.format);
+    tokio::task::spawn_blocking(move || super::outputs::check_office(&checked, format))
+        .await
+        .map_err(ConvertError::io)?
+        .map_err(|why| {
+            ConvertError::Rejected(format!(
+                "LibreOffice wrote an unusable {}: {why}",
+                format.name()
+            ))
+        })?;
+    Ok(Converted { path, pages: 0 })
 }
 
 /// Checks a PDF LibreOffice wrote and counts its pages (off the runtime's threads), after

@@ -5,8 +5,10 @@
 
 pub mod filter;
 pub mod libreoffice;
+pub mod outputs;
 pub mod process;
 pub mod references;
+pub mod render;
 pub mod sandbox;
 pub mod sniff;
 pub mod warm;
@@ -16,23 +18,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-/// A document family decides how LibreOffice exports it and what progress counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Presentation,
-    Text,
-    Spreadsheet,
-}
-
-impl Family {
-    pub fn unit(self) -> &'static str {
-        match self {
-            Family::Presentation => "slide",
-            Family::Text => "page",
-            Family::Spreadsheet => "sheet",
-        }
-    }
-}
+pub use crate::model::formats::{Family, OutputFormat};
 
 /// Every input format offload converts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,30 +105,11 @@ impl DocFormat {
     }
 }
 
-/// Output formats. Only PDF today; the type keeps the API honest about that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    Pdf,
-}
-
-impl OutputFormat {
-    pub fn parse(s: &str) -> Option<Self> {
-        s.eq_ignore_ascii_case("pdf").then_some(OutputFormat::Pdf)
-    }
-
-    pub fn extension(self) -> &'static str {
-        "pdf"
-    }
-
-    pub fn media_type(self) -> &'static str {
-        "application/pdf"
-    }
-}
-
 /// A finished conversion.
 #[derive(Debug, Clone)]
 pub struct Converted {
     pub path: PathBuf,
+    /// Pages of a PDF (0 for office formats, which have no fixed pages).
     pub pages: usize,
 }
 
@@ -210,9 +177,20 @@ pub struct Conversion<'a> {
     pub format: DocFormat,
     /// Where the PDF goes (the attempt's scratch directory).
     pub out_dir: &'a Path,
+    /// How to write the PDF (when `office` is `None`).
     pub settings: &'a filter::PdfSettings,
+    /// Write this office format instead of a PDF.
+    pub office: Option<OfficeTarget<'a>>,
     /// Opens a password-protected document. Goes to LibreOffice over the helper's stdin only.
     pub password: Option<&'a Password>,
+}
+
+/// An office format for LibreOffice to write, with its filter's options string (CSV's
+/// separator, quote and character set), if any.
+#[derive(Debug, Clone, Copy)]
+pub struct OfficeTarget<'a> {
+    pub format: OutputFormat,
+    pub filter_options: Option<&'a str>,
 }
 
 /// A document password in memory: wiped when dropped, never printed.

@@ -410,10 +410,33 @@ fn odf_encrypted<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Result<boo
         .take(4 * 1024 * 1024)
         .read_to_end(&mut text)
         .map_err(corrupt)?;
-    Ok(text
-        .windows(b"encryption-data".len())
-        .any(|w| w == b"encryption-data"))
+    encryption_element(&text)
 }
+
+/// Whether a manifest holds a `manifest:encryption-data` element: parsed, not searched for,
+/// so a file name or attribute with those words in it neither makes a plain document
+/// "encrypted" (skipping the checks and the reference removal) nor hides an encrypted one.
+fn encryption_element(manifest: &[u8]) -> Result<bool, InspectError> {
+    let mut reader = quick_xml::NsReader::from_reader(manifest);
+    let mut buf = Vec::new();
+    loop {
+        use quick_xml::events::Event;
+        use quick_xml::name::ResolveResult;
+        match reader.read_resolved_event_into(&mut buf).map_err(corrupt)? {
+            (ResolveResult::Bound(ns), Event::Start(e) | Event::Empty(e))
+                if ns.as_ref() == ODF_MANIFEST_NS
+                    && e.local_name().as_ref() == "encryption-data" =>
+            {
+                return Ok(true);
+            }
+            (_, Event::Eof) => return Ok(false),
+            _ => {}
+        }
+        buf.clear();
+    }
+}
+
+const ODF_MANIFEST_NS: &str = "urn:oasis:names:tc:opendocument:xmlns:manifest:1.0";
 
 /// Zip-bomb guards: entry count, total uncompressed size, and per-entry compression ratio,
 /// all from the central directory (nothing is decompressed).
@@ -499,6 +522,22 @@ fn check_xml_depth<R: Read + Seek>(
 mod tests {
     use super::*;
     use std::io::{Cursor, Write};
+
+    #[test]
+    fn only_a_manifest_encryption_element_means_encrypted() {
+        let ns = r#"xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0""#;
+        let encrypted = format!(
+            r#"<manifest:manifest {ns}><manifest:file-entry manifest:full-path="content.xml">
+            <manifest:encryption-data manifest:checksum="x"/></manifest:file-entry></manifest:manifest>"#
+        );
+        let named = format!(
+            r#"<manifest:manifest {ns}><manifest:file-entry
+            manifest:full-path="Pictures/encryption-data.png"/><!-- encryption-data -->
+            <other:encryption-data xmlns:other="urn:other"/></manifest:manifest>"#
+        );
+        assert!(encryption_element(encrypted.as_bytes()).unwrap());
+        assert!(!encryption_element(named.as_bytes()).unwrap());
+    }
 
     fn zip_with(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut buf = Cursor::new(Vec::new());

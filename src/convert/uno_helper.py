@@ -8,7 +8,7 @@ the two talk over LibreOffice's named pipe (a Unix socket in the sandbox's /tmp)
 
 Protocol (one JSON object per line): the helper prints {"ready": true} once connected, then
 reads requests {"input": path, "output": path, "filter": name, "options": {k: v},
-"landscape": bool, "password": text|null} from stdin and answers each with {"ok": true, "ms": n}
+"filter_options": text|null, "landscape": bool, "password": text|null} from stdin and answers each with {"ok": true, "ms": n}
 or {"error": text, "stage": "load"|"password"|"export"|"bridge"}. `options` is the PDF
 filter's FilterData (values typed: bool, int, string); a password is only ever used to load the
 document, never written anywhere.
@@ -105,13 +105,14 @@ def convert(desktop, req):
                 raise
             except Exception as e:
                 return {"error": "could not turn the pages landscape: %s" % (str(e) or type(e).__name__), "stage": "export"}
+        store = dict(FilterName=req["filter"])
         options = req.get("options") or {}
-        filter_data = uno.Any("[]com.sun.star.beans.PropertyValue", props(**options))
+        if options:
+            store["FilterData"] = uno.Any("[]com.sun.star.beans.PropertyValue", props(**options))
+        if req.get("filter_options"):
+            store["FilterOptions"] = req["filter_options"]
         try:
-            doc.storeToURL(
-                uno.systemPathToFileUrl(req["output"]),
-                props(FilterName=req["filter"], FilterData=filter_data),
-            )
+            doc.storeToURL(uno.systemPathToFileUrl(req["output"]), props(**store))
         except DisposedException:
             raise
         except Exception as e:

@@ -42,8 +42,8 @@ use tokio::sync::{Mutex, MutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::libreoffice::{
-    LibreOffice, SOFFICE_FLAGS, SandboxDirs, command_line_can, file_url, finished_pdf, pdf_filter,
-    too_complex,
+    LibreOffice, SOFFICE_FLAGS, SandboxDirs, command_line_can, file_url, filter_options, finished,
+    office_filter, pdf_filter, too_complex, written_extension, written_file,
 };
 use super::process::{
     CpuBudget, Isolation, ProcessGroup, alive, group_members, isolate, kill_group, spent,
@@ -307,15 +307,25 @@ impl WarmLibreOffice {
             &slot.dirs.exchange,
             &format!("input.{}", format.extension()),
         )?;
-        let written = slot.dirs.exchange.join("output.pdf");
+        let ext = written_extension(job);
+        let written = slot.dirs.exchange.join(format!("output.{ext}"));
+        let (filter, options, filter_options) = match &job.office {
+            None => (pdf_filter(format), job.settings.helper_json(), None),
+            Some(office) => (
+                office_filter(office.format),
+                serde_json::json!({}),
+                filter_options(office),
+            ),
+        };
         // The request carries the password, if any: it goes down the helper's stdin and nowhere
         // else, and the line is wiped once written.
         let request = zeroize::Zeroizing::new(
             serde_json::json!({
                 "input": &placed,
                 "output": &written,
-                "filter": pdf_filter(format),
-                "options": job.settings.helper_json(),
+                "filter": filter,
+                "options": options,
+                "filter_options": filter_options,
                 "landscape": job.settings.landscape,
                 "password": job.password.map(|p| p.expose()),
             })
@@ -361,17 +371,16 @@ impl WarmLibreOffice {
         if let Some(budget) = &budget {
             budget.set_kernel_limit(None);
         }
-        let pdf = out_dir.join("output.pdf");
-        let taken = take_output(&written, &pdf);
+        let output = out_dir.join(format!("output.{ext}"));
+        let taken = take_output(&written_file(&written), &output);
         slot.clear_exchange();
         taken?;
         slot.conversions += 1;
         flight.armed = slot.conversions >= self.options.restart_after;
         drop(flight);
-        let pages = finished_pdf(&pdf, job.settings)
+        finished(job, output)
             .await
-            .map_err(|e| WarmFailure::Document(e.to_string()))?;
-        Ok(Converted { path: pdf, pages })
+            .map_err(|e| WarmFailure::Document(e.to_string()))
     }
 }
 

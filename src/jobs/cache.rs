@@ -100,6 +100,7 @@ impl ResultCache {
                 filename: String::new(),
                 content_type: entry.content_type,
                 size: i64::try_from(size).unwrap_or(i64::MAX),
+                parts: Default::default(),
             })),
             Err(e) => {
                 tracing::warn!(error = %e, "a cached result could not be copied; converting instead");
@@ -111,17 +112,19 @@ impl ResultCache {
         }
     }
 
-    /// Keeps `result` (just stored for a job) under `key`, made by LibreOffice `converter`.
+    /// Keeps `result` (just stored for a job whose document has hash `input`) under `key`,
+    /// made by LibreOffice `converter`.
     pub async fn keep(
         &self,
         key: &CacheKey,
+        input: &str,
         converter: &str,
         result: &ResultFile,
     ) -> Result<(), String> {
         self.converter_seen(converter)
             .await
             .map_err(|e| e.to_string())?;
-        let cached = storage::cache_key(key.as_str());
+        let cached = storage::cache_key(key.as_str(), Uuid::new_v4());
         let size = self
             .storage
             .copy(&result.key, &cached)
@@ -132,10 +135,31 @@ impl ResultCache {
             content_type: result.content_type.clone(),
             size: i64::try_from(size).unwrap_or(i64::MAX),
         };
-        self.queue
-            .cache_put(key.as_str(), converter, &entry)
+        let replaced = self
+            .queue
+            .cache_put(key.as_str(), input, converter, &entry)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if let Some(old) = replaced {
+            self.remove(&old).await;
+        }
+        Ok(())
+    }
+
+    /// Forgets every cached result of the document with hash `input`, files included: its
+    /// owner deleted the job, and the document should not live on in the cache.
+    pub async fn forget_input(&self, input: &str) -> Result<(), QueueError> {
+        for file in self.queue.cache_forget_input(input).await? {
+            self.remove(&file).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes a file no entry points at any more; one left behind costs space, not answers.
+    async fn remove(&self, file: &str) {
+        if let Err(e) = self.storage.delete(file).await {
+            tracing::warn!(error = %e, file, "a replaced cache file could not be deleted");
+        }
     }
 }
 

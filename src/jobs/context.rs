@@ -223,6 +223,28 @@ impl JobContext {
     pub async fn store(&self, file: &OutputFile) -> Result<ResultFile, JobError> {
         let lease = &self.inner.lease;
         let key = storage::result_key(lease.job, &lease.task_id, lease.attempt);
+        self.store_at(file, key).await
+    }
+
+    /// Like [`Self::store`], for one of several files of a result: `name` (service-made, e.g.
+    /// `page-3.png`) tells them apart.
+    pub async fn store_named(&self, file: &OutputFile, name: &str) -> Result<ResultFile, JobError> {
+        let lease = &self.inner.lease;
+        let key = storage::result_part_key(lease.job, &lease.task_id, lease.attempt, name);
+        self.store_at(file, key).await
+    }
+
+    /// Copies a stored object (a result an earlier step stored) into `to`.
+    pub async fn fetch_stored(&self, key: &str, to: &Path) -> Result<(), JobError> {
+        self.inner
+            .storage
+            .download(key, to)
+            .await
+            .map(|_| ())
+            .map_err(|e| JobError::retryable(codes::STORAGE_UNAVAILABLE, e.to_string()))
+    }
+
+    async fn store_at(&self, file: &OutputFile, key: String) -> Result<ResultFile, JobError> {
         let size = self
             .inner
             .storage
@@ -234,6 +256,7 @@ impl JobContext {
             filename: file.filename.clone(),
             content_type: file.content_type.clone(),
             size: i64::try_from(size).unwrap_or(i64::MAX),
+            parts: Default::default(),
         })
     }
 

@@ -125,6 +125,43 @@ pub struct ResultFile {
     pub filename: String,
     pub content_type: String,
     pub size: i64,
+    /// The files inside a result of several (page images), and a thumbnail.
+    #[serde(default, skip_serializing_if = "ResultParts::is_empty")]
+    pub parts: ResultParts,
+}
+
+/// What a result holds besides its main file: each page image (the main file is then a zip
+/// of them, or the one image), and a page-1 thumbnail. Stored as JSON (`result_parts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultParts {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PartFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<PartFile>,
+}
+
+impl ResultParts {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.thumbnail.is_none()
+    }
+
+    /// The JSON of the `result_parts` column (`None` when there are none).
+    pub fn to_column(&self) -> Option<String> {
+        (!self.is_empty()).then(|| serde_json::to_string(self).expect("parts serialize"))
+    }
+}
+
+/// One stored image of a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartFile {
+    /// 1-based page of the PDF it shows.
+    pub page: u32,
+    pub key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// One attempt's claim on a job; every write of the attempt is fenced by it.

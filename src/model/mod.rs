@@ -6,10 +6,13 @@
 //! - [`job`]: the stored [`JobRecord`] (decoded once, typed), [`InputFile`], [`ResultFile`],
 //!   [`AttemptError`], an attempt's [`Lease`], a [`NewJob`] to create;
 //! - [`codes`]: job error codes as constants ([`ErrorCode`]);
+//! - [`formats`]: what an export may produce ([`formats::OutputFormat`]) from which document
+//!   [`formats::Family`];
 //! - [`options`]: what a user may tune in an export ([`ExportOptions`]);
 //! - [`view`]: the public Job JSON (HTTP answers, SSE events and webhook bodies alike).
 
 pub mod codes;
+pub mod formats;
 pub mod job;
 pub mod options;
 pub mod status;
@@ -17,7 +20,10 @@ pub mod steps;
 pub mod view;
 
 pub use codes::ErrorCode;
-pub use job::{AttemptError, InputFile, JobRecord, Lease, NewJob, ResultFile, Sealed, now_micros};
+pub use job::{
+    AttemptError, InputFile, JobRecord, Lease, NewJob, PartFile, ResultFile, ResultParts, Sealed,
+    now_micros,
+};
 pub use options::ExportOptions;
 pub use status::JobStatus;
 pub use steps::{Step, StepStatus};

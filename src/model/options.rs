@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::formats::OutputFormat;
+
 /// Options of a PDF export. Every field is optional; an absent one keeps LibreOffice's
 /// default (and offload's: spreadsheets print one page per sheet).
 #[derive(
@@ -80,6 +82,155 @@ pub struct ExportOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub watermark: Option<Watermark>,
+    /// Image exports: which pages of the PDF to render, like `page_range` (default all, at
+    /// most `MAX_RENDER_PAGES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub pages: Option<String>,
+    /// Image exports: fit each page inside this width, in pixels (16–8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub width: Option<u32>,
+    /// Image exports: fit each page inside this height, in pixels (16–8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub height: Option<u32>,
+    /// Image exports: render at this resolution (10–600 DPI; default 150), instead of a size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub dpi: Option<u32>,
+    /// CSV exports: which sheet and how its cells are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub csv: Option<CsvOptions>,
+}
+
+/// How a spreadsheet's sheet becomes CSV.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    poem_openapi::Object,
+)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct CsvOptions {
+    /// The sheet, 1-based (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub sheet: Option<u32>,
+    /// One character between fields (default `,`; `\t` for tab-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub separator: Option<String>,
+    /// One character around text fields (default `"`; empty: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub quote: Option<String>,
+    /// The character set (default `utf-8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub encoding: Option<CsvEncoding>,
+}
+
+/// Character sets CSV is written in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    poem_openapi::Enum,
+)]
+pub enum CsvEncoding {
+    #[serde(rename = "utf-8")]
+    #[oai(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "utf-16")]
+    #[oai(rename = "utf-16")]
+    Utf16,
+    #[serde(rename = "windows-1252")]
+    #[oai(rename = "windows-1252")]
+    Windows1252,
+    #[serde(rename = "iso-8859-1")]
+    #[oai(rename = "iso-8859-1")]
+    Iso88591,
+}
+
+impl CsvOptions {
+    /// LibreOffice's CSV filter options string: tokens separator, quote, character set (its
+    /// rtl_TextEncoding number), first line, column formats, language, quote all text, detect
+    /// numbers, save as shown, formulas, remove spaces, sheet (LibreOffice ≥ 7.2).
+    pub fn filter_options(&self) -> String {
+        let code = |s: Option<&String>, default: u32| {
+            s.and_then(|s| s.chars().next()).map_or(default, u32::from)
+        };
+        let separator = code(self.separator.as_ref(), u32::from(','));
+        let quote = match self.quote.as_deref() {
+            Some("") => String::new(),
+            _ => code(self.quote.as_ref(), u32::from('"')).to_string(),
+        };
+        let charset = match self.encoding.unwrap_or(CsvEncoding::Utf8) {
+            CsvEncoding::Utf8 => 76,
+            CsvEncoding::Utf16 => 65535,
+            CsvEncoding::Windows1252 => 1,
+            CsvEncoding::Iso88591 => 12,
+        };
+        let sheet = self.sheet.unwrap_or(1);
+        format!("{separator},{quote},{charset},1,,0,false,true,true,false,false,{sheet}")
+    }
+
+    fn check(&self) -> Result<(), OptionError> {
+        if self.sheet == Some(0) {
+            return Err(refuse("csv.sheet", "sheets count from 1"));
+        }
+        let one_char = |s: &Option<String>| s.as_ref().is_none_or(|s| s.chars().count() == 1);
+        if !one_char(&self.separator) {
+            return Err(refuse("csv.separator", "must be one character"));
+        }
+        if self.quote.as_ref().is_some_and(|q| q.chars().count() > 1) {
+            return Err(refuse(
+                "csv.quote",
+                "must be one character, or empty for none",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The image sizes accepted (`width`, `height`), in pixels.
+pub const IMAGE_PIXELS: std::ops::RangeInclusive<u32> = 16..=8192;
+
+/// The image resolutions accepted (`dpi`).
+pub const RENDER_DPIS: std::ops::RangeInclusive<u32> = 10..=600;
+
+/// The pages a page-range text selects out of `count` (ascending, each once).
+pub fn expand_pages(text: &str, count: u32) -> Vec<u32> {
+    let mut pages = std::collections::BTreeSet::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (from, to) = match item.split_once('-') {
+            Some((from, to)) => (from.trim(), Some(to.trim())),
+            None => (item, None),
+        };
+        let Ok(first) = from.parse::<u32>() else {
+            continue;
+        };
+        let last = match to {
+            None => first,
+            Some("") => count,
+            Some(to) => to.parse::<u32>().unwrap_or(first),
+        };
+        pages.extend((first.max(1)..=last.min(count)).filter(|p| *p >= 1));
+    }
+    pages.into_iter().collect()
 }
 
 /// A PDF/A part, conformance level b. (Level a is not offered: LibreOffice's "1a" output does
@@ -239,8 +390,14 @@ impl poem_openapi::types::Example for ExportOptions {
 }
 
 impl ExportOptions {
-    /// Checks every option and the combinations; `merge`: the export joins several documents.
-    pub fn check(&self, merge: bool) -> Result<(), OptionError> {
+    /// Checks every option and the combinations for an export to `output`; `merge`: the
+    /// export joins several documents.
+    pub fn check(&self, merge: bool, output: OutputFormat) -> Result<(), OptionError> {
+        self.check_applies(output)?;
+        self.check_images()?;
+        if let Some(csv) = &self.csv {
+            csv.check()?;
+        }
         if let Some(range) = &self.page_range {
             page_range(range).map_err(|why| refuse("page_range", why))?;
         }
@@ -261,6 +418,77 @@ impl ExportOptions {
             mark.check()?;
         }
         self.check_combinations(merge)
+    }
+
+    /// Options of another kind of output are refused, not ignored.
+    fn check_applies(&self, output: OutputFormat) -> Result<(), OptionError> {
+        let image_only = [
+            ("pages", self.pages.is_some()),
+            ("width", self.width.is_some()),
+            ("height", self.height.is_some()),
+            ("dpi", self.dpi.is_some()),
+        ];
+        if !output.is_image()
+            && let Some((name, _)) = image_only.iter().find(|(_, set)| *set)
+        {
+            return Err(refuse(name, "applies to png, jpeg and webp exports"));
+        }
+        if output != OutputFormat::Csv && self.csv.is_some() {
+            return Err(refuse("csv", "applies to csv exports"));
+        }
+        let pdf_only = [
+            ("page_range", self.page_range.is_some()),
+            ("pdf_a", self.pdf_a.is_some()),
+            ("pdf_ua", self.pdf_ua.is_some()),
+            ("landscape", self.landscape.is_some()),
+            ("single_page_sheets", self.single_page_sheets.is_some()),
+            ("export_notes", self.export_notes.is_some()),
+            ("export_notes_pages", self.export_notes_pages.is_some()),
+            ("export_hidden_slides", self.export_hidden_slides.is_some()),
+            ("export_bookmarks", self.export_bookmarks.is_some()),
+            ("skip_empty_pages", self.skip_empty_pages.is_some()),
+            ("image_quality", self.image_quality.is_some()),
+            ("max_image_dpi", self.max_image_dpi.is_some()),
+            ("lossless_images", self.lossless_images.is_some()),
+            ("watermark", self.watermark.is_some()),
+        ];
+        if output.is_office()
+            && let Some((name, _)) = pdf_only.iter().find(|(_, set)| *set)
+        {
+            return Err(refuse(
+                name,
+                format!("applies to pdf and image exports, not {}", output.name()),
+            ));
+        }
+        if output.is_image() && self.pdf_a.is_some() {
+            return Err(refuse("pdf_a", "an image is not a PDF/A document"));
+        }
+        Ok(())
+    }
+
+    fn check_images(&self) -> Result<(), OptionError> {
+        if let Some(pages) = &self.pages {
+            page_range(pages).map_err(|why| refuse("pages", why))?;
+        }
+        for (name, value) in [("width", self.width), ("height", self.height)] {
+            if let Some(px) = value
+                && !IMAGE_PIXELS.contains(&px)
+            {
+                return Err(refuse(name, format!("{px} is not within 16–8192 pixels")));
+            }
+        }
+        if let Some(dpi) = self.dpi {
+            if !RENDER_DPIS.contains(&dpi) {
+                return Err(refuse("dpi", format!("{dpi} is not within 10–600")));
+            }
+            if self.width.is_some() || self.height.is_some() {
+                return Err(refuse(
+                    "dpi",
+                    "give a size (width, height) or a dpi, not both",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_combinations(&self, merge: bool) -> Result<(), OptionError> {
@@ -363,6 +591,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn image_and_csv_options_belong_to_their_formats() {
+        let sized = ExportOptions {
+            width: Some(1280),
+            pages: Some("2-3".into()),
+            ..Default::default()
+        };
+        assert!(sized.check(false, OutputFormat::Png).is_ok());
+        assert_eq!(
+            sized.check(false, OutputFormat::Pdf).unwrap_err().field,
+            "options.pages"
+        );
+        let both = ExportOptions {
+            dpi: Some(96),
+            ..sized.clone()
+        };
+        assert_eq!(
+            both.check(false, OutputFormat::Png).unwrap_err().field,
+            "options.dpi"
+        );
+        let marked = ExportOptions {
+            watermark: Some(Watermark {
+                text: "DRAFT".into(),
+                color: None,
+                font_height: None,
+                rotate_angle: None,
+                tiled: None,
+            }),
+            ..Default::default()
+        };
+        assert!(marked.check(false, OutputFormat::Jpeg).is_ok());
+        assert_eq!(
+            marked.check(false, OutputFormat::Docx).unwrap_err().field,
+            "options.watermark"
+        );
+        let csv = CsvOptions {
+            sheet: Some(2),
+            separator: Some(";".into()),
+            quote: Some(String::new()),
+            encoding: Some(CsvEncoding::Windows1252),
+        };
+        assert_eq!(
+            csv.filter_options(),
+            "59,,1,1,,0,false,true,true,false,false,2"
+        );
+        assert_eq!(
+            CsvOptions::default().filter_options(),
+            "44,34,76,1,,0,false,true,true,false,false,1"
+        );
+        assert_eq!(expand_pages("2-3,7,9-", 10), [2, 3, 7, 9, 10]);
+        assert_eq!(expand_pages("4-2,20", 5), Vec::<u32>::new());
+    }
+
+    #[test]
     fn page_ranges_are_checked_and_compacted() {
         assert_eq!(page_range(" 1-3, 7 ").unwrap(), "1-3,7");
         assert_eq!(page_range("2-").unwrap(), "2-");
@@ -377,14 +658,20 @@ mod tests {
             pdf_a: Some(PdfA::A2b),
             ..Default::default()
         };
-        assert!(pdf_a.check(false).is_ok());
-        assert_eq!(pdf_a.check(true).unwrap_err().field, "options.pdf_a");
+        assert!(pdf_a.check(false, OutputFormat::Pdf).is_ok());
+        assert_eq!(
+            pdf_a.check(true, OutputFormat::Pdf).unwrap_err().field,
+            "options.pdf_a"
+        );
         let ua_1b = ExportOptions {
             pdf_a: Some(PdfA::A1b),
             pdf_ua: Some(true),
             ..Default::default()
         };
-        assert_eq!(ua_1b.check(false).unwrap_err().field, "options.pdf_ua");
+        assert_eq!(
+            ua_1b.check(false, OutputFormat::Pdf).unwrap_err().field,
+            "options.pdf_ua"
+        );
         let mark = ExportOptions {
             watermark: Some(Watermark {
                 text: "DRAFT".into(),
@@ -396,7 +683,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            mark.check(false).unwrap_err().field,
+            mark.check(false, OutputFormat::Pdf).unwrap_err().field,
             "options.watermark.color"
         );
     }

@@ -60,6 +60,28 @@ pub struct ResultInfo {
     pub content_type: String,
     /// Bytes.
     pub size: u64,
+    /// Where to download it (`GET`): the one file, or a zip of `files` when there are several.
+    pub url: String,
+    /// Page images: one per rendered page, in page order (empty for other results).
+    pub files: Vec<ResultPartInfo>,
+    /// A PNG of page 1 (with `thumbnail` at submit).
+    #[oai(skip_serializing_if_is_none)]
+    pub thumbnail: Option<ResultPartInfo>,
+}
+
+/// One image of a result.
+#[derive(Debug, Clone, Object)]
+pub struct ResultPartInfo {
+    /// The page of the PDF it shows (1-based).
+    pub page: u32,
+    pub filename: String,
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
     /// Where to download it (`GET`).
     pub url: String,
 }
@@ -209,11 +231,30 @@ impl From<JobRecord> for Job {
             .args
             .get("options")
             .and_then(|o| serde_json::from_value::<ExportOptions>(o.clone()).ok());
-        let result = r.result.map(|f| ResultInfo {
-            filename: f.filename,
-            content_type: f.content_type,
-            size: size(f.size),
-            url: format!("/api/v1/jobs/{id}/result"),
+        let result = r.result.map(|f| {
+            let part = |p: crate::model::PartFile, url: String| ResultPartInfo {
+                page: p.page,
+                filename: p.filename,
+                content_type: p.content_type,
+                size: size(p.size),
+                width: p.width,
+                height: p.height,
+                url,
+            };
+            let files = f.parts.files.into_iter().enumerate();
+            ResultInfo {
+                filename: f.filename,
+                content_type: f.content_type,
+                size: size(f.size),
+                url: format!("/api/v1/jobs/{id}/result"),
+                files: files
+                    .map(|(n, p)| part(p, format!("/api/v1/jobs/{id}/result/files/{}", n + 1)))
+                    .collect(),
+                thumbnail: f
+                    .parts
+                    .thumbnail
+                    .map(|p| part(p, format!("/api/v1/jobs/{id}/result/thumbnail"))),
+            }
         });
         Job {
             id,
@@ -278,6 +319,8 @@ impl poem_openapi::types::Example for Job {
                 content_type: "application/pdf".into(),
                 size: 33451,
                 url: format!("/api/v1/jobs/{id}/result"),
+                files: Vec::new(),
+                thumbnail: None,
             }),
             created_at: at("2026-11-22T10:00:00Z"),
             started_at: Some(at("2026-11-22T10:00:00.002Z")),

@@ -144,6 +144,7 @@ impl Queue {
                     result_filename: result.map(|r| r.filename.clone()),
                     result_content_type: result.map(|r| r.content_type.clone()),
                     result_size: result.map(|r| r.size),
+                    result_parts: result.and_then(|r| r.parts.to_column()),
                     finished_at: Some(now),
                     history: history_json(history),
                     steps: Some(steps::to_column(list)),
@@ -161,6 +162,7 @@ impl Queue {
             now.into(),
             history_json(history).into(),
             steps::to_column(list).into(),
+            result.and_then(|r| r.parts.to_column()).into(),
         ];
         self.end_with_effects(sql::SUCCEED, &args, now).await
     }
@@ -195,6 +197,7 @@ impl Queue {
                     result_filename: None,
                     result_content_type: None,
                     result_size: None,
+                    result_parts: None,
                     finished_at: finished,
                     history: history_json(failure.history),
                     steps: None,

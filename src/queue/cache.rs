@@ -18,9 +18,11 @@ SELECT result_key, content_type, size FROM offload_cache
 WHERE key = $1 AND created_at >= $2
   AND converter = (SELECT version FROM offload_converters ORDER BY seen_at DESC LIMIT 1)";
 
+const PREVIOUS: &str = "SELECT result_key FROM offload_cache WHERE key = $1";
+
 const PUT: &str = "\
-INSERT INTO offload_cache (key, converter, result_key, content_type, size, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO offload_cache (key, input_sha256, converter, result_key, content_type, size, created_at)
+VALUES ($1, $7, $2, $3, $4, $5, $6)
 ON CONFLICT (key) DO UPDATE SET converter = excluded.converter, result_key = excluded.result_key,
     content_type = excluded.content_type, size = excluded.size, created_at = excluded.created_at";
 
@@ -32,6 +34,8 @@ const EXPIRED: &str = "\
 SELECT key, result_key FROM offload_cache WHERE created_at < $1 ORDER BY created_at LIMIT $2";
 
 const FORGET: &str = "DELETE FROM offload_cache WHERE key = $1 AND created_at < $2";
+
+const FORGET_INPUT: &str = "DELETE FROM offload_cache WHERE input_sha256 = $1 RETURNING result_key";
 
 impl Queue {
     /// The entry under `key` made since `since` (unix microseconds) by the LibreOffice version
@@ -54,25 +58,45 @@ impl Queue {
         }))
     }
 
-    /// Records (or replaces) the entry under `key`, converted by LibreOffice `converter`.
+    /// Records (or replaces) the entry under `key` for the document with hash `input`,
+    /// converted by LibreOffice `converter`; returns the file the entry pointed at before, if
+    /// another (for the caller to delete). Two replacements at the same instant may leave one
+    /// file unreferenced until nothing: a rare leak accepted over locking every miss.
     pub async fn cache_put(
         &self,
         key: &str,
+        input: &str,
         converter: &str,
         entry: &CacheEntry,
-    ) -> Result<(), QueueError> {
-        let q = self.sql(PUT);
-        on_db!(&self.db, pool => sqlx::query(q)
+    ) -> Result<Option<String>, QueueError> {
+        let (previous, put) = (self.sql(PREVIOUS), self.sql(PUT));
+        let old: Option<String> = on_db!(&self.db, pool => sqlx::query_scalar(previous)
+            .bind(key)
+            .fetch_optional(pool)
+            .await)?;
+        on_db!(&self.db, pool => sqlx::query(put)
             .bind(key)
             .bind(converter)
             .bind(&entry.result_key)
             .bind(&entry.content_type)
             .bind(entry.size)
             .bind(now_micros())
+            .bind(input)
             .execute(pool)
             .await
             .map(|_| ()))?;
-        Ok(())
+        Ok(old.filter(|old| *old != entry.result_key))
+    }
+
+    /// Drops every entry made from the document with hash `input` (its job was deleted);
+    /// returns their files.
+    pub async fn cache_forget_input(&self, input: &str) -> Result<Vec<String>, QueueError> {
+        let q = self.sql(FORGET_INPUT);
+        let keys = on_db!(&self.db, pool => sqlx::query_scalar(q)
+            .bind(input)
+            .fetch_all(pool)
+            .await)?;
+        Ok(keys)
     }
 
     /// Records that a worker runs LibreOffice `version` (the newest started one is current).

@@ -60,6 +60,12 @@ where
                 filename: maybe_text("result_filename")?.unwrap_or_default(),
                 content_type: maybe_text("result_content_type")?.unwrap_or_default(),
                 size: maybe_number("result_size")?.unwrap_or(0),
+                parts: match maybe_text("result_parts")? {
+                    None => Default::default(),
+                    Some(json) => {
+                        serde_json::from_str(&json).map_err(|e| bad("result_parts", e))?
+                    }
+                },
             }),
         };
         Ok(JobRecord {

@@ -109,7 +109,7 @@ UPDATE offload_jobs
 SET status = 'succeeded', progress_percent = 100, progress_message = 'done',
     error_code = NULL, error_message = NULL,
     result_key = $4, result_filename = $5, result_content_type = $6, result_size = $7,
-    finished_at = $8, updated_at = $8, attempt_errors = $9, steps = $10
+    finished_at = $8, updated_at = $8, attempt_errors = $9, steps = $10, result_parts = $11
 WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
 

@@ -37,6 +37,7 @@ pub(super) struct Finish {
     pub result_filename: Option<String>,
     pub result_content_type: Option<String>,
     pub result_size: Option<i64>,
+    pub result_parts: Option<String>,
     pub finished_at: Option<i64>,
     pub history: Option<String>,
     /// `None` keeps the current steps.
@@ -257,14 +258,15 @@ SET status = v.status, progress_percent = COALESCE(v.percent, j.progress_percent
     progress_message = v.message, error_code = v.error_code, error_message = v.error_message,
     result_key = v.result_key, result_filename = v.result_filename,
     result_content_type = v.result_content_type, result_size = v.result_size,
+    result_parts = v.result_parts,
     finished_at = v.finished_at, updated_at = $16, attempt_errors = v.history,
     steps = COALESCE(v.steps, j.steps)
 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],
-            $13::bigint[], $14::text[], $15::text[])
+            $13::bigint[], $14::text[], $15::text[], $17::text[])
     AS v(id, task_id, attempts, status, percent, message, error_code, error_message,
          result_key, result_filename, result_content_type, result_size, finished_at,
-         history, steps)
+         history, steps, result_parts)
 WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts AND j.status = 'running'
 RETURNING j.*";
 
@@ -292,6 +294,7 @@ fn pg_finish_many(
         .bind(col(rows, |r| r.history.clone()))
         .bind(col(rows, |r| r.steps.clone()))
         .bind(now)
+        .bind(col(rows, |r| r.result_parts.clone()))
 }
 
 const SQLITE_FINISH_MANY: &str = "\
@@ -301,6 +304,7 @@ SET status = v.status,
     progress_message = v.message, error_code = v.error_code, error_message = v.error_message,
     result_key = v.result_key, result_filename = v.result_filename,
     result_content_type = v.result_content_type, result_size = v.result_size,
+    result_parts = v.result_parts,
     finished_at = v.finished_at, updated_at = ?2, attempt_errors = v.history,
     steps = COALESCE(v.steps, offload_jobs.steps)
 FROM (SELECT value ->> 'id' AS id, value ->> 'task_id' AS task_id,
@@ -310,6 +314,7 @@ FROM (SELECT value ->> 'id' AS id, value ->> 'task_id' AS task_id,
              value ->> 'result_key' AS result_key, value ->> 'result_filename' AS result_filename,
              value ->> 'result_content_type' AS result_content_type,
              value ->> 'result_size' AS result_size, value ->> 'finished_at' AS finished_at,
+             value ->> 'result_parts' AS result_parts,
              value ->> 'history' AS history, value ->> 'steps' AS steps
       FROM json_each(?1)) AS v
 WHERE offload_jobs.id = v.id AND offload_jobs.task_id = v.task_id

@@ -35,13 +35,18 @@ async fn metric(api: &Api, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Export attempts this process ran to the end (LibreOffice conversions).
+/// Export attempts the service ran (each one a LibreOffice conversion; a cache hit has none),
+/// from the jobs themselves: the attempt metric is recorded just after a job's end is
+/// written, so a test that has seen the end could read it a moment too early.
 async fn conversions(api: &Api) -> f64 {
-    metric(
-        api,
-        r#"offload_attempt_duration_seconds_count{kind="export",outcome="succeeded"}"#,
-    )
-    .await
+    let page = api.list_jobs("limit=100").await;
+    page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["kind"] == "export")
+        .map(|j| j["attempts"].as_f64().unwrap())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,6 +93,28 @@ async fn a_repeated_export_is_answered_from_the_cache() {
     let misses = metric(&app, r#"offload_cache_lookups_total{outcome="miss"}"#).await;
     let skipped = metric(&app, r#"offload_cache_lookups_total{outcome="skipped"}"#).await;
     assert_eq!((hits, misses, skipped), (2.0, 3.0, 2.0));
+
+    // A refresh replaced its entry's file: one file per entry (two documents × options).
+    let cache_dir = app.storage_dir.join("cache");
+    assert_eq!(
+        files_under(&cache_dir).len(),
+        3,
+        "{:?}",
+        files_under(&cache_dir)
+    );
+
+    // Deleting a job deletes its document from the cache too: the next export converts.
+    let resp = app.delete_job(&id_of(&first)).await;
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        files_under(&cache_dir).len(),
+        1,
+        "only deck5.odp's entry is left"
+    );
+    let (after_delete, _) = export(&app, "deck5.pptx", json!({}), "use").await;
+    assert_eq!(after_delete["cache_hit"], false);
+    // Five conversions before, less the deleted job's, plus this one.
+    assert_eq!(conversions(&app).await, 5.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,10 +144,9 @@ async fn an_expired_entry_converts_again() {
     require_libreoffice();
     let app = spawn_app(Backend::Sqlite).await;
     export(&app, "deck5.pptx", json!({}), "use").await;
-    let cached_files = || {
-        std::fs::read_dir(app.storage_dir.join("cache"))
-            .map(|d| d.count())
-            .unwrap_or(0)
+    let cached_files = || match app.storage_dir.join("cache") {
+        dir if dir.is_dir() => files_under(&dir).len(),
+        _ => 0,
     };
     assert_eq!(cached_files(), 1);
     let hour = std::time::Duration::from_secs(3600);

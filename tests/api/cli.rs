@@ -137,6 +137,98 @@ mod client {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_sends_options_a_password_file_and_the_cache_choice() {
+        require_libreoffice();
+        let app = spawn_app(Backend::Sqlite).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out) = (dir.path().join("secret.docx"), dir.path().join("out.pdf"));
+        std::fs::write(&input, crate::fixtures::encrypted_docx("cli-pass")).unwrap();
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, "cli-pass\n").unwrap();
+        let run = offload(&[
+            "submit",
+            input.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "--option",
+            "page_range=2-3",
+            "--option",
+            "watermark.text=CLIMARK",
+            "--password-file",
+            password_file.to_str().unwrap(),
+            "--wait",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .await;
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let pdf = std::fs::read(&out).unwrap();
+        assert_eq!(pdf_pages(&pdf), 2);
+        assert!(crate::pdf::text(&pdf).contains("CLIMARK"));
+
+        // The server's refusal names the option; a cache choice outside the three is the
+        // command line's own error.
+        let deck = sample("deck5.pptx");
+        let run = offload(&[
+            "submit",
+            deck.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "--option",
+            "page_range=0",
+        ])
+        .await;
+        assert!(!run.status.success());
+        assert!(
+            text(&run.stderr).contains("options.page_range"),
+            "{}",
+            text(&run.stderr)
+        );
+        let run = offload(&["submit", deck.to_str().unwrap(), "--cache", "sometimes"]).await;
+        assert!(!run.status.success());
+        assert!(
+            text(&run.stderr).contains("--cache"),
+            "{}",
+            text(&run.stderr)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_writes_page_images_into_a_directory() {
+        require_libreoffice();
+        let app = spawn_app(Backend::Sqlite).await;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pages");
+        let deck = sample("deck5.pptx");
+        let run = offload(&[
+            "submit",
+            deck.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "--format",
+            "png",
+            "--option",
+            "width=200",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .await;
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let want: Vec<String> = (1..=5).map(|n| format!("deck5-{n}.png")).collect();
+        assert_eq!(names, want);
+        for name in names {
+            let bytes = std::fs::read(out.join(&name)).unwrap();
+            assert!(bytes.starts_with(b"\x89PNG"), "{name}");
+            assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 200);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn submit_of_several_files_creates_the_output_directory() {
         require_libreoffice();
         let app = spawn_app(Backend::Sqlite).await;

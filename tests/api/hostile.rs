@@ -2,8 +2,6 @@
 //! documented answer (a 4xx naming the problem, or a job that fails once with a reason), the
 //! service stays up, and nothing is written outside its storage and scratch directories.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
 
 use crate::fixtures;
@@ -169,22 +167,6 @@ fn corpus() -> Vec<Case> {
     ]
 }
 
-/// Every file under `dir`, relative to it.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push(entry.path().strip_prefix(dir).unwrap().to_path_buf());
-            }
-        }
-    }
-    out
-}
-
 async fn check(app: &TestApp, case: Case) {
     let resp = app
         .client
@@ -254,7 +236,7 @@ async fn hostile_uploads_get_their_documented_answers_and_hurt_nothing() {
         let health = fresh.get(app.url("/healthz")).send().await.unwrap();
         assert_eq!(health.status(), 200, "the service is still up");
     }
-    // Uploads land under `files/jobs/<uuid>/`, cached results under `files/cache/<sha256>.pdf`,
+    // Uploads land under `files/jobs/<uuid>/`, cached results under `files/cache/…`,
     // scratch files under `work/`; nothing else.
     for path in files_under(&root) {
         let mut parts = path.components().map(|c| c.as_os_str().to_string_lossy());
@@ -268,14 +250,14 @@ async fn hostile_uploads_get_their_documented_answers_and_hurt_nothing() {
                     "{path:?}"
                 );
             }
-            // The result cache, under keys the service made from the document's hash.
+            // The result cache, under keys the service made: `<cache key>/<uuid>.pdf`.
             (Some("files"), Some("cache")) => {
+                let hex =
+                    |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+                let hash = parts.next().unwrap();
                 let name = parts.next().unwrap();
-                let hash = name.strip_suffix(".pdf").unwrap_or_default();
-                assert!(
-                    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
-                    "{path:?}"
-                );
+                let id = name.strip_suffix(".pdf").unwrap_or_default();
+                assert!(hex(&hash, 64) && hex(id, 32), "{path:?}");
             }
             (Some("work"), _) => {}
             _ => panic!("a file outside storage and scratch: {path:?}"),

@@ -18,6 +18,7 @@ mod jobs;
 mod layers;
 mod options;
 mod outage;
+mod outputs;
 mod passwords;
 mod pdf;
 mod processes;

@@ -259,6 +259,7 @@ async fn an_attempt_that_lost_its_lease_cannot_write(backend: Backend) {
         filename: "stale.pdf".into(),
         content_type: "application/pdf".into(),
         size: 1,
+        parts: Default::default(),
     };
     assert!(
         queue

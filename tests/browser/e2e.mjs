@@ -53,7 +53,7 @@ await context.addInitScript(() => {
 
 await step("upload a deck on / and follow it to succeeded, then download the PDF", async () => {
   await page.goto(base + "/");
-  await page.getByText("pptx", { exact: false }).first().waitFor();
+  await page.locator("#formats", { hasText: "pptx" }).waitFor();
   check((await page.textContent("#formats")).includes("pptx"), "formats listed from /api/v1/formats");
   check(await page.getAttribute("#announce", "aria-live") === "polite", "an aria-live region");
   await page.screenshot({ path: `${shots}/index.png`, fullPage: true });
@@ -116,6 +116,33 @@ await step("the upload page's options reach the export", async () => {
   await page.locator("#uploads .error").waitFor({ timeout: LONG });
   const refusal = await page.textContent("#uploads .error");
   check(refusal.includes("options.page_range"), `the refusal names the option: ${refusal}`);
+});
+
+await step("page images are picked on the upload page and shown on the job page", async () => {
+  await page.goto(base + "/");
+  await page.selectOption("#format", "png");
+  await page.setInputFiles("#file", docPath);
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/, { timeout: LONG });
+  await page.locator("#status", { hasText: "succeeded" }).waitFor({ timeout: LONG });
+  const job = await api(new URL(page.url()).pathname.replace("/jobs/", "/api/v1/jobs/"));
+  const pages = job.result.files.length;
+  const images = page.locator("#preview img");
+  await images.first().waitFor({ timeout: LONG });
+  check(pages >= 2 && (await images.count()) === pages, `one image per page: ${await images.count()} of ${pages}`);
+  // Lazily loaded: scroll each into view, then every one has decoded pixels.
+  for (let i = 0; i < pages; i++) await images.nth(i).scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => [...document.querySelectorAll("#preview img")].every((i) => i.complete && i.naturalWidth > 0), null, { timeout: LONG });
+  check((await page.textContent("#download")).includes(".zip"), "the download is the zip of the pages");
+  await page.screenshot({ path: `${shots}/job-page-images.png`, fullPage: true });
+  // Any other export from the page shows its thumbnail.
+  await page.goto(base + "/");
+  await page.selectOption("#format", "pdf");
+  await page.setInputFiles("#file", docPath);
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/, { timeout: LONG });
+  await page.locator("#status", { hasText: "succeeded" }).waitFor({ timeout: LONG });
+  await page.waitForFunction(() => { const i = document.querySelector("#preview img"); return i && i.complete && i.naturalWidth > 0; }, null, { timeout: LONG });
+  check((await page.locator("#preview img").count()) === 1, "one thumbnail");
+  await page.screenshot({ path: `${shots}/job-page-thumbnail.png`, fullPage: true });
 });
 
 await step("cancel a slow sleep job from its page", async () => {

@@ -1,10 +1,12 @@
-//! `export`: an uploaded office document to PDF.
+//! `export`: an uploaded office document to PDF, page images or another office format.
 //!
 //! Steps (checkpointed): `inspect` (the real type's pre-flight checks, encryption, and the
-//! slide or sheet count), `convert` (LibreOffice with the job's options; the PDF goes to
-//! storage, and into the result cache), then the runner's `publish` and, with a
-//! `callback_url`, `notify`. Progress messages: `downloading input` → `inspecting` →
-//! `converting N slides` → `converted N pages; storing` → `done`.
+//! slide or sheet count), `convert` (LibreOffice with the job's options; the PDF or office
+//! file goes to storage, and into the result cache), for page images and thumbnails `render`
+//! (pages of that same PDF, so images match the PDF download page for page), then the
+//! runner's `publish` and, with a `callback_url`, `notify`. Progress messages:
+//! `downloading input` → `inspecting` → `converting N slides` → `converted N pages; storing`
+//! → `rendering N pages` → `done`.
 
 use crate::model::codes;
 use std::sync::Arc;
@@ -12,14 +14,17 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::convert::filter::PdfSettings;
+use crate::convert::render::{ImageFormat, ImageSize, RenderedPage, Renderer};
 use crate::convert::sniff::{self, PackageLimits};
 use crate::convert::{
-    Conversion, ConvertError, Converter, DocFormat, OutputFormat, Password, references,
+    Conversion, ConvertError, Converter, DocFormat, OfficeTarget, OutputFormat, Password,
+    references,
 };
 use crate::jobs::cache::{CacheKey, ResultCache};
 use crate::jobs::{GiveUp, JobContext, JobError, JobKind, JobOutput, OutputFile, Policy};
 use crate::metrics::Metrics;
 use crate::model::options::ExportOptions;
+use crate::model::{PartFile, ResultParts};
 use crate::queue::ResultFile;
 use crate::secrets::SecretKey;
 
@@ -33,6 +38,8 @@ pub struct Export {
     neutralize: bool,
     secrets: Option<SecretKey>,
     cache: Option<ResultCache>,
+    renderer: Option<Arc<Renderer>>,
+    max_render_pages: u32,
 }
 
 /// How exports run.
@@ -49,6 +56,10 @@ pub struct ExportConfig {
     pub secrets: Option<SecretKey>,
     /// Where converted results are kept for repeats (`None`: not kept).
     pub cache: Option<ResultCache>,
+    /// Renders page images (`None`: image exports fail as `converter_unavailable`).
+    pub renderer: Option<Arc<Renderer>>,
+    /// Most pages one image export renders (`MAX_RENDER_PAGES`).
+    pub max_render_pages: u32,
 }
 
 impl Export {
@@ -62,6 +73,8 @@ impl Export {
             neutralize: config.neutralize,
             secrets: config.secrets,
             cache: config.cache,
+            renderer: config.renderer,
+            max_render_pages: config.max_render_pages,
         }
     }
 }
@@ -70,7 +83,8 @@ impl Export {
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportArgs {
-    /// Output format; `pdf`.
+    /// Output format: `pdf`, `png`, `jpeg`, `webp`, or an office format of the document's
+    /// family (`docx`, `xlsx`, `csv`, `pptx`, …).
     pub format: String,
     /// How to export (checked at submit).
     #[serde(default, skip_serializing_if = "ExportOptions::is_empty")]
@@ -79,6 +93,29 @@ pub struct ExportArgs {
     /// password-protected document).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_key: Option<CacheKey>,
+    /// Add a PNG of page 1 fitting inside this many pixels square.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<u32>,
+}
+
+/// Thumbnail sizes accepted, in pixels.
+pub const THUMBNAIL_PIXELS: std::ops::RangeInclusive<u32> = 16..=2048;
+
+impl ExportArgs {
+    /// Whether this export renders images (pages, or a thumbnail).
+    pub fn renders(&self) -> bool {
+        OutputFormat::parse(&self.format).is_some_and(OutputFormat::is_image)
+            || self.thumbnail.is_some()
+    }
+
+    /// The steps this export goes through (`render` only when it makes images).
+    pub fn steps(&self) -> Vec<&'static str> {
+        let mut steps = Export::STEPS.to_vec();
+        if self.renders() {
+            steps.push("render");
+        }
+        steps
+    }
 }
 
 impl JobKind for Export {
@@ -104,9 +141,14 @@ impl JobKind for Export {
     }
 
     fn validate(&self, args: &ExportArgs) -> Result<(), String> {
-        OutputFormat::parse(&args.format)
-            .ok_or_else(|| format!("format {:?} is not supported; use \"pdf\"", args.format))?;
-        args.options.check(false).map_err(|e| e.to_string())
+        let out = OutputFormat::parse(&args.format)
+            .ok_or_else(|| format!("format {:?} is not supported", args.format))?;
+        if let Some(px) = args.thumbnail
+            && !THUMBNAIL_PIXELS.contains(&px)
+        {
+            return Err(format!("thumbnail: {px} is not within 16–2048 pixels"));
+        }
+        args.options.check(false, out).map_err(|e| e.to_string())
     }
 
     async fn run(&self, ctx: JobContext, args: ExportArgs) -> Result<JobOutput, JobError> {
@@ -139,12 +181,43 @@ impl JobKind for Export {
             password: password.as_ref(),
             inspected,
         };
-        let stored = ctx.step("convert", self.convert(&ctx, job)).await?;
-        if let Some(key) = &args.cache_key {
-            self.keep(key, &stored).await;
+        let converted = ctx.step("convert", self.convert(&ctx, job)).await?;
+        let stored = match args.renders() {
+            false => converted,
+            true => {
+                let render = RenderJob {
+                    out,
+                    format,
+                    filename: &input.filename,
+                    options: &args.options,
+                    thumbnail: args.thumbnail,
+                    converted,
+                    password: password.as_ref(),
+                };
+                ctx.step("render", self.render(&ctx, render)).await?
+            }
+        };
+        // Results of several files are not cached: only single files are (see `use_cache`).
+        if let (Some(key), Some(sha256)) = (&args.cache_key, &input.sha256)
+            && stored.parts.is_empty()
+        {
+            self.keep(key, sha256, &stored).await;
         }
         Ok(JobOutput::stored(stored))
     }
+}
+
+/// What the `render` step needs.
+struct RenderJob<'a> {
+    out: OutputFormat,
+    format: DocFormat,
+    filename: &'a str,
+    options: &'a ExportOptions,
+    thumbnail: Option<u32>,
+    /// What the `convert` step stored: the PDF to render (or, for an office output, the
+    /// result the thumbnail goes with).
+    converted: ResultFile,
+    password: Option<&'a Password>,
 }
 
 /// What the `convert` step needs.
@@ -278,17 +351,18 @@ impl Export {
 
     /// Keeps a fresh result in the cache; a failure there costs the next submit a conversion,
     /// not this job its result.
-    async fn keep(&self, key: &CacheKey, stored: &ResultFile) {
+    async fn keep(&self, key: &CacheKey, input: &str, stored: &ResultFile) {
         let (Some(cache), Some(version)) = (&self.cache, self.converter.version().await) else {
             return;
         };
-        if let Err(why) = cache.keep(key, &version, stored).await {
+        if let Err(why) = cache.keep(key, input, &version, stored).await {
             tracing::warn!(%why, "the result could not be kept in the cache");
         }
     }
 
-    /// Step `convert`: LibreOffice, then the PDF into storage (so that `publish` after a crash
-    /// needs no second conversion).
+    /// Step `convert`: LibreOffice, then its PDF or office file into storage (so that
+    /// `publish` or `render` after a crash needs no second conversion). Image exports convert
+    /// to PDF here.
     async fn convert(&self, ctx: &JobContext, job: ExportJob<'_>) -> Result<ResultFile, JobError> {
         let ExportJob {
             format,
@@ -298,13 +372,9 @@ impl Export {
             password,
             inspected,
         } = job;
-        let path = Self::input_path(ctx).await?;
-        // An encrypted document's parts cannot be read before LibreOffice decrypts them: the
-        // sandbox alone holds it.
-        let (path, removed) = match self.neutralize && !inspected.encrypted {
-            true => Self::without_external_references(&path, format).await?,
-            false => (path, 0),
-        };
+        let (path, removed) = self
+            .prepared_input(ctx, format, inspected.encrypted)
+            .await?;
         let mut what = inspected
             .what
             .map(|d| format!("converting {d}"))
@@ -314,32 +384,303 @@ impl Export {
             what.push_str(&format!(" ({removed} external reference{s} removed)"));
         }
         ctx.progress(30, what).await?;
-        let _in_flight = self.metrics.conversion_started();
-        let settings = PdfSettings::new(options, format.family());
-        let conversion = Conversion {
-            input: &path,
-            format,
-            out_dir: ctx.work_dir(),
-            settings: &settings,
-            password,
+        let written = match out.is_office() {
+            true => out,
+            false => OutputFormat::Pdf,
         };
         let converted = self
-            .converter
-            .convert(&conversion, ctx.cancel_token())
-            .await
-            .map_err(job_error)?;
-        ctx.progress(90, format!("converted {} pages; storing", converted.pages))
+            .libreoffice(ctx, &path, format, written, options, password)
             .await?;
-        let stem = std::path::Path::new(filename)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "document".into());
+        let what = match converted.pages {
+            0 => "converted; storing".to_string(),
+            n => format!("converted {n} pages; storing"),
+        };
+        ctx.progress(if out.is_image() { 60 } else { 90 }, what)
+            .await?;
         ctx.store(&OutputFile {
             path: converted.path,
-            filename: format!("{stem}.{}", out.extension()),
-            content_type: out.media_type().to_string(),
+            filename: format!("{}.{}", stem(filename), written.extension()),
+            content_type: written.media_type().to_string(),
         })
         .await
     }
+
+    /// The input as LibreOffice gets it: without external references (an encrypted
+    /// document's parts cannot be read before LibreOffice decrypts them: the sandbox alone
+    /// holds it), and how many were removed.
+    async fn prepared_input(
+        &self,
+        ctx: &JobContext,
+        format: DocFormat,
+        encrypted: bool,
+    ) -> Result<(std::path::PathBuf, usize), JobError> {
+        let path = Self::input_path(ctx).await?;
+        match self.neutralize && !encrypted {
+            true => Self::without_external_references(&path, format).await,
+            false => Ok((path, 0)),
+        }
+    }
+
+    /// One LibreOffice conversion of `path` into `written` (PDF with `options`, or an office
+    /// format).
+    async fn libreoffice(
+        &self,
+        ctx: &JobContext,
+        path: &std::path::Path,
+        format: DocFormat,
+        written: OutputFormat,
+        options: &ExportOptions,
+        password: Option<&Password>,
+    ) -> Result<crate::convert::Converted, JobError> {
+        let _in_flight = self.metrics.conversion_started();
+        let settings = PdfSettings::new(options, format.family());
+        let csv = options.csv.clone().unwrap_or_default().filter_options();
+        let office = written.is_office().then(|| OfficeTarget {
+            format: written,
+            filter_options: (written == OutputFormat::Csv).then_some(csv.as_str()),
+        });
+        let conversion = Conversion {
+            input: path,
+            format,
+            out_dir: ctx.work_dir(),
+            settings: &settings,
+            office,
+            password,
+        };
+        self.converter
+            .convert(&conversion, ctx.cancel_token())
+            .await
+            .map_err(job_error)
+    }
+
+    /// Step `render`: page images of the PDF the `convert` step made (a zip of them is the
+    /// result when there are several), and a page-1 thumbnail.
+    async fn render(&self, ctx: &JobContext, job: RenderJob<'_>) -> Result<ResultFile, JobError> {
+        let renderer = self.renderer.as_ref().ok_or_else(|| {
+            JobError::fatal(
+                codes::CONVERTER_UNAVAILABLE,
+                "this worker cannot render page images",
+            )
+        })?;
+        let pdf = self.pdf_to_render(ctx, &job).await?;
+        let count = crate::convert::render::page_boxes(&pdf)
+            .map_err(|why| JobError::fatal(codes::CONVERSION_FAILED, why))?
+            .len() as u32;
+        let mut result = match job.out.is_image() {
+            true => self.page_images(ctx, renderer, &pdf, count, &job).await?,
+            false => job.converted.clone(),
+        };
+        if let Some(px) = job.thumbnail {
+            let size = ImageSize {
+                width: Some(px),
+                height: Some(px),
+                dpi: None,
+            };
+            let dir = ctx.work_dir().join("thumbnail");
+            let page = self
+                .draw(ctx, renderer, &pdf, &[1], size, ImageFormat::Png, &dir)
+                .await?
+                .remove(0);
+            let name = format!("{}-thumbnail.png", stem(job.filename));
+            let stored = self
+                .store_page(ctx, page, (&name, "image/png"), "thumbnail.png")
+                .await?;
+            result.parts.thumbnail = Some(stored);
+        }
+        Ok(result)
+    }
+
+    /// The PDF to render: the one `convert` made (here, or downloaded when an earlier attempt
+    /// made it), or for an office export a fresh one of page 1, for its thumbnail.
+    async fn pdf_to_render(
+        &self,
+        ctx: &JobContext,
+        job: &RenderJob<'_>,
+    ) -> Result<std::path::PathBuf, JobError> {
+        if job.out.is_office() {
+            let encrypted = job.password.is_some();
+            let (path, _) = self.prepared_input(ctx, job.format, encrypted).await?;
+            let first = ExportOptions {
+                page_range: Some("1".into()),
+                ..Default::default()
+            };
+            let pdf = self
+                .libreoffice(
+                    ctx,
+                    &path,
+                    job.format,
+                    OutputFormat::Pdf,
+                    &first,
+                    job.password,
+                )
+                .await?;
+            return Ok(pdf.path);
+        }
+        let local = ctx.work_dir().join("output.pdf");
+        if !local.is_file() {
+            ctx.fetch_stored(&job.converted.key, &local).await?;
+        }
+        Ok(local)
+    }
+
+    /// Every selected page as an image, stored; the result is the one image, or a zip of all.
+    async fn page_images(
+        &self,
+        ctx: &JobContext,
+        renderer: &Renderer,
+        pdf: &std::path::Path,
+        count: u32,
+        job: &RenderJob<'_>,
+    ) -> Result<ResultFile, JobError> {
+        let options = job.options;
+        let mut pages = match &options.pages {
+            Some(spec) => crate::model::options::expand_pages(spec, count),
+            None => (1..=count).collect(),
+        };
+        if pages.is_empty() {
+            return Err(JobError::fatal(
+                codes::INVALID_ARGUMENTS,
+                format!("options.pages selects none of the PDF's {count} pages"),
+            ));
+        }
+        let capped = pages.len() > self.max_render_pages as usize;
+        pages.truncate(self.max_render_pages as usize);
+        let what = match capped {
+            true => format!("rendering {} pages (MAX_RENDER_PAGES)", pages.len()),
+            false => format!("rendering {} pages", pages.len()),
+        };
+        ctx.progress(70, what).await?;
+        let format = match job.out {
+            OutputFormat::Jpeg => ImageFormat::Jpeg,
+            OutputFormat::Webp => ImageFormat::Webp,
+            _ => ImageFormat::Png,
+        };
+        let size = ImageSize {
+            width: options.width,
+            height: options.height,
+            dpi: options.dpi,
+        };
+        let dir = ctx.work_dir().join("pages");
+        let rendered = self
+            .draw(ctx, renderer, pdf, &pages, size, format, &dir)
+            .await?;
+        ctx.progress(90, format!("rendered {} pages; storing", rendered.len()))
+            .await?;
+        let stem = stem(job.filename);
+        let mut files = Vec::with_capacity(rendered.len());
+        for page in rendered {
+            let ext = format.extension();
+            let (name, key) = (
+                format!("{stem}-{}.{ext}", page.page),
+                format!("page-{}.{ext}", page.page),
+            );
+            let stored = self
+                .store_page(ctx, page, (&name, job.out.media_type()), &key)
+                .await?;
+            files.push(stored);
+        }
+        let mut main = match files.as_slice() {
+            [one] => ResultFile {
+                key: one.key.clone(),
+                filename: one.filename.clone(),
+                content_type: one.content_type.clone(),
+                size: one.size,
+                parts: ResultParts::default(),
+            },
+            _ => {
+                let zip = ctx.work_dir().join("pages.zip");
+                zip_pages(&dir, &files, &zip)?;
+                let file = OutputFile {
+                    path: zip,
+                    filename: format!("{stem}-pages.zip"),
+                    content_type: "application/zip".into(),
+                };
+                ctx.store_named(&file, "pages.zip").await?
+            }
+        };
+        main.parts.files = files;
+        Ok(main)
+    }
+
+    /// The renderer, with its failures as job errors.
+    #[allow(clippy::too_many_arguments)]
+    async fn draw(
+        &self,
+        ctx: &JobContext,
+        renderer: &Renderer,
+        pdf: &std::path::Path,
+        pages: &[u32],
+        size: ImageSize,
+        format: ImageFormat,
+        dir: &std::path::Path,
+    ) -> Result<Vec<RenderedPage>, JobError> {
+        renderer
+            .render(pdf, pages, size, format, dir, &ctx.cancel_token())
+            .await
+            .map_err(job_error)
+    }
+
+    /// Stores one image as `(filename, content_type)` under the service-made name `key`.
+    async fn store_page(
+        &self,
+        ctx: &JobContext,
+        page: RenderedPage,
+        (filename, content_type): (&str, &str),
+        name: &str,
+    ) -> Result<PartFile, JobError> {
+        let file = OutputFile {
+            path: page.path,
+            filename: filename.to_string(),
+            content_type: content_type.to_string(),
+        };
+        let stored = ctx.store_named(&file, name).await?;
+        Ok(PartFile {
+            page: page.page,
+            key: stored.key,
+            filename: stored.filename,
+            content_type: stored.content_type,
+            size: stored.size,
+            width: page.width,
+            height: page.height,
+        })
+    }
+}
+
+/// The name of a document without its extension (`document` when it has none).
+fn stem(filename: &str) -> String {
+    std::path::Path::new(filename)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "document".into())
+}
+
+/// A zip of the rendered pages (stored, not deflated: the images are compressed already),
+/// written to disk entry by entry, never held in memory.
+fn zip_pages(
+    dir: &std::path::Path,
+    files: &[PartFile],
+    to: &std::path::Path,
+) -> Result<(), JobError> {
+    let write = || -> Result<(), String> {
+        let out = std::fs::File::create(to).map_err(|e| e.to_string())?;
+        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(out));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true);
+        for file in files {
+            let ext = std::path::Path::new(&file.filename)
+                .extension()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let local = dir.join(format!("page-{}.{ext}", file.page));
+            zip.start_file(file.filename.as_str(), options)
+                .map_err(|e| e.to_string())?;
+            let mut page = std::fs::File::open(&local).map_err(|e| e.to_string())?;
+            std::io::copy(&mut page, &mut zip).map_err(|e| e.to_string())?;
+        }
+        zip.finish().map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    write().map_err(|why| JobError::internal(format!("zipping the pages: {why}")))
 }
