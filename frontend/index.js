@@ -42,7 +42,8 @@
   // Office formats take none of the PDF options (the service refuses them rather than ignore
   // them), so they are not sent for those.
   const OFFICE = new Set(["docx", "odt", "rtf", "txt", "html", "xlsx", "ods", "csv", "pptx", "odp"]);
-  // Every export from this page asks for a page-1 thumbnail, shown on the job page.
+  // A PDF export from this page asks for a page-1 thumbnail, shown on the job page (image
+  // exports show their pages; an office format would need a second conversion for one).
   const THUMBNAIL_PX = 320;
 
   function chosenOptions(format) {
@@ -51,7 +52,8 @@
     const options = {};
     if (OFFICE.has(format)) return options;
     if (value("opt-pages")) options.page_range = value("opt-pages");
-    if (value("opt-pdfa")) options.pdf_a = value("opt-pdfa");
+    // An image is not a PDF/A document: the choice applies to PDF exports.
+    if (value("opt-pdfa") && format === "pdf") options.pdf_a = value("opt-pdfa");
     if (value("opt-watermark")) options.watermark = { text: value("opt-watermark") };
     if (checked("opt-landscape")) options.landscape = true;
     if (checked("opt-notes")) options.export_notes = true;
@@ -116,7 +118,7 @@
       // A merge joins PDFs: it is always one.
       const format = files.length > 1 ? "pdf" : document.getElementById("format").value;
       if (format !== "pdf") form.append("format", format);
-      if (files.length === 1) form.append("thumbnail", String(THUMBNAIL_PX));
+      if (files.length === 1 && format === "pdf") form.append("thumbnail", String(THUMBNAIL_PX));
       const options = chosenOptions(format);
       if (Object.keys(options).length > 0) form.append("options", JSON.stringify(options));
       const password = document.getElementById("opt-password").value;

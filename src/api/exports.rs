@@ -322,6 +322,13 @@ impl ExportsApi {
             )
             .into());
         }
+        if merge && thumbnail.is_some() {
+            return Err(ApiError::invalid(
+                ApiErrorCode::UnsupportedConversion,
+                "field thumbnail: a merge makes one PDF of its parts; it draws no thumbnail",
+            )
+            .into());
+        }
         let options = checked_options(form.options.as_ref(), merge, output)?;
         let cache = match form.cache.unwrap_or(FormField::Known(CacheMode::Use)) {
             FormField::Known(mode) => mode,

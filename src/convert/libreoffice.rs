@@ -169,10 +169,12 @@ pub(crate) fn office_filter(format: OutputFormat) -> &'static str {
     }
 }
 
-/// The filter options an office filter gets by default: plain text is UTF-8.
+/// The filter options an office filter gets by default: plain text is UTF-8, and HTML carries
+/// its images inline (the result is one file; images written beside it would be lost).
 pub(crate) fn filter_options<'a>(target: &OfficeTarget<'a>) -> Option<&'a str> {
     match (target.format, target.filter_options) {
         (OutputFormat::Txt, None) => Some("UTF8"),
+        (OutputFormat::Html, None) => Some("EmbedImages"),
         (_, given) => given,
     }
 }
@@ -316,6 +318,10 @@ impl Converter for LibreOffice {
         let dirs = SandboxDirs::create(&out_dir.join("sandbox")).map_err(ConvertError::io)?;
         let ext = format.extension();
         let placed = place_input(input, &dirs.exchange, &format!("input.{ext}"))?;
+        // Written beside the input it would share its name when the format is the input's
+        // (docx → docx): a directory of its own tells "wrote nothing" from "wrote it".
+        let out = dirs.exchange.join("out");
+        std::fs::create_dir_all(&out).map_err(ConvertError::io)?;
 
         let mut cmd = self
             .sandbox
@@ -326,7 +332,7 @@ impl Converter for LibreOffice {
             .arg("--convert-to")
             .arg(convert_to_arg(job))
             .arg("--outdir")
-            .arg(&dirs.exchange)
+            .arg(&out)
             .arg(&placed)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -366,7 +372,7 @@ impl Converter for LibreOffice {
             )));
         }
         let ext = written_extension(job);
-        let written = written_file(&dirs.exchange.join(format!("input.{ext}")));
+        let written = written_file(&out.join(format!("input.{ext}")));
         if !written.is_file() {
             return Err(ConvertError::Rejected(format!(
                 "LibreOffice could not read the document and wrote no {ext} (it may be damaged): {}",

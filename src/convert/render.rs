@@ -112,8 +112,12 @@ impl Renderer {
     ) -> Result<Vec<RenderedPage>, ConvertError> {
         self.availability(format)
             .map_err(ConvertError::Unavailable)?;
-        let boxes = page_boxes(pdf).map_err(ConvertError::Rejected)?;
         std::fs::create_dir_all(out_dir).map_err(ConvertError::io)?;
+        // The renderer sees the PDF alone in a directory of its own, not the job's scratch
+        // space (which holds the uploaded document too).
+        let source_dir = out_dir.with_extension("source");
+        std::fs::create_dir_all(&source_dir).map_err(ConvertError::io)?;
+        let pdf = &super::place_input(pdf, &source_dir, "document.pdf")?;
         let raster = match format {
             ImageFormat::Jpeg => ImageFormat::Jpeg,
             ImageFormat::Png | ImageFormat::Webp => ImageFormat::Png,
@@ -121,6 +125,7 @@ impl Renderer {
         let mut rendered = Vec::new();
         match raster {
             ImageFormat::Jpeg => {
+                let boxes = page_boxes_off_thread(pdf).await?;
                 for run in runs(pages, &boxes, size) {
                     self.pdftoppm(pdf, &run, out_dir, cancel).await?;
                 }
@@ -205,7 +210,8 @@ impl Renderer {
             .sandbox
             .command(binary, &binds)
             .map_err(ConvertError::Unavailable)?;
-        cmd.args(["-jpeg", "-jpegopt", "quality=90"]);
+        // The crop box, as page_boxes and mutool measure pages.
+        cmd.args(["-jpeg", "-jpegopt", "quality=90", "-cropbox"]);
         cmd.arg("-f").arg(run.first.to_string());
         cmd.arg("-l").arg(run.last.to_string());
         cmd.args(run.scale.args());
@@ -382,6 +388,15 @@ fn rename_padded(dir: &Path, run: &Run, raster: ImageFormat) -> Result<(), Conve
         std::fs::rename(dir.join(name.as_ref()), to).map_err(ConvertError::io)?;
     }
     Ok(())
+}
+
+/// [`page_boxes`] on a blocking thread (a PDF can take a while to parse).
+pub async fn page_boxes_off_thread(pdf: &Path) -> Result<Vec<(f64, f64)>, ConvertError> {
+    let pdf = pdf.to_path_buf();
+    tokio::task::spawn_blocking(move || page_boxes(&pdf))
+        .await
+        .map_err(ConvertError::io)?
+        .map_err(ConvertError::Rejected)
 }
 
 /// Each page's displayed size in points (its crop or media box, turned by `/Rotate`).

@@ -34,7 +34,7 @@ pub enum OutputFormat {
     Png,
     /// One JPEG image per page (any document).
     Jpeg,
-    /// One WebP image (lossless) per page (any document).
+    /// One WebP image (lossy, quality 90) per page (any document).
     Webp,
     /// Word (text documents).
     Docx,

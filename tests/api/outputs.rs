@@ -269,6 +269,12 @@ async fn every_office_output_opens_again() {
     .await;
     for format in ["docx", "odt", "rtf"] {
         let bytes = office(&app, "report3.docx", format, json!({})).await;
+        // Written by LibreOffice, not handed back: docx → docx is a new file too.
+        assert_ne!(
+            bytes,
+            std::fs::read(sample("report3.docx")).unwrap(),
+            "{format}"
+        );
         let back = pages_back(&app, &format!("back.{format}"), bytes).await;
         assert!(
             back.abs_diff(report_pages) <= 1,
@@ -299,6 +305,8 @@ async fn every_office_output_opens_again() {
     );
     let html = String::from_utf8(office(&app, "report3.docx", "html", json!({})).await).unwrap();
     assert!(html.to_lowercase().contains("<body"), "an HTML document");
+    // One file: the report's picture is inside it, not beside it.
+    assert!(html.contains("src=\"data:image/"), "images are embedded");
     assert!(html.contains(phrase.split(' ').next().unwrap()));
 
     for format in ["pptx", "odp"] {
@@ -400,6 +408,14 @@ async fn impossible_outputs_are_refused_at_submit() {
             form("deck5.pptx", deck(), "pdf", json!({"width": 100})),
             "invalid_option",
             "options.width",
+        ),
+        (
+            form("deck5.pptx", deck(), "pdf", json!({}))
+                .text("merge", "true")
+                .text("thumbnail", "100")
+                .part("file", Part::bytes(deck()).file_name("b.pptx")),
+            "unsupported_conversion",
+            "field thumbnail",
         ),
         (
             form(

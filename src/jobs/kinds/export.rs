@@ -463,8 +463,9 @@ impl Export {
             )
         })?;
         let pdf = self.pdf_to_render(ctx, &job).await?;
-        let count = crate::convert::render::page_boxes(&pdf)
-            .map_err(|why| JobError::fatal(codes::CONVERSION_FAILED, why))?
+        let count = crate::convert::render::page_boxes_off_thread(&pdf)
+            .await
+            .map_err(job_error)?
             .len() as u32;
         let mut result = match job.out.is_image() {
             true => self.page_images(ctx, renderer, &pdf, count, &job).await?,
@@ -589,7 +590,10 @@ impl Export {
             },
             _ => {
                 let zip = ctx.work_dir().join("pages.zip");
-                zip_pages(&dir, &files, &zip)?;
+                let (d, f, z) = (dir.clone(), files.clone(), zip.clone());
+                tokio::task::spawn_blocking(move || zip_pages(&d, &f, &z))
+                    .await
+                    .map_err(JobError::internal)??;
                 let file = OutputFile {
                     path: zip,
                     filename: format!("{stem}-pages.zip"),
