@@ -35,12 +35,15 @@ async fn a_password_opens_its_document_and_is_kept_nowhere() {
         &[
             ("report3.odt", "odt", "writer8"),
             ("report3.docx", "doc", "MS Word 97"),
+            ("sales.xlsx", "xls", "MS Excel 97"),
         ],
     );
+    // (upload, its bytes, pages of its PDF)
     let documents = [
-        ("report.docx", fixtures::encrypted_docx(PASSWORD)),
-        ("report.odt", by_libreoffice[0].clone()),
-        ("report.doc", by_libreoffice[1].clone()),
+        ("report.docx", fixtures::encrypted_docx(PASSWORD), 4),
+        ("report.odt", by_libreoffice[0].clone(), 4),
+        ("report.doc", by_libreoffice[1].clone(), 4),
+        ("sales.xls", by_libreoffice[2].clone(), 2),
     ];
     let mut hooks = webhooks::receiver(Vec::new()).await;
     let db = TestDatabase::create(Backend::Sqlite).await;
@@ -58,7 +61,7 @@ async fn a_password_opens_its_document_and_is_kept_nowhere() {
     let api = Api::at(&service.wait_listening());
     let mut answers = String::new();
     let mut jobs = 0;
-    for (name, bytes) in &documents {
+    for (name, bytes, pages) in &documents {
         let cases = [
             (None, "failed", Some("password_required")),
             (
@@ -80,7 +83,7 @@ async fn a_password_opens_its_document_and_is_kept_nowhere() {
             assert_eq!(done["attempts"], 1, "no retries: {done}");
             if status == "succeeded" {
                 let pdf = api.download(&id_of(&job)).await.bytes().await.unwrap();
-                assert_eq!(pdf_pages(&pdf), 4, "{name}");
+                assert_eq!(pdf_pages(&pdf), *pages, "{name}");
                 assert!(done["options"].is_null() && !done["cache_hit"].as_bool().unwrap());
             }
             jobs += 1;
