@@ -321,11 +321,7 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Json<Job>, JobError> {
-        let row = state
-            .queue
-            .get(id.0)
-            .await?
-            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let row = state.job(id.0).await?;
         Ok(Json(state.queue.view(row).await?))
     }
 
@@ -407,11 +403,7 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<ResultDownload, ResultError> {
-        let row = state
-            .queue
-            .get(id.0)
-            .await?
-            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let row = state.job(id.0).await?;
         let result = downloadable(&row)?;
         serve(
             &state,
@@ -440,11 +432,7 @@ impl JobsApi {
         #[oai(validator(minimum(value = "1")))]
         n: Path<u32>,
     ) -> Result<ResultDownload, ResultError> {
-        let row = state
-            .queue
-            .get(id.0)
-            .await?
-            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let row = state.job(id.0).await?;
         let result = downloadable(&row)?;
         let files = &result.parts.files;
         let file = files.get(n.0 as usize - 1).ok_or_else(|| {
@@ -481,11 +469,7 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<ResultDownload, ResultError> {
-        let row = state
-            .queue
-            .get(id.0)
-            .await?
-            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let row = state.job(id.0).await?;
         let result = downloadable(&row)?;
         let thumb = result.parts.thumbnail.as_ref().ok_or_else(|| {
             ApiError::not_found(
@@ -518,11 +502,7 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<EventStream<BoxStream<'static, Job>>, JobError> {
-        let first = state
-            .queue
-            .get(id.0)
-            .await?
-            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let first = state.job(id.0).await?;
         let stream = job_updates(Arc::clone(state.0), first);
         Ok(EventStream::new(stream.boxed()).keep_alive(Duration::from_secs(15)))
     }
@@ -560,11 +540,7 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Retried, JobStateError> {
-        let row = state
-            .queue
-            .get(id.0)
-            .await?
-            .ok_or_else(|| ApiError::job_not_found(id.0))?;
+        let row = state.job(id.0).await?;
         if row.expired_at.is_some() && (row.input.is_some() || row.is_parent()) {
             return Err(ApiError::conflict(
                 ApiErrorCode::InputExpired,

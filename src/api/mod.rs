@@ -79,6 +79,14 @@ impl ApiState {
             .unwrap_or(1)
     }
 
+    /// Job `id` as stored, or 404 `job_not_found`.
+    async fn job(&self, id: uuid::Uuid) -> Result<crate::queue::JobRecord, ApiError> {
+        self.queue
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::job_not_found(id))
+    }
+
     /// The job an earlier request with this idempotency key created, if any.
     async fn find_idempotent(&self, key: Option<&str>) -> Result<Option<Job>, ApiError> {
         let Some(key) = key else { return Ok(None) };

@@ -152,6 +152,23 @@ impl Renderer {
         Ok(rendered)
     }
 
+    /// `binary` in the sandbox, seeing the PDF's own directory (read-only) and `out_dir`.
+    fn drawing(
+        &self,
+        binary: &Option<PathBuf>,
+        pdf: &Path,
+        out_dir: &Path,
+    ) -> Result<tokio::process::Command, ConvertError> {
+        let binary = binary.as_deref().expect("checked by availability");
+        let binds = [
+            Bind::read_only(pdf.parent().unwrap_or(pdf)),
+            Bind::dir(out_dir),
+        ];
+        self.sandbox
+            .command(binary, &binds)
+            .map_err(ConvertError::Unavailable)
+    }
+
     /// One `mutool draw` over every page, as PNG `page-<n>.png` (it fits each page inside
     /// the size itself, keeping the page's aspect).
     async fn mutool(
@@ -162,15 +179,7 @@ impl Renderer {
         out_dir: &Path,
         cancel: &CancellationToken,
     ) -> Result<(), ConvertError> {
-        let binary = self.mutool.as_deref().expect("checked by availability");
-        let binds = [
-            Bind::read_only(pdf.parent().unwrap_or(pdf)),
-            Bind::dir(out_dir),
-        ];
-        let mut cmd = self
-            .sandbox
-            .command(binary, &binds)
-            .map_err(ConvertError::Unavailable)?;
+        let mut cmd = self.drawing(&self.mutool, pdf, out_dir)?;
         cmd.args(["draw", "-q", "-F", "png", "-o"])
             .arg(out_dir.join("page-%d.png"));
         match (size.width, size.height) {
@@ -201,15 +210,7 @@ impl Renderer {
         cancel: &CancellationToken,
     ) -> Result<(), ConvertError> {
         let raster = ImageFormat::Jpeg;
-        let binary = self.pdftoppm.as_deref().expect("checked by availability");
-        let binds = [
-            Bind::read_only(pdf.parent().unwrap_or(pdf)),
-            Bind::dir(out_dir),
-        ];
-        let mut cmd = self
-            .sandbox
-            .command(binary, &binds)
-            .map_err(ConvertError::Unavailable)?;
+        let mut cmd = self.drawing(&self.pdftoppm, pdf, out_dir)?;
         // The crop box, as page_boxes and mutool measure pages.
         cmd.args(["-jpeg", "-jpegopt", "quality=90", "-cropbox"]);
         cmd.arg("-f").arg(run.first.to_string());
