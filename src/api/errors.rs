@@ -64,6 +64,9 @@ pub enum ApiErrorCode {
     /// The document's type cannot be exported as the `format` asked for (see
     /// `GET /api/v1/formats`), or a merge asked for something other than PDF.
     UnsupportedConversion,
+    /// The job's document is password-protected and its password was wiped when the job
+    /// ended: a retry cannot open it; upload it again with its password.
+    PasswordWiped,
     /// No such job kind.
     UnknownKind,
     /// The kind takes a document: use `POST /api/v1/exports`.

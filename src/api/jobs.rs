@@ -198,7 +198,7 @@ operation_errors!(
     JobStateError {
         BadRequest = 400 "The id is not a UUID.",
         NotFound = 404 "No job with that id.",
-        Conflict = 409 "The job's status does not allow this, or it is a part of a merge job (act on that job).",
+        Conflict = 409 "The job's status does not allow this, it is a part of a merge job (act on that job), or (retry) its document was deleted or its password wiped.",
     }
 );
 operation_errors!(
@@ -545,6 +545,14 @@ impl JobsApi {
             return Err(ApiError::conflict(
                 ApiErrorCode::InputExpired,
                 "the uploaded document was deleted after the retention period; upload it again",
+            )
+            .into());
+        }
+        if crate::jobs::kinds::Export::password_lost(&row) {
+            return Err(ApiError::conflict(
+                ApiErrorCode::PasswordWiped,
+                "the document is password-protected and its password was wiped when the job \
+                 ended; upload it again with its password",
             )
             .into());
         }

@@ -81,6 +81,13 @@ async fn a_password_opens_its_document_and_is_kept_nowhere() {
             assert_eq!(done["status"], status, "{name} with {password:?}: {done}");
             assert_eq!(done["error"]["code"].as_str(), code, "{name}: {done}");
             assert_eq!(done["attempts"], 1, "no retries: {done}");
+            if code == Some("password_incorrect") {
+                // Its password is gone: a retry is refused rather than failing again.
+                let retry = api.retry(&id_of(&job)).await;
+                assert_eq!(retry.status(), 409, "{name}");
+                let body: Value = retry.json().await.unwrap();
+                assert_eq!(body["code"], "password_wiped", "{body}");
+            }
             if status == "succeeded" {
                 let pdf = api.download(&id_of(&job)).await.bytes().await.unwrap();
                 assert_eq!(pdf_pages(&pdf), *pages, "{name}");

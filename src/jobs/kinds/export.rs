@@ -98,6 +98,26 @@ pub struct ExportArgs {
     pub thumbnail: Option<u32>,
 }
 
+impl Export {
+    /// Whether `row` is an export of a password-protected document whose password is gone
+    /// (wiped when the job ended): running it again can only fail `password_required`.
+    pub fn password_lost(row: &crate::queue::JobRecord) -> bool {
+        let encrypted = |step: &crate::model::Step| {
+            step.output
+                .as_ref()
+                .and_then(|o| o.get("encrypted"))
+                .and_then(serde_json::Value::as_bool)
+                == Some(true)
+        };
+        row.kind == Self::NAME
+            && row.secret.is_none()
+            && row
+                .steps
+                .iter()
+                .any(|s| s.name == "inspect" && encrypted(s))
+    }
+}
+
 /// Thumbnail sizes accepted, in pixels.
 pub const THUMBNAIL_PIXELS: std::ops::RangeInclusive<u32> = 16..=2048;
 
