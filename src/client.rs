@@ -382,6 +382,11 @@ pub async fn submit(
                 };
                 let bytes = remote.download(id, &target).await?;
                 println!("{id} succeeded: {} ({bytes} bytes)", target.display());
+                if let Some(url) = done["result"]["thumbnail"]["url"].as_str() {
+                    let thumbnail = thumbnail_path(&target);
+                    remote.download_from(url, &thumbnail).await?;
+                    println!("{id} thumbnail: {}", thumbnail.display());
+                }
             }
             status => {
                 failures += 1;
@@ -396,6 +401,15 @@ pub async fn submit(
         bail!("{failures} of {} job(s) did not succeed", files.len());
     }
     Ok(())
+}
+
+/// Where the thumbnail of a result saved at `target` goes: beside it, `<stem>-thumbnail.png`.
+fn thumbnail_path(target: &Path) -> PathBuf {
+    let stem = target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "result".into());
+    target.with_file_name(format!("{stem}-thumbnail.png"))
 }
 
 /// `offload status`: one line per field that matters.

@@ -150,6 +150,8 @@ mod client {
             input.to_str().unwrap(),
             "--server",
             &app.base,
+            "--thumbnail",
+            "64",
             "--option",
             "page_range=2-3",
             "--option",
@@ -165,6 +167,9 @@ mod client {
         let pdf = std::fs::read(&out).unwrap();
         assert_eq!(pdf_pages(&pdf), 2);
         assert!(crate::pdf::text(&pdf).contains("CLIMARK"));
+        // The thumbnail lands beside the result.
+        let thumbnail = std::fs::read(dir.path().join("out-thumbnail.png")).unwrap();
+        assert!(thumbnail.starts_with(b"\x89PNG"));
 
         // The server's refusal names the option; a cache choice outside the three is the
         // command line's own error.
