@@ -52,7 +52,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(super) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(url)?.application_name("offload");
-    PgPoolOptions::new()
+    super::restart::ping_when_idle(PgPoolOptions::new())
         .max_connections(16)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)

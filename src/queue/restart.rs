@@ -27,6 +27,27 @@ pub fn restart_pause(restarts: usize) -> Duration {
 /// The pool for a worker's generation `restarts`: the shared pool for the first run; after
 /// that, a fresh lazy pool with the same connection options whose first connection waits out
 /// [`restart_pause`].
+/// A pooled connection idle this long is pinged before it is handed out; one used more
+/// recently is not. sqlx pings every connection on every acquire by default: a round trip per
+/// query on the hot path, where a connection handed back a moment ago has just worked (and a
+/// query on one that broke since fails like any other and is retried by its caller).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// `options` with the ping only for connections idle past [`PING_AFTER_IDLE`].
+pub(super) fn ping_when_idle<DB: sqlx::Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_AFTER_IDLE {
+                    return Ok(true);
+                }
+                // A failed ping drops the connection; the pool opens another.
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
+}
+
 pub(super) fn generation_pool<DB: sqlx::Database>(
     main: &Pool<DB>,
     restarts: usize,
@@ -37,7 +58,7 @@ pub(super) fn generation_pool<DB: sqlx::Database>(
     }
     let pause = restart_pause(restarts);
     let paused = Arc::new(AtomicBool::new(false));
-    PoolOptions::<DB>::new()
+    ping_when_idle(PoolOptions::<DB>::new())
         .max_connections(GENERATION_CONNECTIONS)
         .acquire_timeout(acquire_timeout + pause)
         .after_connect(move |_, _| {

@@ -66,7 +66,7 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
     {
         std::fs::create_dir_all(dir).map_err(|e| sqlx::Error::Configuration(e.into()))?;
     }
-    SqlitePoolOptions::new()
+    super::restart::ping_when_idle(SqlitePoolOptions::new())
         .max_connections(8)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
