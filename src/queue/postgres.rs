@@ -67,8 +67,19 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<(), QueueError> {
     // apalis keeps its history in `apalis._sqlx_migrations`; ours gets its own table.
     ours.dangerous_set_table_name("offload_migrations");
     ours.run(pool).await?;
+    // Several processes may start at once: one at a time replaces the function.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('offload.get_jobs'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(GET_JOBS).execute(&mut *tx).await?;
+    tx.commit().await?;
     Ok(())
 }
+
+/// Our body of apalis's fetch function (why: the file's header), applied after every
+/// migration run.
+pub const GET_JOBS: &str = include_str!("get_jobs.sql");
 
 pub(super) fn board_api(pool: &PgPool, kinds: &[&'static str]) -> axum::Router {
     use apalis_board::axum::framework::{ApiBuilder, RegisterRoute};

@@ -79,3 +79,79 @@ async fn a_batch_wakes_the_workers_of_a_kind_once() {
     assert_eq!(from_batch[0]["job_type"], "noop");
     assert!(task_ids.contains(from_batch[0]["id"].as_str().unwrap()));
 }
+
+/// apalis-postgres 1.0's stock body of `apalis.get_jobs` (its migration
+/// `20260902075949_remove_pl_in_get_jobs.sql`), the control: its generic plan hashes the table.
+const APALIS_GET_JOBS: &str = "\
+    WITH jobs AS (
+        SELECT id FROM apalis.jobs
+        WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
+          AND run_at < now() AND job_type = v_job_type
+        ORDER BY priority DESC, run_at ASC LIMIT v_job_count FOR UPDATE SKIP LOCKED)
+    UPDATE apalis.jobs j SET status = 'Queued', lock_by = worker_id, lock_at = now()
+    FROM jobs WHERE j.id = jobs.id RETURNING j.*";
+
+/// The plan Postgres uses for a body of `apalis.get_jobs` when it runs as the function does:
+/// generic, the batch size a parameter.
+async fn generic_plan(conn: &mut sqlx::PgConnection, name: &str, body: &str) -> String {
+    let sql = body
+        .replace("worker_id", "$1")
+        .replace("v_job_type", "$2")
+        .replace("v_job_count", "$3");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET plan_cache_mode = force_generic_plan; PREPARE {name}(text, text, int) AS {sql}"
+    )))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    use sqlx::Row;
+    let explain = format!("EXPLAIN (COSTS OFF) EXECUTE {name}('w', 'noop', 64)");
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(explain))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let lines: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+    lines.join("\n")
+}
+
+/// The fetch that claims a worker's next tasks (here from a backlog of 10,000 beside 50,000
+/// finished ones) finds them by id however large the table; the stock body's generic plan hashes every row of apalis.jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_fetches_claim_tasks_by_id_at_any_table_size() {
+    use sqlx::Connection;
+    let app = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
+    let mut conn = sqlx::PgConnection::connect(app.settings.database.url.expose())
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, run_at, done_at)
+         SELECT '\\x00'::bytea, 'done-' || g, 'noop', 'Done', 1, 5, now(), now()
+         FROM generate_series(1, 50000) g;
+         INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, run_at)
+         SELECT '\\x00'::bytea, 'todo-' || g, 'noop', 'Pending', 0, 5, now()
+         FROM generate_series(1, 10000) g;
+         ANALYZE apalis.jobs;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let installed: String = sqlx::query_scalar(
+        "SELECT prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'apalis' AND p.proname = 'get_jobs'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let body = installed.trim().trim_end_matches(';');
+    assert!(
+        body.contains("ANY(ARRAY("),
+        "offload's body is installed: {body}"
+    );
+    let ours = generic_plan(&mut conn, "ours", body).await;
+    assert!(
+        ours.contains("Index Scan using jobs_pkey") && !ours.contains("Seq Scan on jobs"),
+        "{ours}"
+    );
+    let stock = generic_plan(&mut conn, "stock", APALIS_GET_JOBS).await;
+    assert!(stock.contains("Seq Scan on jobs"), "the control: {stock}");
+}
