@@ -15,6 +15,8 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
+use crate::model::formats::OutputFormat;
+
 /// A connection to one offload server.
 pub struct Remote {
     base: String,
@@ -203,7 +205,9 @@ pub struct ExportChoices {
     /// Output format (default pdf): png, jpeg or webp for page images (written into the -o
     /// directory, one file per page), or an office format of the document's family (docx,
     /// odt, rtf, txt, html, xlsx, ods, csv, pptx, odp).
-    #[arg(long, value_parser = OUTPUT_FORMATS)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        OutputFormat::ALL.map(OutputFormat::name)
+    ))]
     format: Option<String>,
     /// Also make a PNG thumbnail of page 1, fitting inside this many pixels.
     #[arg(long, value_name = "PX")]
@@ -248,16 +252,13 @@ pub struct ExportRequest {
     thumbnail: Option<u32>,
 }
 
-/// The `--format` values (the server's output formats).
-const OUTPUT_FORMATS: [&str; 14] = [
-    "pdf", "png", "jpeg", "webp", "docx", "odt", "rtf", "txt", "html", "xlsx", "ods", "csv",
-    "pptx", "odp",
-];
-
 impl ExportRequest {
     /// Page images: a result of one file per page, written into a directory.
     fn makes_pages(&self) -> bool {
-        matches!(self.format.as_deref(), Some("png" | "jpeg" | "webp"))
+        self.format
+            .as_deref()
+            .and_then(OutputFormat::parse)
+            .is_some_and(OutputFormat::is_image)
     }
 }
 

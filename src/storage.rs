@@ -377,6 +377,16 @@ impl Storage {
     }
 }
 
+/// The name of an uploaded document without its extension (`document` when it has none): what
+/// its results are named after (`deck.pptx` → `deck.pdf`, `deck-3.png`).
+pub fn document_stem(filename: &str) -> String {
+    std::path::Path::new(filename)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "document".into())
+}
+
 /// A `Content-Disposition: attachment` value safe for any user-supplied filename: an ASCII
 /// fallback with quotes, backslashes, control characters and path separators replaced, plus
 /// the RFC 5987 `filename*` form carrying the original name percent-encoded.

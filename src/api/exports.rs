@@ -257,6 +257,8 @@ struct Plan<'a> {
     args: serde_json::Value,
     steps: Vec<&'static str>,
     output: OutputFormat,
+    /// It makes images (pages, a thumbnail): a result of several files.
+    renders: bool,
     options: &'a ExportOptions,
     password: Option<&'a str>,
     cache: CacheMode,
@@ -373,6 +375,7 @@ impl ExportsApi {
             args: serde_json::to_value(&export).expect("args serialize"),
             steps: export.steps(),
             output,
+            renders: export.renders(),
             options: &options,
             password,
             cache,
@@ -558,8 +561,7 @@ async fn use_cache(
     filename: &str,
 ) -> Result<(), ApiError> {
     // Results of several files (page images, thumbnails) are not cached: a hit copies one file.
-    let renders = plan.output.is_image() || plan.args.get("thumbnail").is_some();
-    if plan.cache == CacheMode::Bypass || plan.password.is_some() || renders {
+    if plan.cache == CacheMode::Bypass || plan.password.is_some() || plan.renders {
         state.metrics.cache_lookup(CacheOutcome::Skipped);
         return Ok(());
     }
@@ -582,12 +584,11 @@ async fn use_cache(
 
 /// `deck.pptx` → `deck.pdf`, as the export names its result.
 fn result_name(filename: &str, output: OutputFormat) -> String {
-    let stem = std::path::Path::new(filename)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "document".into());
-    format!("{stem}.{}", output.extension())
+    format!(
+        "{}.{}",
+        storage::document_stem(filename),
+        output.extension()
+    )
 }
 
 /// Reads the spooled upload's real type; the file comes back rewound for storing.

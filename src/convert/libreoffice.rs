@@ -18,21 +18,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::filter::{self, PdfSettings};
-use super::process::{CpuBudget, Isolation, KERNEL_LIMIT_SLACK_SECS, ProcessGroup, isolate, spent};
+use super::process::{Ended, run_isolated};
 use super::sandbox::{Bind, Sandbox};
 use super::{
     Conversion, ConvertError, Converted, Converter, DocFormat, Family, OfficeTarget, OutputFormat,
     place_input, take_output, validate_pdf,
 };
 
-/// Limits of each LibreOffice process.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessLimits {
-    /// Address-space cap, in bytes (`RLIMIT_AS`).
-    pub memory: Option<u64>,
-    /// CPU time one conversion may use; past it the document is "too complex".
-    pub cpu: Option<Duration>,
-}
+pub use super::process::ProcessLimits;
 
 /// The profile template. `BlockUntrustedRefererLinks` plus the link-update settings stop
 /// some of LibreOffice's loaders from fetching externally linked images or data while loading
@@ -337,25 +330,11 @@ impl Converter for LibreOffice {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let iso = Isolation {
-            group: 0,
-            memory_limit: self.limits.memory,
-            die_with_parent: true,
-            cpu_limit: self
-                .limits
-                .cpu
-                .map(|c| c.as_secs() + KERNEL_LIMIT_SLACK_SECS),
-        };
-        isolate(&mut cmd, iso);
-        let child = cmd.spawn().map_err(|e| unavailable(&e.to_string()))?;
-        let pid = child.id().map(|id| id as i32).unwrap_or(0);
-        let _group = ProcessGroup(pid);
-        let output = tokio::select! {
-            output = child.wait_with_output() => output.map_err(ConvertError::io)?,
-            () = cancel.cancelled() => return Err(ConvertError::Cancelled),
-            used = spent(self.limits.cpu.map(|limit| CpuBudget::start(pid, limit))) => {
-                return Err(too_complex(used));
-            }
+        let output = match run_isolated(cmd, self.limits, &cancel).await {
+            Err(e) => return Err(unavailable(&e.to_string())),
+            Ok(Ended::Exited(output)) => output,
+            Ok(Ended::Cancelled) => return Err(ConvertError::Cancelled),
+            Ok(Ended::OverBudget(used)) => return Err(too_complex(used)),
         };
         let log = String::from_utf8_lossy(&output.stderr).trim().to_string()
             + String::from_utf8_lossy(&output.stdout).trim();

@@ -279,3 +279,46 @@ pub fn resolve_binary(cmd: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(cmd))
         .find(|p| p.is_file())
 }
+
+/// Limits of each converter process (LibreOffice, the page renderers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessLimits {
+    /// Address-space cap, in bytes (`RLIMIT_AS`).
+    pub memory: Option<u64>,
+    /// CPU time one conversion may use; past it the document is "too complex".
+    pub cpu: Option<std::time::Duration>,
+}
+
+/// How an isolated child ended.
+pub(crate) enum Ended {
+    Exited(std::process::Output),
+    /// `cancel` fired first.
+    Cancelled,
+    /// It used up its CPU budget (this much).
+    OverBudget(std::time::Duration),
+}
+
+/// Runs `cmd` in a process group of its own within `limits` (address space, CPU seconds,
+/// killed with the worker) until it exits, `cancel` fires or its CPU budget runs out; the
+/// group is killed on every way out. `Err` only when it cannot start.
+pub(crate) async fn run_isolated(
+    mut cmd: tokio::process::Command,
+    limits: ProcessLimits,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> std::io::Result<Ended> {
+    let iso = Isolation {
+        group: 0,
+        memory_limit: limits.memory,
+        die_with_parent: true,
+        cpu_limit: limits.cpu.map(|c| c.as_secs() + KERNEL_LIMIT_SLACK_SECS),
+    };
+    isolate(&mut cmd, iso);
+    let child = cmd.spawn()?;
+    let pid = child.id().map(|id| id as i32).unwrap_or(0);
+    let _group = ProcessGroup(pid);
+    Ok(tokio::select! {
+        output = child.wait_with_output() => Ended::Exited(output?),
+        () = cancel.cancelled() => Ended::Cancelled,
+        used = spent(limits.cpu.map(|limit| CpuBudget::start(pid, limit))) => Ended::OverBudget(used),
+    })
+}

@@ -12,8 +12,7 @@ use std::process::Stdio;
 use tokio_util::sync::CancellationToken;
 
 use super::ConvertError;
-use super::libreoffice::ProcessLimits;
-use super::process::{CpuBudget, Isolation, KERNEL_LIMIT_SLACK_SECS, ProcessGroup, isolate, spent};
+use super::process::{Ended, ProcessLimits, run_isolated};
 use super::sandbox::{Bind, Sandbox, SandboxConfig};
 
 /// An image format pages are rendered in.
@@ -256,27 +255,14 @@ impl Renderer {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        isolate(
-            &mut cmd,
-            Isolation {
-                group: 0,
-                memory_limit: self.limits.memory,
-                die_with_parent: true,
-                cpu_limit: self
-                    .limits
-                    .cpu
-                    .map(|c| c.as_secs() + KERNEL_LIMIT_SLACK_SECS),
-            },
-        );
-        let child = cmd
-            .spawn()
-            .map_err(|e| ConvertError::Unavailable(format!("the renderer cannot start: {e}")))?;
-        let pid = child.id().map(|id| id as i32).unwrap_or(0);
-        let _group = ProcessGroup(pid);
-        let output = tokio::select! {
-            output = child.wait_with_output() => output.map_err(ConvertError::io)?,
-            () = cancel.cancelled() => return Err(ConvertError::Cancelled),
-            used = spent(self.limits.cpu.map(|limit| CpuBudget::start(pid, limit))) => {
+        let output = match run_isolated(cmd, self.limits, cancel).await {
+            Err(e) => {
+                let why = format!("the renderer cannot start: {e}");
+                return Err(ConvertError::Unavailable(why));
+            }
+            Ok(Ended::Exited(output)) => output,
+            Ok(Ended::Cancelled) => return Err(ConvertError::Cancelled),
+            Ok(Ended::OverBudget(used)) => {
                 return Err(ConvertError::TooComplex(format!(
                     "rendering used {:.1} s of CPU time (the budget is CONVERT_CPU_SECS)",
                     used.as_secs_f64()

@@ -670,14 +670,7 @@ impl Export {
     }
 }
 
-/// The name of a document without its extension (`document` when it has none).
-fn stem(filename: &str) -> String {
-    std::path::Path::new(filename)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "document".into())
-}
+use crate::storage::document_stem as stem;
 
 /// A zip of the rendered pages (stored, not deflated: the images are compressed already),
 /// written to disk entry by entry, never held in memory.
