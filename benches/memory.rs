@@ -32,7 +32,7 @@ impl JobKind for Blob {
     type Args = BlobArgs;
 
     async fn run(&self, ctx: JobContext, args: BlobArgs) -> Result<JobOutput, JobError> {
-        let path = ctx.work_dir().join("blob.bin");
+        let path = ctx.work_dir()?.join("blob.bin");
         let file = std::fs::File::create(&path).map_err(JobError::internal)?;
         file.set_len(args.bytes).map_err(JobError::internal)?;
         Ok(JobOutput::file(OutputFile {

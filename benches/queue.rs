@@ -5,16 +5,21 @@
 //! Figures, per backend, with no-op jobs:
 //! - enqueue rate: one job per HTTP request (32 clients at once), 1,000-job batches over HTTP,
 //!   and 1,000-job batches through the library;
-//! - drain throughput: N jobs queued with no worker running, then one worker process drains
-//!   them (N = 10,000 and 100,000 by default);
+//! - drain throughput: N jobs queued with no worker running, then one `offload worker`
+//!   process drains them (N = 10,000 and 100,000 by default), timed like every peer from the
+//!   first job's start to the last one's end as the rows record them (so start-up and the
+//!   completion poll are outside the figure); the same drain beside `BENCH_FINISHED` (100,000)
+//!   finished jobs already in the table, and its ratio to the empty table;
+//! - CPU time (user + system, from `/proc`) per job of the worker process, its peak RSS, and
+//!   (Postgres) the write-ahead log the server wrote per job;
 //! - pickup latency p50/p99: 200 jobs submitted 20 ms apart to a running service, from the
 //!   submit's commit (`created_at`) to the attempt's start (`started_at`);
-//! - `GET /api/v1/jobs/{id}` requests/s with `wrk` (32 connections, 5 s);
-//! - the service's resident memory after the largest drain.
+//! - `GET /api/v1/jobs/{id}` requests/s with `wrk` (32 connections, 5 s).
 //!
 //! Environment: `DATABASE_URL` (a Postgres server to create databases on; default the local
 //! one), `BENCH_BACKENDS` (`postgres,sqlite`), `BENCH_DRAIN` (`10000,100000`),
-//! `BENCH_ROUNDS` (2), `BENCH_PEERS` (`pg-boss,graphile-worker,procrastinate`, or `none`),
+//! `BENCH_ROUNDS` (2), `BENCH_FINISHED` (100000; 0 skips that drain), `BENCH_PROFILE` (a file:
+//! `perf record` the first drain's worker into it), `BENCH_PEERS` (`pg-boss,graphile-worker,procrastinate`, or `none`),
 //! `BENCH_PEERS_DIR` (where scripts/bench installed them). Prints a Markdown table, then one
 //! JSON line per figure. Not a test: nothing is asserted.
 
@@ -163,17 +168,6 @@ fn noops(n: usize) -> Vec<NewJob> {
     (0..n).map(|_| NewJob::new("noop", json!({}), 5)).collect()
 }
 
-async fn succeeded(queue: &Queue) -> i64 {
-    queue
-        .counts()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(kind, status, _)| kind == "noop" && status == "succeeded")
-        .map(|(_, _, n)| n)
-        .sum()
-}
-
 /// One figure: what, where, value, unit.
 #[derive(Clone)]
 struct Figure {
@@ -270,65 +264,271 @@ async fn enqueue_figures(backend: &str) -> Vec<Figure> {
     out
 }
 
-fn rss_mib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / (1024.0 * 1024.0)
+/// What one drain measured.
+struct Drain {
+    /// Jobs per second from the first attempt's start to the last one's end, read from the
+    /// rows (so neither the worker's start-up nor the completion poll is in it).
+    rate: f64,
+    /// CPU time (user + system) of the worker process per job, µs.
+    cpu_us_per_job: f64,
+    /// The worker process's peak resident memory, MiB.
+    peak_rss_mib: f64,
+    /// Write-ahead log the server wrote during the drain, per job (Postgres).
+    wal_bytes_per_job: Option<f64>,
+    /// CPU time of the (local) Postgres server's processes during the drain, per job, µs;
+    /// processes that ended meanwhile are not counted.
+    db_cpu_us_per_job: Option<f64>,
 }
 
-/// Queues `n` jobs with no worker running, then times one worker draining them: from the
-/// worker's start to the last job's `finished_at` (so the 250 ms completion poll, which counts
-/// rows, neither adds to the time nor loads the database much).
-async fn offload_drain(backend: &str, n: usize) -> (f64, f64) {
+/// The server's current WAL position (Postgres; server-wide, so only meaningful while nothing
+/// else writes).
+async fn wal_lsn(url: &str) -> Option<String> {
+    if url.starts_with("sqlite:") {
+        return None;
+    }
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let lsn = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&pool)
+        .await
+        .ok();
+    pool.close().await;
+    lsn
+}
+
+/// WAL bytes written since `from`.
+async fn wal_since(url: &str, from: &str) -> Option<f64> {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let bytes: Option<f64> =
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
+            .bind(from)
+            .fetch_one(&pool)
+            .await
+            .ok();
+    pool.close().await;
+    bytes
+}
+
+/// `(utime + stime)` of process `pid` in µs, and its peak RSS in MiB, from `/proc`.
+fn process_usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+    let cpu_us = (ticks(11) + ticks(12)) * 10_000.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    (cpu_us, hwm_kib / 1024.0)
+}
+
+/// CPU time (user + system) of every process of the local Postgres server so far, µs (0 when
+/// the server is not local).
+fn postgres_cpu_us() -> f64 {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "postgres" {
+            total += process_usage(pid).0;
+        }
+    }
+    total
+}
+
+/// Runs `sql` (statements separated by `;`) on the database at `url`.
+async fn run_sql(url: &str, sql: &str) {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+}
+
+/// Marks every job in the database finished long ago (as a busy service's table looks), then
+/// refreshes the planner's statistics.
+async fn finish_everything(url: &str) {
+    let ours = "UPDATE offload_jobs SET status = 'succeeded', attempts = 1, \
+        progress_percent = 100, progress_message = 'done', started_at = created_at, \
+        finished_at = created_at, updated_at = created_at";
+    if url.starts_with("sqlite:") {
+        // No ANALYZE: offload plants SQLite's planner statistics in a migration and never
+        // runs it (neither does SQLite by itself), so a live service plans with those.
+        run_sql(
+            url,
+            &format!(
+                "{ours}; UPDATE Jobs SET status = 'Done', attempts = 1, \
+            done_at = strftime('%s', 'now')"
+            ),
+        )
+        .await;
+    } else {
+        run_sql(
+            url,
+            &format!(
+                "{ours}; UPDATE apalis.jobs SET status = 'Done', attempts = 1, \
+            done_at = now(), last_result = '{{\"Ok\":null}}'"
+            ),
+        )
+        .await;
+        run_sql(url, "VACUUM ANALYZE offload_jobs").await;
+        run_sql(url, "VACUUM ANALYZE apalis.jobs").await;
+    }
+}
+
+/// `(jobs succeeded, first start, last finish)` among the jobs created after `since` (µs).
+async fn drained(url: &str, since: i64) -> (i64, Option<i64>, Option<i64>) {
+    const SQL: &str = "SELECT COUNT(*) FILTER (WHERE status = 'succeeded'), MIN(started_at), \
+        MAX(finished_at) FROM offload_jobs WHERE created_at > $1";
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let q = sqlx::AssertSqlSafe(SQL.replace('$', "?"));
+        let row = sqlx::query_as(q)
+            .bind(since)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        row
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let row = sqlx::query_as(SQL)
+            .bind(since)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        row
+    }
+}
+
+/// With `BENCH_PROFILE=FILE`, the first drain's worker is sampled by `perf record` (CPU clock,
+/// call graphs) into FILE; `perf report -i FILE` shows where its CPU time goes.
+fn profile_worker(pid: u32) -> Option<tokio::process::Child> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let file = std::env::var("BENCH_PROFILE").ok()?;
+    let mut first = false;
+    ONCE.call_once(|| first = true);
+    if !first {
+        return None;
+    }
+    tokio::process::Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "999",
+            "-g",
+            "-o",
+            &file,
+            "-p",
+        ])
+        .arg(pid.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| eprintln!("  BENCH_PROFILE: perf did not start: {e}"))
+        .ok()
+}
+
+/// Queues `n` jobs (beside `finished` jobs already done) with no worker running, then one
+/// `offload worker` process drains them.
+async fn offload_drain(backend: &str, n: usize, finished: usize) -> Drain {
     let db = Database::create(backend).await;
     let api = Service::start(settings(&db), Role::Api).await;
+    for _ in 0..finished.div_ceil(BATCH) {
+        api.queue.enqueue(noops(BATCH.min(finished))).await.unwrap();
+    }
+    if finished > 0 {
+        finish_everything(&db.url).await;
+    }
+    let since = offload::queue::now_micros();
     for _ in 0..n.div_ceil(BATCH) {
         api.queue.enqueue(noops(BATCH.min(n))).await.unwrap();
     }
-    let started = offload::queue::now_micros();
-    let worker = Service::start(settings(&db), Role::Worker).await;
+    let wal_from = wal_lsn(&db.url).await;
+    let db_cpu_from = postgres_cpu_us();
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_offload"))
+        .arg("worker")
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "STORAGE_URL",
+            format!("fs://{}", db._dir.path().join("files").display()),
+        )
+        .env("WORK_DIR", db._dir.path())
+        .env("CONVERTER", "cold")
+        .env("SWEEP_SCHEDULE", "0 0 0 1 1 *")
+        .env("RUST_LOG", "error")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("offload worker starts");
+    let pid = worker.id().expect("the worker runs");
+    let profile = profile_worker(pid);
     let (mut last, mut moved) = (0, Instant::now());
-    loop {
-        let done = succeeded(&api.queue).await as usize;
-        if done >= n {
-            break;
+    let (first_start, last_finish) = loop {
+        let (done, first, end) = drained(&db.url, since).await;
+        if done as usize >= n {
+            break (first.unwrap(), end.unwrap());
         }
         if done != last {
             (last, moved) = (done, Instant::now());
         }
         assert!(
             moved.elapsed() < Duration::from_secs(60),
-            "the drain of {n} stalled at {done}: {:?}",
-            api.queue.counts().await
+            "the drain of {n} stalled at {done}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let (cpu_us, peak_rss_mib) = process_usage(pid);
+    let db_cpu = postgres_cpu_us() - db_cpu_from;
+    let wal = match &wal_from {
+        Some(from) => wal_since(&db.url, from).await,
+        None => None,
+    };
+    if let Some(mut perf) = profile {
+        // perf writes its file when interrupted.
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().unwrap_or(0).to_string()])
+            .status();
+        let _ = perf.wait().await;
     }
-    let finished = last_finished(&db.url).await;
-    let rate = n as f64 / ((finished - started) as f64 / 1e6);
-    let rss = rss_mib();
-    worker.shutdown().await;
+    let _ = worker.kill().await;
     api.shutdown().await;
     db.drop_it().await;
-    (rate, rss)
-}
-
-/// The latest `finished_at` (µs) of the jobs in the database at `url`.
-async fn last_finished(url: &str) -> i64 {
-    const SQL: &str = "SELECT MAX(finished_at) FROM offload_jobs";
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        let at = sqlx::query_scalar(SQL).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        at
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let at = sqlx::query_scalar(SQL).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        at
+    Drain {
+        rate: n as f64 / ((last_finish - first_start) as f64 / 1e6),
+        cpu_us_per_job: cpu_us / n as f64,
+        peak_rss_mib,
+        wal_bytes_per_job: wal.map(|w| w / n as f64),
+        db_cpu_us_per_job: wal_from.map(|_| db_cpu / n as f64),
     }
 }
 
@@ -437,6 +637,126 @@ async fn peer(name: &str, mode: &str, n: usize) -> Option<Value> {
     serde_json::from_str(line?).ok()
 }
 
+/// Drains of `n` queued jobs, interleaved A B A B: offload, then each peer (Postgres only),
+/// per round; the medians of throughput and CPU per job.
+async fn drain_figures(backend: &str, n: usize, rounds: usize, peers: &[String]) -> Vec<Figure> {
+    let mut rates: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut cpu: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut wal: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut db_cpu: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut rss = 0.0;
+    for _ in 0..rounds {
+        eprintln!("{backend}: drain {n}");
+        let d = offload_drain(backend, n, 0).await;
+        rates.entry("offload".into()).or_default().push(d.rate);
+        cpu.entry("offload".into())
+            .or_default()
+            .push(d.cpu_us_per_job);
+        if let Some(w) = d.wal_bytes_per_job {
+            wal.entry("offload".into()).or_default().push(w);
+        }
+        if let Some(c) = d.db_cpu_us_per_job {
+            db_cpu.entry("offload".into()).or_default().push(c);
+        }
+        rss = f64::max(rss, d.peak_rss_mib);
+        if backend != "postgres" {
+            continue;
+        }
+        for p in peers {
+            if let Some(r) = peer(p, "drain", n).await {
+                let rate = r["jobs_per_s"].as_f64().unwrap_or(0.0);
+                rates.entry(p.clone()).or_default().push(rate);
+                if let Some(c) = r["cpu_us_per_job"].as_f64() {
+                    cpu.entry(p.clone()).or_default().push(c);
+                }
+                if let Some(w) = r["wal_bytes_per_job"].as_f64() {
+                    wal.entry(p.clone()).or_default().push(w);
+                }
+                if let Some(c) = r["db_cpu_us_per_job"].as_f64() {
+                    db_cpu.entry(p.clone()).or_default().push(c);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (system, r) in rates {
+        out.push(fig(
+            &system,
+            backend,
+            &format!("drain {n} queued"),
+            median(r),
+            "jobs/s",
+        ));
+    }
+    for (system, c) in cpu {
+        out.push(fig(
+            &system,
+            backend,
+            &format!("worker CPU per job, drain {n}"),
+            median(c),
+            "µs",
+        ));
+    }
+    for (system, c) in db_cpu {
+        out.push(fig(
+            &system,
+            backend,
+            &format!("Postgres CPU per job, drain {n}"),
+            median(c),
+            "µs",
+        ));
+    }
+    for (system, w) in wal {
+        out.push(fig(
+            &system,
+            backend,
+            &format!("WAL per job, drain {n}"),
+            median(w),
+            "bytes",
+        ));
+    }
+    out.push(fig(
+        "offload",
+        backend,
+        &format!("worker peak RSS, drain {n}"),
+        rss,
+        "MiB",
+    ));
+    out
+}
+
+/// The drain of `n` with `finished` jobs already done in the table, and its ratio to the
+/// drain of an empty table measured in this run.
+async fn seeded_figures(
+    backend: &str,
+    n: usize,
+    finished: usize,
+    rounds: usize,
+    so_far: &[Figure],
+) -> Vec<Figure> {
+    let mut rates = Vec::new();
+    for _ in 0..rounds {
+        eprintln!("{backend}: drain {n} beside {finished} finished");
+        rates.push(offload_drain(backend, n, finished).await.rate);
+    }
+    let rate = median(rates);
+    let what = format!("drain {n} queued beside {finished} finished");
+    let mut out = vec![fig("offload", backend, &what, rate, "jobs/s")];
+    let empty = so_far.iter().find(|f| {
+        f.system == "offload" && f.backend == backend && f.what == format!("drain {n} queued")
+    });
+    if let Some(empty) = empty {
+        out.push(fig(
+            "offload",
+            backend,
+            &format!("{what} ÷ empty table"),
+            rate / empty.value,
+            "×",
+        ));
+    }
+    out
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -454,46 +774,21 @@ async fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(2);
     let peers = env_list("BENCH_PEERS", "pg-boss,graphile-worker,procrastinate");
+    let seeded: usize = std::env::var("BENCH_FINISHED")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(100_000);
     let mut figures = Vec::new();
     for backend in &backends {
         eprintln!("{backend}: enqueue");
         figures.extend(enqueue_figures(backend).await);
         for &n in &drains {
-            // Interleaved A B A B: offload, then each peer (Postgres only), per round.
-            let mut rates: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            let mut rss = 0.0;
-            for _ in 0..rounds {
-                eprintln!("{backend}: drain {n}");
-                let (rate, mem) = offload_drain(backend, n).await;
-                rates.entry("offload".into()).or_default().push(rate);
-                rss = f64::max(rss, mem);
-                if backend == "postgres" {
-                    for p in &peers {
-                        if let Some(r) = peer(p, "drain", n).await {
-                            rates
-                                .entry(p.clone())
-                                .or_default()
-                                .push(r["jobs_per_s"].as_f64().unwrap_or(0.0));
-                        }
-                    }
-                }
-            }
-            for (system, r) in rates {
-                figures.push(fig(
-                    &system,
-                    backend,
-                    &format!("drain {n} queued"),
-                    median(r),
-                    "jobs/s",
-                ));
-            }
-            figures.push(fig(
-                "offload",
-                backend,
-                &format!("RSS after draining {n}"),
-                rss,
-                "MiB",
-            ));
+            figures.extend(drain_figures(backend, n, rounds, &peers).await);
+        }
+        if seeded > 0
+            && let Some(&n) = drains.first()
+        {
+            figures.extend(seeded_figures(backend, n, seeded, rounds, &figures).await);
         }
         eprintln!("{backend}: pickup latency");
         let (p50, p99) = offload_latency(backend).await;

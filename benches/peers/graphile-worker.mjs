@@ -18,9 +18,14 @@ await db.connect()
 const left = async () =>
   Number((await db.query('SELECT count(*) FROM graphile_worker._private_jobs')).rows[0].count)
 const latencies = []
+// It deletes finished jobs, so the drain is timed here: from the first job's start to the
+// last one's end.
+let first, last
 const taskList = {
   noop: async (_payload, helpers) => {
+    first ??= performance.now()
     if (mode === 'latency') latencies.push(Date.now() - new Date(helpers.job.created_at).getTime())
+    last = performance.now()
   },
 }
 const options = { connectionString: url, concurrency: 32, noHandleSignals: true, pollInterval: 1000, taskList, logger }
@@ -30,10 +35,11 @@ if (mode === 'drain') {
   for (let i = 0; i < n; i += 1000) {
     await utils.addJobs(Array.from({ length: Math.min(1000, n - i) }, () => ({ identifier: 'noop', payload: {} })))
   }
-  const started = performance.now()
+  const cpu0 = process.cpuUsage()
   runner = await run(options)
-  while ((await left()) > 0) await sleep(50)
-  console.log(JSON.stringify({ jobs_per_s: n / ((performance.now() - started) / 1000) }))
+  while ((await left()) > 0) await sleep(250)
+  const cpu = process.cpuUsage(cpu0)
+  console.log(JSON.stringify({ jobs_per_s: n / ((last - first) / 1000), cpu_us_per_job: (cpu.user + cpu.system) / n }))
 } else {
   runner = await run(options)
   await sleep(1000)

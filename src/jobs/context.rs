@@ -5,7 +5,7 @@
 use crate::model::codes;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,7 +31,10 @@ struct Inner {
     secret: Option<Sealed>,
     queue: Queue,
     storage: Storage,
-    work_dir: PathBuf,
+    /// Where the attempt's scratch directory goes.
+    work_root: PathBuf,
+    /// The scratch directory, made on first use and removed with the last handle.
+    scratch: OnceLock<tempfile::TempDir>,
     cancel: CancellationToken,
     /// The job's step checkpoints as this attempt found and updated them.
     steps: Mutex<Vec<Step>>,
@@ -42,7 +45,7 @@ impl JobContext {
         row: &JobRecord,
         queue: Queue,
         storage: Storage,
-        work_dir: &Path,
+        work_root: &Path,
         cancel: CancellationToken,
     ) -> Self {
         let input = row.input.clone();
@@ -54,7 +57,8 @@ impl JobContext {
                 secret: row.secret.clone(),
                 queue,
                 storage,
-                work_dir: work_dir.to_path_buf(),
+                work_root: work_root.to_path_buf(),
+                scratch: OnceLock::new(),
                 cancel,
                 steps: Mutex::new(row.steps.clone()),
             }),
@@ -74,9 +78,20 @@ impl JobContext {
         self.inner.max_attempts
     }
 
-    /// A private directory for this attempt, removed when the attempt ends however it ends.
-    pub fn work_dir(&self) -> &Path {
-        &self.inner.work_dir
+    /// A private directory for this attempt, made on first use — most attempts of small kinds
+    /// never touch disk, and making and removing a directory cost more than their whole queue
+    /// path (#17) — and removed when the attempt ends however it ends. Failing to make it
+    /// (disk full, no permission) is retryable.
+    pub fn work_dir(&self) -> Result<&Path, JobError> {
+        if let Some(dir) = self.inner.scratch.get() {
+            return Ok(dir.path());
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("offload-{}-", self.job_id()))
+            .tempdir_in(&self.inner.work_root)
+            .map_err(|e| JobError::retryable(codes::SCRATCH_UNAVAILABLE, e.to_string()))?;
+        // A racing first use made one too: keep the first, remove the other.
+        Ok(self.inner.scratch.get_or_init(|| dir).path())
     }
 
     /// The document's password as the API sealed it (see `secrets::SecretKey::open`), while
@@ -101,7 +116,7 @@ impl JobContext {
         } else {
             &input.format
         };
-        let path = self.work_dir().join(format!("input.{ext}"));
+        let path = self.work_dir()?.join(format!("input.{ext}"));
         self.inner
             .storage
             .download(&input.key, &path)

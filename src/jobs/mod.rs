@@ -51,8 +51,10 @@ pub struct Policy {
     pub timeout: Duration,
     /// Attempts of this kind running at once in one worker process.
     pub concurrency: usize,
-    /// Jobs a worker claims per fetch. Keep it at `concurrency` for slow jobs so one worker
-    /// does not hoard work that an idle worker could start; raise it for tiny jobs.
+    /// Most jobs a worker claims per fetch; a claim never takes more than the worker's free
+    /// slots (on Postgres a claimed job is running at once), so no worker hoards work that an
+    /// idle one could start. For tiny jobs set `concurrency` to about twice this, so a full
+    /// batch can be claimed while the previous one runs.
     pub batch_size: usize,
     /// First retry delay; doubles per attempt with jitter, capped at a minute.
     pub backoff: Duration,

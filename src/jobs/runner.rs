@@ -291,8 +291,8 @@ impl From<JobError> for Outcome {
     }
 }
 
-/// Runs the kind within its limit and publishes what it made. The scratch directory lives
-/// exactly as long as this call.
+/// Runs the kind within its limit and publishes what it made. The scratch directory (made
+/// when the kind first asks for it) lives as long as the attempt's context.
 async fn run_kind(
     rt: &Runtime,
     kind: &dyn ErasedKind,
@@ -300,16 +300,12 @@ async fn run_kind(
     history: &[AttemptError],
 ) -> Result<(), Outcome> {
     let policy = kind.policy();
-    let scratch = tempfile::Builder::new()
-        .prefix(&format!("offload-{}-", row.id))
-        .tempdir_in(&rt.work_dir)
-        .map_err(|e| JobError::retryable(codes::SCRATCH_UNAVAILABLE, e.to_string()))?;
     let token = CancellationToken::new();
     let ctx = JobContext::new(
         row,
         rt.queue.clone(),
         rt.storage.clone(),
-        scratch.path(),
+        &rt.work_dir,
         token.clone(),
     );
     let _watcher = AbortOnDrop(tokio::spawn(watch_cancel(

@@ -33,10 +33,16 @@ impl Queue {
         id: Uuid,
         task_id: &str,
     ) -> Result<Option<JobRecord>, QueueError> {
-        let row = self
-            .writer
-            .begin(id.to_string(), task_id.to_string())
-            .await?;
+        // Started by the claim itself (Postgres); otherwise (SQLite, an in-process retry, a
+        // job that was not runnable at the claim) started here.
+        let row = match self.claims.take_started(task_id) {
+            Some(row) if row.id == id => Some(row),
+            _ => {
+                self.writer
+                    .begin(id.to_string(), task_id.to_string())
+                    .await?
+            }
+        };
         if let Some(row) = &row {
             self.publish(row);
         }

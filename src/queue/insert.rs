@@ -1,6 +1,6 @@
-//! Bulk insert: any number of jobs and their apalis tasks in two statements, in the caller's
-//! transaction, on either engine (`InsertJobs` on both engines' connections), so a submit of
-//! 1,000 jobs costs two round trips, not 2,000.
+//! Bulk insert: any number of jobs and their apalis tasks in one statement on Postgres (two on
+//! SQLite), in the caller's transaction, on either engine (`InsertJobs` on both engines'
+//! connections), so a submit of 1,000 jobs costs one round trip, not 2,000.
 
 use super::JobRecord;
 
@@ -120,7 +120,7 @@ impl InsertJobs for sqlx::SqliteConnection {
     }
 }
 
-/// Inserts `jobs` and their apalis tasks with two statements (whatever their number), in
+/// Inserts `jobs` and their apalis tasks with one statement (whatever their number), in
 /// the caller's transaction; returns the rows created (a job whose idempotency key was taken
 /// is not among them).
 async fn insert_jobs_pg(
@@ -154,24 +154,9 @@ async fn insert_jobs_pg(
         .bind(col(&rows, |r| r.input_sha256))
         .bind(col(&rows, |r| r.secret))
         .bind(now)
+        .bind(jobs.iter().map(|j| j.cached.is_none()).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
-    let tasks = tasks_of(&inserted, jobs);
-    if !tasks.is_empty() {
-        sqlx::query(PG_INSERT_TASKS)
-            .bind(tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
-            .bind(tasks.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
-            .bind(tasks.iter().map(|t| t.job.as_bytes()).collect::<Vec<_>>())
-            .bind(
-                tasks
-                    .iter()
-                    .map(|t| t.max_attempts as i32)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(tasks.iter().map(|t| t.run_at).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-    }
     Ok(inserted)
 }
 
@@ -197,33 +182,41 @@ async fn insert_jobs_sqlite(
     Ok(inserted)
 }
 
+/// The rows and their apalis tasks in one statement: a job whose idempotency key was taken
+/// gets neither; a merge job waiting for its parts (`waiting_parts`) and a job answered from
+/// the cache (`$22` false) get no task. The task's payload is `TaskRef`'s JSON, byte for byte
+/// (`{"job_id":"<id>"}`, which every worker decodes with apalis's JSON codec).
 const PG_INSERT_MANY: &str = "\
-INSERT INTO offload_jobs (
-    id, kind, status, args, task_id, attempts, max_attempts, progress_percent, progress_message,
-    input_key, input_filename, input_content_type, input_size, input_format,
-    idempotency_key, created_at, updated_at,
-    steps, callback_url, run_at, parent_id, part_index, waiting_parts, input_sha256, secret)
-SELECT v.id, v.kind, 'queued', v.args, v.task_id, 0, v.max_attempts, 0, v.message,
-    v.input_key, v.input_filename, v.input_content_type, v.input_size, v.input_format,
-    v.idempotency_key, $21, $21,
-    v.steps, v.callback_url, v.run_at, v.parent_id, v.part_index, v.waiting_parts,
-    v.input_sha256, v.secret
-FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[],
-            $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::bigint[],
-            $19::text[], $20::text[])
+WITH v AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+        $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[],
+        $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[],
+        $18::bigint[], $19::text[], $20::text[], $22::bool[])
     AS v(id, kind, args, task_id, max_attempts, message, input_key, input_filename,
          input_content_type, input_size, input_format, idempotency_key, steps, callback_url,
-         run_at, parent_id, part_index, waiting_parts, input_sha256, secret)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *";
-
-const PG_INSERT_TASKS: &str = "\
-INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
-SELECT v.id, v.kind, v.job, 'Pending', 0, v.max_attempts,
-    COALESCE(to_timestamp(v.run_at), now()), 0
-FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int[], $5::bigint[])
-    AS v(id, kind, job, max_attempts, run_at)";
+         run_at, parent_id, part_index, waiting_parts, input_sha256, secret, queue)
+), ins AS (
+    INSERT INTO offload_jobs (
+        id, kind, status, args, task_id, attempts, max_attempts, progress_percent,
+        progress_message, input_key, input_filename, input_content_type, input_size,
+        input_format, idempotency_key, created_at, updated_at, steps, callback_url, run_at,
+        parent_id, part_index, waiting_parts, input_sha256, secret)
+    SELECT v.id, v.kind, 'queued', v.args, v.task_id, 0, v.max_attempts, 0, v.message,
+        v.input_key, v.input_filename, v.input_content_type, v.input_size, v.input_format,
+        v.idempotency_key, $21, $21, v.steps, v.callback_url, v.run_at, v.parent_id,
+        v.part_index, v.waiting_parts, v.input_sha256, v.secret
+    FROM v
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *
+), tasks AS (
+    INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+    SELECT ins.task_id, ins.kind, convert_to('{\"job_id\":\"' || ins.id || '\"}', 'UTF8'),
+        'Pending', 0, ins.max_attempts::int,
+        COALESCE(to_timestamp(ins.run_at / 1000000), now()), 0
+    FROM ins JOIN v ON v.id = ins.id
+    WHERE v.queue AND ins.waiting_parts IS NULL
+)
+SELECT * FROM ins";
 
 const SQLITE_INSERT_MANY: &str = "\
 INSERT INTO offload_jobs (

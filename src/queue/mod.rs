@@ -37,6 +37,8 @@ macro_rules! on_db {
 
 mod attempts;
 mod cache;
+mod claim;
+mod claims;
 mod config;
 mod conn;
 mod follow;
@@ -141,6 +143,8 @@ pub struct Queue {
     config: Arc<QueueConfig>,
     /// Group commit for starting and ending attempts.
     writer: Arc<writer::Writer>,
+    /// What this process's Postgres claims handed over (attempts started, tasks acked).
+    claims: Arc<claims::Claims>,
     /// The apalis worker names this process registered.
     workers: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -168,8 +172,10 @@ impl Queue {
             Engine::Postgres => Db::Postgres(postgres::connect(url).await?),
             Engine::Sqlite => Db::Sqlite(sqlite::connect(url).await?),
         };
+        let claims = Arc::new(claims::Claims::default());
         Ok(Self {
-            writer: Arc::new(writer::Writer::spawn(db.clone())),
+            writer: Arc::new(writer::Writer::spawn(db.clone(), claims.clone())),
+            claims,
             workers: Arc::default(),
             db,
             feed: Feed::default(),

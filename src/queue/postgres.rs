@@ -9,6 +9,7 @@ use apalis_postgres::{Config, PostgresStorage, Pubsub};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::claim::ClaimingStorage;
 use super::config::WorkerPlan;
 use super::{Db, Dialect, Queue, QueueError, TaskRef};
 
@@ -99,7 +100,7 @@ pub(super) fn task_source(
     queue: &Queue,
     plan: &WorkerPlan,
     restarts: usize,
-) -> PollWith<PostgresStorage<TaskRef>, Strategy> {
+) -> PollWith<ClaimingStorage, Strategy> {
     let Db::Postgres(pool) = &queue.db else {
         unreachable!("a Postgres queue")
     };
@@ -113,7 +114,12 @@ pub(super) fn task_source(
         .stream(Pubsub::new(pool.clone(), plan.kind.to_string()))
         .stream(queue.wakers.stream(plan.kind))
         .interval(queue.config.poll_interval);
-    PostgresStorage::<TaskRef>::new(&pool)
-        .with_config(config)
-        .poll_with_strategy(strategy)
+    ClaimingStorage::new(
+        pool,
+        config,
+        plan.kind,
+        plan.concurrency,
+        queue.claims.clone(),
+    )
+    .poll_with_strategy(strategy)
 }

@@ -15,6 +15,7 @@ use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker
 use apalis::prelude::*;
 use uuid::Uuid;
 
+use super::claims::Claims;
 use super::config::WorkerPlan;
 use super::{Db, Queue, TaskRef};
 
@@ -42,19 +43,46 @@ pub trait Attempts: Send + Sync + 'static {
     async fn run(&self, job: Uuid, task_id: String, attempt: usize) -> AttemptEnd;
 }
 
+/// Tells the claims that a task's handler is done with it when dropped — after its last
+/// attempt here, or when apalis drops the handler (backstop timeout, shutdown).
+struct Release<'a> {
+    claims: &'a Claims,
+    task_id: &'a str,
+    /// An in-process retry follows: the task still holds its slot.
+    retrying: bool,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if !self.retrying {
+            self.claims.released(self.task_id);
+        }
+    }
+}
+
 /// The apalis handler of every kind's worker.
 async fn handle(
     task: TaskRef,
     task_id: TaskId,
     attempt: Attempt,
     attempts: Data<Arc<dyn Attempts>>,
+    claims: Data<Arc<Claims>>,
 ) -> Result<(), BoxDynError> {
+    let task_id = task_id.to_string();
+    let mut release = Release {
+        claims: &claims,
+        task_id: &task_id,
+        retrying: false,
+    };
     match attempts
-        .run(task.job_id, task_id.to_string(), attempt.current())
+        .run(task.job_id, task_id.clone(), attempt.current())
         .await
     {
         AttemptEnd::Done => Ok(()),
-        AttemptEnd::Retry(err) => Err(err),
+        AttemptEnd::Retry(err) => {
+            release.retrying = true;
+            Err(err)
+        }
         AttemptEnd::Final(reason) => Err(Box::new(AbortError::new(reason))),
     }
 }
@@ -80,10 +108,11 @@ fn worker_name(kind: &str, restarts: usize) -> String {
 /// The layers every worker gets over `backend`; a macro because each engine's backend is a
 /// different type and apalis's builder bounds are not nameable in a generic function.
 macro_rules! worker {
-    ($backend:expr, $plan:expr, $name:expr, $attempts:expr) => {
+    ($backend:expr, $plan:expr, $name:expr, $attempts:expr, $claims:expr) => {
         WorkerBuilder::new($name)
             .backend($backend)
             .data($attempts.clone())
+            .data($claims)
             .concurrency($plan.concurrency)
             .retry(retry_policy(&$plan))
             .timeout($plan.timeout + BACKSTOP_GRACE)
@@ -118,12 +147,12 @@ impl Queue {
                 Db::Postgres(_) => monitor.register(move |restarts| {
                     let name = queue.name_worker(plan.kind, restarts);
                     let backend = super::postgres::task_source(&queue, &plan, restarts);
-                    worker!(backend, plan, name, attempts)
+                    worker!(backend, plan, name, attempts, queue.claims.clone())
                 }),
                 Db::Sqlite(_) => monitor.register(move |restarts| {
                     let name = queue.name_worker(plan.kind, restarts);
                     let backend = super::sqlite::task_source(&queue, &plan, restarts);
-                    worker!(backend, plan, name, attempts)
+                    worker!(backend, plan, name, attempts, queue.claims.clone())
                 }),
             };
         }

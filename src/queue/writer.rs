@@ -4,7 +4,8 @@
 //! (a WAL flush on Postgres, the write lock on SQLite), and that — not the work — capped the
 //! queue at a few hundred jobs per second. Here they go through one writer task: it takes
 //! whatever is waiting (up to [`MAX_BATCH`]), applies all starts in one multi-row `UPDATE` and
-//! all ends in another, in one transaction, and answers each caller with its own row. Nothing
+//! all ends in another (on SQLite in one transaction; on Postgres each statement commits by
+//! itself), and answers each caller with its own row. Nothing
 //! waits for company: a lone write goes out at once, so latency stays that of a single write;
 //! under load, writes that arrive while a batch commits share the next commit.
 //!
@@ -12,10 +13,13 @@
 //! condition, and a job appears at most once per batch.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use serde_json::json;
+use sqlx::{FromRow, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::claims::Claims;
 use super::{Db, JobRecord, QueueError};
 
 /// Most writes committed together.
@@ -74,9 +78,9 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(db: Db) -> Self {
+    pub fn spawn(db: Db, claims: Arc<Claims>) -> Self {
         let (ops, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(db, rx));
+        tokio::spawn(run(db, claims, rx));
         Self { ops }
     }
 
@@ -109,7 +113,7 @@ impl Writer {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Op>) {
+async fn run(db: Db, claims: Arc<Claims>, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut deferred: VecDeque<Op> = VecDeque::new();
     loop {
         let first = match deferred.pop_front() {
@@ -135,27 +139,44 @@ async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Op>) {
         }
         later.extend(deferred.drain(..));
         deferred = later;
-        apply(&db, batch).await;
+        apply(&db, &claims, batch).await;
     }
 }
 
 /// One transaction for the whole batch; every caller gets its row (or the error).
-async fn apply(db: &Db, batch: Vec<Op>) {
+/// Applies the batch — on SQLite in one transaction, on Postgres as one statement for the
+/// starts and one for the ends — and answers every caller with its row or its statement's
+/// error.
+async fn apply(db: &Db, claims: &Claims, batch: Vec<Op>) {
     let (mut begins, mut finishes) = (Vec::new(), Vec::new());
-    let mut replies: HashMap<String, Reply> = HashMap::new();
+    let (mut begin_replies, mut finish_replies) = (HashMap::new(), HashMap::new());
     for op in batch {
         match op {
             Op::Begin { id, task_id, reply } => {
                 begins.push(json!({ "id": id, "task_id": task_id }));
-                replies.insert(id, reply);
+                begin_replies.insert(id, reply);
             }
             Op::Finish { row, reply } => {
-                replies.insert(row.id.clone(), reply);
+                finish_replies.insert(row.id.clone(), reply);
                 finishes.push(*row);
             }
         }
     }
-    match write(db, &begins, &finishes).await {
+    if matches!(db, Db::Sqlite(_)) {
+        begin_replies.extend(finish_replies);
+        let result = write(db, claims, &begins, &finishes).await;
+        return answer(begin_replies, result);
+    }
+    if !begins.is_empty() {
+        answer(begin_replies, write(db, claims, &begins, &[]).await);
+    }
+    if !finishes.is_empty() {
+        answer(finish_replies, write(db, claims, &[], &finishes).await);
+    }
+}
+
+fn answer(replies: HashMap<String, Reply>, result: Result<Vec<JobRecord>, sqlx::Error>) {
+    match result {
         Ok(rows) => {
             let mut rows: HashMap<String, JobRecord> =
                 rows.into_iter().map(|r| (r.id.to_string(), r)).collect();
@@ -174,14 +195,16 @@ async fn apply(db: &Db, batch: Vec<Op>) {
 
 async fn write(
     db: &Db,
+    claims: &Claims,
     begins: &[serde_json::Value],
     finishes: &[Finish],
 ) -> Result<Vec<JobRecord>, sqlx::Error> {
     let now = super::now_micros();
     let mut rows = Vec::with_capacity(begins.len() + finishes.len());
     match db {
+        // One statement, committing by itself (`apply` sends starts and ends apart): a
+        // transaction around it would only add BEGIN and COMMIT round trips.
         Db::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
             if !begins.is_empty() {
                 let ids: Vec<&str> = begins
                     .iter()
@@ -196,14 +219,22 @@ async fn write(
                         .bind(ids)
                         .bind(tasks)
                         .bind(now)
-                        .fetch_all(&mut *tx)
+                        .fetch_all(pool)
                         .await?,
                 );
             }
+            let mut acked = Vec::new();
             if !finishes.is_empty() {
-                rows.extend(pg_finish_many(finishes, now).fetch_all(&mut *tx).await?);
+                for row in pg_finish_many(finishes, now).fetch_all(pool).await? {
+                    let job = JobRecord::from_row(&row)?;
+                    if row.try_get::<bool, _>("acked")? {
+                        acked.push(job.task_id.clone());
+                    }
+                    rows.push(job);
+                }
             }
-            tx.commit().await?;
+            // Before anyone hears of the end: apalis's completion event comes after.
+            claims.acked(acked);
         }
         Db::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -252,7 +283,10 @@ WHERE offload_jobs.id = v.id AND offload_jobs.task_id = v.task_id
   AND +offload_jobs.status IN ('queued', 'running')
 RETURNING *";
 
+/// Ends attempts and, for those that succeeded, acks their apalis task in the same statement
+/// (`acked` says which; see `claim`).
 const PG_FINISH_MANY: &str = "\
+WITH fin AS (
 UPDATE offload_jobs AS j
 SET status = v.status, progress_percent = COALESCE(v.percent, j.progress_percent),
     progress_message = v.message, error_code = v.error_code, error_message = v.error_message,
@@ -268,16 +302,24 @@ FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::
          result_key, result_filename, result_content_type, result_size, finished_at,
          history, steps, result_parts)
 WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts AND j.status = 'running'
-RETURNING j.*";
+RETURNING j.*
+), ack AS (
+    UPDATE apalis.jobs t
+    SET status = 'Done', attempts = f.attempts, last_result = '{\"Ok\":null}', done_at = now()
+    FROM fin f
+    WHERE t.id = f.task_id AND f.status = 'succeeded' AND t.status = 'Running'
+    RETURNING t.id
+)
+SELECT fin.*, (ack.id IS NOT NULL) AS acked FROM fin LEFT JOIN ack ON ack.id = fin.task_id";
 
 fn pg_finish_many(
     rows: &[Finish],
     now: i64,
-) -> sqlx::query::QueryAs<'static, sqlx::Postgres, JobRecord, sqlx::postgres::PgArguments> {
+) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
     fn col<T>(rows: &[Finish], f: impl Fn(&Finish) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
-    sqlx::query_as::<_, JobRecord>(PG_FINISH_MANY)
+    sqlx::query(PG_FINISH_MANY)
         .bind(col(rows, |r| r.id.clone()))
         .bind(col(rows, |r| r.task_id.clone()))
         .bind(col(rows, |r| r.attempts))

@@ -155,3 +155,57 @@ async fn postgres_fetches_claim_tasks_by_id_at_any_table_size() {
     let stock = generic_plan(&mut conn, "stock", APALIS_GET_JOBS).await;
     assert!(stock.contains("Seq Scan on jobs"), "the control: {stock}");
 }
+
+/// offload's Postgres backend (#17): the claim starts the attempt and marks the task
+/// `Running` in one statement; the attempt's end acks its task in the statement that records
+/// it. After a drain every task is `Done` with apalis's success result, was locked by a worker
+/// of this process, and no job ran twice; an index apalis left twice is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claims_start_attempts_and_their_ends_ack_the_tasks() {
+    use sqlx::Connection;
+    let app = spawn_app_with(Backend::Postgres, Role::Serve, |_| {}).await;
+    let noops = (0..300)
+        .map(|_| NewJob::new("noop", json!({}), 3))
+        .collect();
+    let jobs = app.queue.enqueue(noops).await.unwrap();
+    for job in &jobs {
+        assert_eq!(
+            app.api.wait_final(&job.job.id.to_string()).await["status"],
+            "succeeded"
+        );
+    }
+    let mut conn = sqlx::PgConnection::connect(app.settings.database.url.expose())
+        .await
+        .unwrap();
+    let tasks: Vec<(String, i32, Option<Value>, Option<String>)> = sqlx::query_as(
+        "SELECT status, attempts, last_result, lock_by FROM apalis.jobs WHERE job_type = 'noop'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tasks.len(), jobs.len());
+    for (status, attempts, result, lock_by) in &tasks {
+        assert_eq!(status, "Done");
+        assert_eq!(*attempts, 1);
+        assert_eq!(result.as_ref(), Some(&json!({"Ok": null})));
+        assert!(
+            lock_by.as_deref().is_some_and(|w| w.starts_with("noop@")),
+            "{lock_by:?}"
+        );
+    }
+    let ran_twice: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM offload_jobs WHERE kind = 'noop' AND attempts <> 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(ran_twice, 0);
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = 'apalis'
+           AND indexname IN ('unique_job_id', 'lidx')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(duplicates, 0);
+}

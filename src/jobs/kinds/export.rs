@@ -279,7 +279,7 @@ impl Export {
     /// The uploaded document in this attempt's scratch directory (downloaded once per attempt).
     async fn input_path(ctx: &JobContext) -> Result<std::path::PathBuf, JobError> {
         let ext = ctx.input().map(|i| i.format.clone()).unwrap_or_default();
-        let path = ctx.work_dir().join(format!("input.{ext}"));
+        let path = ctx.work_dir()?.join(format!("input.{ext}"));
         if path.exists() {
             return Ok(path);
         }
@@ -462,7 +462,7 @@ impl Export {
         let conversion = Conversion {
             input: path,
             format,
-            out_dir: ctx.work_dir(),
+            out_dir: ctx.work_dir()?,
             settings: &settings,
             office,
             password,
@@ -497,7 +497,7 @@ impl Export {
                 height: Some(px),
                 dpi: None,
             };
-            let dir = ctx.work_dir().join("thumbnail");
+            let dir = ctx.work_dir()?.join("thumbnail");
             let page = self
                 .draw(ctx, renderer, &pdf, &[1], size, ImageFormat::Png, &dir)
                 .await?
@@ -537,7 +537,7 @@ impl Export {
                 .await?;
             return Ok(pdf.path);
         }
-        let local = ctx.work_dir().join("output.pdf");
+        let local = ctx.work_dir()?.join("output.pdf");
         if !local.is_file() {
             ctx.fetch_stored(&job.converted.key, &local).await?;
         }
@@ -581,7 +581,7 @@ impl Export {
             height: options.height,
             dpi: options.dpi,
         };
-        let dir = ctx.work_dir().join("pages");
+        let dir = ctx.work_dir()?.join("pages");
         let rendered = self
             .draw(ctx, renderer, pdf, &pages, size, format, &dir)
             .await?;
@@ -609,7 +609,7 @@ impl Export {
                 parts: ResultParts::default(),
             },
             _ => {
-                let zip = ctx.work_dir().join("pages.zip");
+                let zip = ctx.work_dir()?.join("pages.zip");
                 let (d, f, z) = (dir.clone(), files.clone(), zip.clone());
                 tokio::task::spawn_blocking(move || zip_pages(&d, &f, &z))
                     .await

@@ -61,11 +61,11 @@ async fn merge_parts(ctx: &JobContext) -> Result<ResultFile, JobError> {
         .await?;
     let mut files = Vec::with_capacity(parts.len());
     for (i, part) in parts.iter().enumerate() {
-        let path = ctx.work_dir().join(format!("part-{i}.pdf"));
+        let path = ctx.work_dir()?.join(format!("part-{i}.pdf"));
         ctx.fetch_result(part, &path).await?;
         files.push(path);
     }
-    let out = ctx.work_dir().join("merged.pdf");
+    let out = ctx.work_dir()?.join("merged.pdf");
     let target = out.clone();
     let pages = tokio::task::spawn_blocking(move || merge_files(&files, &target))
         .await

@@ -1,0 +1,370 @@
+//! offload's apalis backend on Postgres: apalis's tables, worker rows, heartbeats, orphan
+//! recovery, retry layers and board, with the hot path reshaped (#17). apalis-postgres 1.0's
+//! own backend spends per batch a fetch, a separate lock event, then per task our attempt's
+//! start, its end and apalis's ack — five commits and twenty-odd round trips for 64 jobs, and
+//! its ack statement reads every task the worker ever locked. Here, on apalis-core's public
+//! [`Persistence`] trait:
+//! - one statement claims up to the worker's free slots *and* starts their attempts in
+//!   `offload_jobs` (the task `Running` at once: no lock event);
+//! - an attempt's end acks its task in the same statement (`writer`), committed before the
+//!   handler returns, so the completion event apalis sends afterwards is dropped here;
+//!   completions that did not go that way (failures, timeouts, panics) are acked by primary key;
+//! - tasks still buffered at shutdown go back to `Pending` and their attempts are undone.
+//!
+//! Registering, heartbeats and orphan recovery are apalis-postgres's own queries.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use apalis_codec::json::JsonCodec;
+use apalis_core::backend::persistence::{Persisted, Persistence, TaskEvent, TaskPersistLayer};
+use apalis_core::backend::{Backend, BackendConfig, WireFormatBackend, finalize::Durable};
+use apalis_core::task::Task;
+use apalis_core::task::builder::TaskBuilder;
+use apalis_core::task::status::Status;
+use apalis_core::task::task_id::TaskId;
+use apalis_core::worker::context::WorkerContext;
+use apalis_postgres::{Config, Error};
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+use ulid::Ulid;
+
+use super::claims::Claims;
+use super::{JobRecord, TaskRef};
+
+/// Claims up to `$3` due tasks of queue `$2` for worker `$1` and starts the attempts of
+/// those whose job is waiting for them (`queued`, or `running` under this very task: its
+/// worker was lost and orphan recovery handed the task on), stamped `$4`. The candidates are
+/// found as apalis's `get_jobs` finds them (same filter, order and `SKIP LOCKED`), then updated
+/// by primary key (see `get_jobs.sql` for why not by a join).
+const CLAIM: &str = "\
+WITH claimed AS (
+    UPDATE apalis.jobs t
+    SET status = 'Running', lock_by = $1, lock_at = now()
+    WHERE t.id = ANY(ARRAY(
+        SELECT id FROM apalis.jobs
+        WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
+          AND run_at < now() AND job_type = $2
+        ORDER BY priority DESC, run_at ASC
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED))
+    RETURNING t.id, t.job, t.attempts, t.max_attempts, t.priority,
+              EXTRACT(EPOCH FROM t.run_at)::bigint AS run_at_secs
+),
+started AS (
+    UPDATE offload_jobs j
+    SET status = 'running', attempts = j.attempts + 1, progress_percent = 0,
+        progress_message = 'started', started_at = COALESCE(j.started_at, $4), updated_at = $4
+    FROM claimed c
+    WHERE j.id = convert_from(c.job, 'UTF8')::jsonb ->> 'job_id'
+      AND j.task_id = c.id AND j.status IN ('queued', 'running')
+    RETURNING j.*
+)
+SELECT c.id AS claimed_id, c.job AS claimed_job, c.attempts AS claimed_attempts,
+       c.max_attempts AS claimed_max_attempts, c.priority AS claimed_priority,
+       c.run_at_secs AS claimed_run_at, s.*
+FROM claimed c LEFT JOIN started s ON s.task_id = c.id";
+
+/// Acks completions by primary key (apalis's own ack first reads every task the worker ever
+/// locked). Rows: `{task_id, attempt, status, result}`.
+const ACK: &str = "\
+UPDATE apalis.jobs t
+SET status = v.status, attempts = v.attempt, last_result = v.result, done_at = now()
+FROM (SELECT value ->> 'task_id' AS task_id, (value ->> 'attempt')::integer AS attempt,
+             value ->> 'status' AS status, value -> 'result' AS result
+      FROM jsonb_array_elements($1::jsonb) AS value) AS v
+WHERE t.id = v.task_id AND t.lock_by = $2";
+
+/// apalis-postgres's worker registration (its query function takes a type it does not
+/// export), unchanged.
+const REGISTER: &str = "\
+INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (id) DO UPDATE
+SET worker_type = EXCLUDED.worker_type, storage_name = EXCLUDED.storage_name,
+    layers = EXCLUDED.layers, last_seen = now()
+WHERE pg_try_advisory_lock(hashtext(workers.id))";
+
+/// Undoes the attempts a claim started for tasks that never reached their handler.
+const UNDO_STARTS: &str = "\
+UPDATE offload_jobs AS j
+SET status = 'queued', attempts = j.attempts - 1, progress_message = 'queued',
+    started_at = CASE WHEN j.attempts = 1 THEN NULL ELSE j.started_at END, updated_at = $4
+FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(id, task_id, attempts)
+WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts
+  AND j.status = 'running'";
+
+/// The persistence behind [`ClaimingStorage`]: one per worker.
+#[derive(Clone)]
+pub(super) struct ClaimingPersistence {
+    pool: PgPool,
+    config: Config,
+    kind: &'static str,
+    concurrency: usize,
+    claims: Arc<Claims>,
+}
+
+impl ClaimingPersistence {
+    /// How many tasks the next claim may take: the free slots, at least one (apalis asks for
+    /// a task only when a slot is free) and at most a batch.
+    fn room(&self) -> i64 {
+        let free = self
+            .concurrency
+            .saturating_sub(self.claims.handling(self.kind));
+        free.clamp(1, self.config.batch_size.max(1)) as i64
+    }
+
+    fn task(&self, row: &sqlx::postgres::PgRow, worker: &str) -> Result<Task<Vec<u8>>, Error> {
+        let id: String = row.try_get("claimed_id")?;
+        let ulid = Ulid::from_string(&id).map_err(|e| {
+            Error::Database(sqlx::Error::Decode(format!("task id {id:?}: {e}").into()))
+        })?;
+        let attempts: i32 = row.try_get("claimed_attempts")?;
+        let max_attempts: i32 = row.try_get("claimed_max_attempts")?;
+        let priority: i32 = row.try_get("claimed_priority")?;
+        let run_at: i64 = row.try_get("claimed_run_at")?;
+        Ok(TaskBuilder::new(row.try_get::<Vec<u8>, _>("claimed_job")?)
+            .task_id(TaskId::from_ulid(ulid))
+            .queue(self.kind.to_string().into())
+            .status(Status::Running)
+            .attempt(attempts.max(0) as usize)
+            .max_attempts(max_attempts.max(0) as usize)
+            .priority(priority.max(0) as usize)
+            .run_at_timestamp(run_at.max(0) as u64)
+            .lock_by(Some(worker.to_string()))
+            .build())
+    }
+}
+
+impl Persistence for ClaimingPersistence {
+    type Compact = Vec<u8>;
+    type Error = Error;
+    type Response = Value;
+
+    async fn register(&mut self, worker: &WorkerContext) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        let dead_for = self.config.orphaned_duration().as_secs();
+        let recovered =
+            apalis_postgres::queries::reenqueue_orphaned(&mut *tx, self.kind, dead_for).await?;
+        let done = sqlx::query(REGISTER)
+            .bind(worker.name())
+            .bind(self.kind)
+            .bind("PgStorage")
+            .bind(worker.get_service())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::WorkerAlreadyExists(worker.name().to_owned()));
+        }
+        tx.commit().await?;
+        self.claims.forget(self.kind);
+        if recovered > 0 {
+            tracing::debug!(
+                recovered,
+                worker = worker.name(),
+                "re-enqueued orphaned tasks"
+            );
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        let dead_for = self.config.orphaned_duration().as_secs();
+        apalis_postgres::queries::keep_alive(&mut *tx, self.kind, worker).await?;
+        let recovered =
+            apalis_postgres::queries::reenqueue_orphaned(&mut *tx, self.kind, dead_for).await?;
+        tx.commit().await?;
+        if recovered > 0 {
+            tracing::debug!(
+                recovered,
+                worker = worker.name(),
+                "re-enqueued orphaned tasks"
+            );
+        }
+        Ok(())
+    }
+
+    async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<Task<Vec<u8>>>, Error> {
+        let rows = sqlx::query(CLAIM)
+            .bind(worker.name())
+            .bind(self.kind)
+            .bind(self.room())
+            .bind(super::now_micros())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut tasks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task = self.task(row, worker.name())?;
+            let started = match row.try_get::<Option<String>, _>("id")? {
+                Some(_) => Some(<JobRecord as sqlx::FromRow<_>>::from_row(row)?),
+                None => None,
+            };
+            let task_id: String = row.try_get("claimed_id")?;
+            self.claims.claimed(self.kind, &task_id, started);
+            tasks.push(task);
+        }
+        Ok(tasks)
+    }
+
+    async fn reenqueue_abandoned(
+        &mut self,
+        tasks: Vec<Task<Vec<u8>>>,
+        worker: &WorkerContext,
+    ) -> Result<u64, Error> {
+        let ids: Vec<String> = tasks
+            .iter()
+            .filter_map(|t| t.task_id().map(|id| id.to_string()))
+            .collect();
+        let undo: Vec<JobRecord> = ids
+            .iter()
+            .filter_map(|id| {
+                let row = self.claims.take_started(id);
+                self.claims.released(id);
+                row
+            })
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let count =
+            apalis_postgres::queries::reenqueue_abandoned(&mut *tx, self.kind, worker.name(), &ids)
+                .await?;
+        sqlx::query(UNDO_STARTS)
+            .bind(undo.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
+            .bind(undo.iter().map(|r| r.task_id.clone()).collect::<Vec<_>>())
+            .bind(undo.iter().map(|r| r.attempts).collect::<Vec<_>>())
+            .bind(super::now_micros())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<TaskEvent<Value>>,
+        worker: &WorkerContext,
+    ) -> Result<(), Error> {
+        let acks: Vec<Value> = events
+            .into_iter()
+            .filter_map(|event| match event {
+                TaskEvent::Complete(done) => Some(done),
+                _ => None,
+            })
+            .filter(|done| !self.claims.take_acked(&done.task_id.to_string()))
+            .map(|done| {
+                serde_json::json!({
+                    "task_id": done.task_id.to_string(),
+                    "attempt": done.attempt,
+                    "status": done.status.to_string(),
+                    "result": match &done.result {
+                        Ok(v) => serde_json::json!({ "Ok": v }),
+                        Err(e) => serde_json::json!({ "Err": e }),
+                    },
+                })
+            })
+            .collect();
+        if acks.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(ACK)
+            .bind(Value::Array(acks))
+            .bind(worker.name())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn push_tasks(&mut self, tasks: Vec<Task<Vec<u8>>>) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        apalis_postgres::queries::push_tasks(&mut *tx, self.kind, tasks).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The apalis backend of one Postgres worker (see the module header).
+pub(super) struct ClaimingStorage {
+    persistence: Persisted<ClaimingPersistence>,
+    codec: JsonCodec,
+}
+
+impl ClaimingStorage {
+    pub fn new(
+        pool: PgPool,
+        config: Config,
+        kind: &'static str,
+        concurrency: usize,
+        claims: Arc<Claims>,
+    ) -> Self {
+        Self {
+            persistence: Persisted::new(ClaimingPersistence {
+                pool,
+                config,
+                kind,
+                concurrency,
+                claims,
+            }),
+            codec: JsonCodec::default(),
+        }
+    }
+}
+
+impl Backend for ClaimingStorage {
+    type Task = Task<Vec<u8>>;
+    type Error = Error;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Result<(), Error>> {
+        let heartbeat = self.persistence.config.heartbeat_interval;
+        self.persistence.poll_ready(cx, worker, heartbeat)
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Option<Result<Self::Task, Error>>> {
+        self.persistence.poll_next(cx, worker)
+    }
+
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Result<(), Error>> {
+        self.persistence.poll_close(cx, worker)
+    }
+}
+
+impl BackendConfig for ClaimingStorage {
+    type Args = TaskRef;
+    type Kind = Durable;
+    type Id = Ulid;
+    type Config = Config;
+    type Layer = TaskPersistLayer<JsonCodec<Value>, Value>;
+
+    fn config(&self) -> &Config {
+        &self.persistence.config
+    }
+
+    fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
+        let batch = self.persistence.config.batch_size;
+        // Results are persisted (the ack); no lock event: the claim set `Running` already.
+        self.persistence
+            .layer(JsonCodec::<Value>::default(), batch)
+            .persist_results(true)
+            .lock_tasks(false)
+    }
+}
+
+impl WireFormatBackend for ClaimingStorage {
+    type Codec = JsonCodec;
+    type Compact = Vec<u8>;
+
+    fn codec(&self) -> &JsonCodec {
+        &self.codec
+    }
+}
