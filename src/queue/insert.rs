@@ -206,7 +206,7 @@ WITH v AS (
         v.idempotency_key, $21, $21, v.steps, v.callback_url, v.run_at, v.parent_id,
         v.part_index, v.waiting_parts, v.input_sha256, v.secret
     FROM v
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), tasks AS (
     INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
