@@ -94,6 +94,9 @@ FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(id, task_id, attempts)
 WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts
   AND j.status = 'running'";
 
+/// How long a claim waits for half a batch of free slots while other tasks run.
+const GATHER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// The persistence behind [`ClaimingStorage`]: one per worker.
 #[derive(Clone)]
 pub(super) struct ClaimingPersistence {
@@ -106,12 +109,21 @@ pub(super) struct ClaimingPersistence {
 
 impl ClaimingPersistence {
     /// How many tasks the next claim may take: the free slots, at least one (apalis asks for
-    /// a task only when a slot is free) and at most a batch.
-    fn room(&self) -> i64 {
+    /// a task only when a slot is free) and at most a batch. While others run, it first waits
+    /// (briefly) for half a batch of slots: apalis asks again as soon as one slot frees, and
+    /// a claim per freed slot would cost a statement per job.
+    async fn room(&self) -> i64 {
+        let batch = self.config.batch_size.max(1);
         let free = self
-            .concurrency
-            .saturating_sub(self.claims.handling(self.kind));
-        free.clamp(1, self.config.batch_size.max(1)) as i64
+            .claims
+            .room(
+                self.kind,
+                self.concurrency,
+                batch.div_ceil(2),
+                GATHER_PATIENCE,
+            )
+            .await;
+        free.clamp(1, batch) as i64
     }
 
     fn task(&self, row: &sqlx::postgres::PgRow, worker: &str) -> Result<Task<Vec<u8>>, Error> {
@@ -189,7 +201,7 @@ impl Persistence for ClaimingPersistence {
         let rows = sqlx::query(CLAIM)
             .bind(worker.name())
             .bind(self.kind)
-            .bind(self.room())
+            .bind(self.room().await)
             .bind(super::now_micros())
             .fetch_all(&self.pool)
             .await?;

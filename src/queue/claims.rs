@@ -16,6 +16,8 @@ use super::JobRecord;
 #[derive(Debug, Default)]
 pub(super) struct Claims {
     inner: Mutex<Inner>,
+    /// Notified whenever a handler lets go of its task (a slot freed).
+    freed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -57,12 +59,39 @@ impl Claims {
 
     /// The handler of `task_id` is done with it (no retry follows in this process).
     pub fn released(&self, task_id: &str) {
-        let mut inner = self.lock();
-        inner.started.remove(task_id);
-        if let Some(kind) = inner.handling.remove(task_id)
-            && let Some(n) = inner.per_kind.get_mut(kind)
         {
-            *n = n.saturating_sub(1);
+            let mut inner = self.lock();
+            inner.started.remove(task_id);
+            if let Some(kind) = inner.handling.remove(task_id)
+                && let Some(n) = inner.per_kind.get_mut(kind)
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
+        self.freed.notify_waiters();
+    }
+
+    /// Waits until a worker of `kind` with `slots` slots has room for at least `want` more
+    /// tasks, or has nothing running, or `patience` passed; returns the room then.
+    pub async fn room(
+        &self,
+        kind: &str,
+        slots: usize,
+        want: usize,
+        patience: std::time::Duration,
+    ) -> usize {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before reading, so a release in between is not missed.
+            let freed = self.freed.notified();
+            let busy = self.handling(kind);
+            let room = slots.saturating_sub(busy);
+            if room >= want || busy == 0 {
+                return room;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return room;
+            }
         }
     }
 
@@ -90,6 +119,24 @@ impl Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn room_waits_for_enough_free_slots_or_an_idle_worker() {
+        let claims = std::sync::Arc::new(Claims::default());
+        for t in ["a", "b", "c"] {
+            claims.claimed("noop", t, None);
+        }
+        let long = std::time::Duration::from_secs(30);
+        let waiting = {
+            let claims = claims.clone();
+            tokio::spawn(async move { claims.room("noop", 4, 3, long).await })
+        };
+        claims.released("a");
+        claims.released("b");
+        assert_eq!(waiting.await.unwrap(), 3);
+        claims.released("c");
+        assert_eq!(claims.room("noop", 4, 8, long).await, 4, "idle: no wait");
+    }
 
     #[test]
     fn a_claim_counts_until_its_handler_is_done_and_hands_its_attempt_out_once() {

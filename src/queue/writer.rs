@@ -120,6 +120,13 @@ impl Writer {
 async fn run(db: Db, claims: Arc<Claims>, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut deferred: VecDeque<Op> = VecDeque::new();
     let mut busy = false;
+    // Postgres runs two batches at once on two connections, so one statement's round trip
+    // and commit do not idle the server; SQLite has one writer anyway. A job's writes never
+    // overlap: each caller waits for its answer before its next write.
+    let slots = Arc::new(tokio::sync::Semaphore::new(match db {
+        Db::Postgres(_) => 2,
+        Db::Sqlite(_) => 1,
+    }));
     loop {
         let first = match deferred.pop_front() {
             Some(op) => op,
@@ -128,6 +135,7 @@ async fn run(db: Db, claims: Arc<Claims>, mut rx: mpsc::UnboundedReceiver<Op>) {
                 None => return,
             },
         };
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
         if busy {
             for _ in 0..GATHER_YIELDS {
                 tokio::task::yield_now().await;
@@ -150,11 +158,14 @@ async fn run(db: Db, claims: Arc<Claims>, mut rx: mpsc::UnboundedReceiver<Op>) {
         later.extend(deferred.drain(..));
         deferred = later;
         busy = batch.len() > 1;
-        apply(&db, &claims, batch).await;
+        let (db, claims) = (db.clone(), claims.clone());
+        tokio::spawn(async move {
+            apply(&db, &claims, batch).await;
+            drop(slot);
+        });
     }
 }
 
-/// One transaction for the whole batch; every caller gets its row (or the error).
 /// Applies the batch — on SQLite in one transaction, on Postgres as one statement for the
 /// starts and one for the ends — and answers every caller with its row or its statement's
 /// error.
