@@ -185,8 +185,11 @@ impl Application {
             let endpoint = endpoint.around(move |ep, req| {
                 let keys = keys.clone();
                 async move {
-                    if !keys.allows(&req) {
-                        return Ok(crate::api::auth::unauthorized());
+                    // The board is for operators: the default tenant's keys.
+                    match keys.identify(&req) {
+                        None => return Ok(crate::api::auth::unauthorized()),
+                        Some(c) if !c.operator => return Ok(crate::api::auth::operators_only()),
+                        Some(_) => {}
                     }
                     Ok(ep.call(req).await?.into_response())
                 }

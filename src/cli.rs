@@ -99,6 +99,16 @@ pub struct Server {
         default_value = "http://127.0.0.1:8080"
     )]
     pub url: String,
+    /// API key of a server with `API_KEYS` (sent as `Authorization: Bearer`).
+    #[arg(long = "api-key", env = "OFFLOAD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+impl Server {
+    /// A client of this server.
+    pub fn remote(&self) -> anyhow::Result<crate::client::Remote> {
+        crate::client::Remote::new(&self.url, self.api_key.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -53,11 +53,24 @@ fn bar(len: u64, template: &str) -> ProgressBar {
 }
 
 impl Remote {
-    pub fn new(server: &str) -> Self {
-        Self {
-            base: server.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+    /// A client of `server`, sending `api_key` (when given) with every request.
+    pub fn new(server: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .context("the API key is not a valid header value")?;
+            // Kept out of any debug output of the request.
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .context("cannot make an HTTP client")?;
+        Ok(Self {
+            base: server.trim_end_matches('/').to_string(),
+            http,
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -322,7 +335,7 @@ fn options_json(pairs: &[String]) -> anyhow::Result<Option<String>> {
 /// `offload submit`: upload each file; with `wait` (or an output), follow it and download the
 /// result. Fails (non-zero exit) when any job fails, with the job's error message.
 pub async fn submit(
-    server: &str,
+    remote: &Remote,
     files: &[PathBuf],
     wait: bool,
     output: Option<&Path>,
@@ -341,7 +354,6 @@ pub async fn submit(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
     }
-    let remote = Remote::new(server);
     let mut failures = 0;
     for path in files {
         let job = remote.upload(path, export).await?;
@@ -414,8 +426,8 @@ fn thumbnail_path(target: &Path) -> PathBuf {
 }
 
 /// `offload status`: one line per field that matters.
-pub async fn status(server: &str, id: Uuid) -> anyhow::Result<()> {
-    let job = Remote::new(server).job(id).await?;
+pub async fn status(remote: &Remote, id: Uuid) -> anyhow::Result<()> {
+    let job = remote.job(id).await?;
     println!("id:       {id}");
     println!("kind:     {}", job["kind"].as_str().unwrap_or("?"));
     println!("status:   {}", job["status"].as_str().unwrap_or("?"));
@@ -432,14 +444,14 @@ pub async fn status(server: &str, id: Uuid) -> anyhow::Result<()> {
         );
     }
     if let Some(url) = job["result"]["url"].as_str() {
-        println!("result:   {}{url}", server.trim_end_matches('/'));
+        println!("result:   {}{url}", remote.base);
     }
     Ok(())
 }
 
 /// `offload cancel`.
-pub async fn cancel(server: &str, id: Uuid) -> anyhow::Result<()> {
-    let job = Remote::new(server).cancel(id).await?;
+pub async fn cancel(remote: &Remote, id: Uuid) -> anyhow::Result<()> {
+    let job = remote.cancel(id).await?;
     println!("{id} {}", job["status"].as_str().unwrap_or("?"));
     Ok(())
 }

@@ -37,10 +37,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             export,
         }) => {
             let export = export.request()?;
-            return client::submit(&server.url, &files, wait, output.as_deref(), &export).await;
+            let remote = server.remote()?;
+            return client::submit(&remote, &files, wait, output.as_deref(), &export).await;
         }
-        Some(Command::Status { id, server }) => return client::status(&server.url, id).await,
-        Some(Command::Cancel { id, server }) => return client::cancel(&server.url, id).await,
+        Some(Command::Status { id, server }) => {
+            return client::status(&server.remote()?, id).await;
+        }
+        Some(Command::Cancel { id, server }) => {
+            return client::cancel(&server.remote()?, id).await;
+        }
         Some(Command::Serve(r)) => (Role::Serve, r.settings),
         Some(Command::Api(r)) => (Role::Api, r.settings),
         Some(Command::Worker(r)) => (Role::Worker, r.settings),

@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus/OpenMetrics text format, through `prometheus-client`.
 //!
-//! Label values are kind names (which the registry holds to `[a-z0-9_]`), statuses and
-//! outcomes (fixed sets): none needs escaping, which matters because prometheus-client 0.24
+//! Label values are kind names (which the registry holds to `[a-z0-9_]`), tenant names (held to
+//! `[a-z0-9_-]`), statuses and outcomes (fixed sets): none needs escaping, which matters because prometheus-client 0.24
 //! writes label values as they are.
 //!
 //! Job counts by kind and status (and so queue depth) come from the database at each scrape,
@@ -27,17 +27,20 @@ const BUCKETS: [f64; 12] = [
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindStatus {
+    tenant: String,
     kind: String,
     status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Kind {
+    tenant: String,
     kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindOutcome {
+    tenant: String,
     kind: String,
     outcome: String,
 }
@@ -100,12 +103,12 @@ impl Default for Metrics {
         );
         registry.register(
             "offload_jobs",
-            "Jobs in the database by kind and status",
+            "Jobs in the database by tenant, kind and status",
             jobs.clone(),
         );
         registry.register(
             "offload_queue_depth",
-            "Jobs waiting for a worker (queued), by kind",
+            "Jobs waiting for a worker (queued), by tenant and kind",
             queue_depth.clone(),
         );
         registry.register(
@@ -115,7 +118,7 @@ impl Default for Metrics {
         );
         registry.register(
             "offload_attempt_duration_seconds",
-            "Duration of job attempts run by this process, by kind and outcome",
+            "Duration of job attempts run by this process, by tenant, kind and outcome",
             attempts.clone(),
         );
         Self {
@@ -142,8 +145,9 @@ impl Drop for InFlight<'_> {
 impl Metrics {
     /// Records one finished attempt; `outcome` is `succeeded`, `failed`, `retried` or
     /// `cancelled`.
-    pub fn attempt(&self, kind: &str, outcome: &'static str, took: Duration) {
+    pub fn attempt(&self, tenant: &str, kind: &str, outcome: &'static str, took: Duration) {
         let labels = KindOutcome {
+            tenant: tenant.to_string(),
             kind: kind.to_string(),
             outcome: outcome.to_string(),
         };
@@ -165,29 +169,44 @@ impl Metrics {
         InFlight(&self.conversions_in_flight)
     }
 
-    /// The exposition: `jobs` are `(kind, status, count)` rows from the database; every kind
-    /// and status gets a value, zero when it has no row.
-    pub fn render(&self, jobs: &[(String, String, i64)], kinds: &[&str]) -> String {
+    /// The exposition: `jobs` are `(tenant, kind, status, count)` rows from the database;
+    /// every kind and status of every tenant in `tenants` or in the rows gets a value, zero
+    /// when it has no row.
+    pub fn render(
+        &self,
+        jobs: &[(String, String, String, i64)],
+        kinds: &[&str],
+        tenants: &[String],
+    ) -> String {
         let _one_at_a_time = self.scrape.lock().expect("metrics lock");
-        let count = |kind: &str, status: JobStatus| {
+        let count = |tenant: &str, kind: &str, status: JobStatus| {
             jobs.iter()
-                .find(|(k, s, _)| k == kind && s == status.as_str())
-                .map_or(0, |(_, _, n)| *n)
+                .find(|(t, k, s, _)| t == tenant && k == kind && s == status.as_str())
+                .map_or(0, |(_, _, _, n)| *n)
         };
-        for kind in kinds {
-            for status in JobStatus::ALL {
-                let labels = KindStatus {
+        let mut all: std::collections::BTreeSet<&str> =
+            tenants.iter().map(String::as_str).collect();
+        all.extend(jobs.iter().map(|(t, _, _, _)| t.as_str()));
+        for tenant in all {
+            for kind in kinds {
+                for status in JobStatus::ALL {
+                    let labels = KindStatus {
+                        tenant: tenant.to_string(),
+                        kind: kind.to_string(),
+                        status: status.as_str().to_string(),
+                    };
+                    self.jobs
+                        .get_or_create(&labels)
+                        .set(count(tenant, kind, status));
+                }
+                let labels = Kind {
+                    tenant: tenant.to_string(),
                     kind: kind.to_string(),
-                    status: status.as_str().to_string(),
                 };
-                self.jobs.get_or_create(&labels).set(count(kind, status));
+                self.queue_depth
+                    .get_or_create(&labels)
+                    .set(count(tenant, kind, JobStatus::Queued));
             }
-            let labels = Kind {
-                kind: kind.to_string(),
-            };
-            self.queue_depth
-                .get_or_create(&labels)
-                .set(count(kind, JobStatus::Queued));
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -203,28 +222,34 @@ mod tests {
     #[test]
     fn the_exposition_has_every_family_with_zeroes_filled_in() {
         let m = Metrics::default();
-        m.attempt("sleep", "succeeded", Duration::from_millis(30));
-        m.attempt("sleep", "succeeded", Duration::from_secs(3));
+        m.attempt("acme", "sleep", "succeeded", Duration::from_millis(30));
+        m.attempt("acme", "sleep", "succeeded", Duration::from_secs(3));
         let _busy = m.conversion_started();
         let text = m.render(
-            &[("sleep".into(), "queued".into(), 4)],
+            &[("acme".into(), "sleep".into(), "queued".into(), 4)],
             &["export", "sleep"],
+            &["default".to_string()],
         );
         assert!(
-            text.contains("offload_jobs{kind=\"sleep\",status=\"queued\"} 4\n"),
+            text.contains("offload_jobs{tenant=\"acme\",kind=\"sleep\",status=\"queued\"} 4\n"),
             "{text}"
         );
-        assert!(text.contains("offload_jobs{kind=\"export\",status=\"failed\"} 0\n"));
-        assert!(text.contains("offload_queue_depth{kind=\"sleep\"} 4\n"));
+        assert!(
+            text.contains("offload_jobs{tenant=\"default\",kind=\"sleep\",status=\"queued\"} 0\n")
+        );
+        assert!(
+            text.contains("offload_jobs{tenant=\"acme\",kind=\"export\",status=\"failed\"} 0\n")
+        );
+        assert!(text.contains("offload_queue_depth{tenant=\"acme\",kind=\"sleep\"} 4\n"));
         assert!(text.contains("offload_conversions_in_flight 1\n"));
         assert!(text.contains(
-            "offload_attempt_duration_seconds_bucket{le=\"0.05\",kind=\"sleep\",outcome=\"succeeded\"} 1\n"
+            "offload_attempt_duration_seconds_bucket{le=\"0.05\",tenant=\"acme\",kind=\"sleep\",outcome=\"succeeded\"} 1\n"
         ), "{text}");
         assert!(text.contains(
-            "offload_attempt_duration_seconds_bucket{le=\"5.0\",kind=\"sleep\",outcome=\"succeeded\"} 2\n"
+            "offload_attempt_duration_seconds_bucket{le=\"5.0\",tenant=\"acme\",kind=\"sleep\",outcome=\"succeeded\"} 2\n"
         ));
         assert!(text.contains(
-            "offload_attempt_duration_seconds_count{kind=\"sleep\",outcome=\"succeeded\"} 2\n"
+            "offload_attempt_duration_seconds_count{tenant=\"acme\",kind=\"sleep\",outcome=\"succeeded\"} 2\n"
         ));
     }
 }

@@ -75,6 +75,8 @@ pub enum ApiErrorCode {
     Overloaded,
     /// An API key is required (`Authorization: Bearer <key>`).
     Unauthorized,
+    /// This key may not use this route (a tenant's key on an operator's route).
+    Forbidden,
     /// The request took too long.
     RequestTimeout,
     /// Unexpected failure; the cause is in the server's log.

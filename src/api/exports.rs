@@ -282,6 +282,7 @@ impl ExportsApi {
     async fn create_export(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&super::auth::Caller>,
         req: &poem::Request,
         form: ExportForm,
         /// Any client-chosen string (at most 255 bytes); retrying a request with the same key
@@ -289,7 +290,7 @@ impl ExportsApi {
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         idempotency_key: Header<Option<String>>,
     ) -> Result<Accepted, CreateExportError> {
-        let key = super::idempotency_key(idempotency_key.0)?;
+        let key = super::idempotency_key(idempotency_key.0, &caller)?;
         let output = match form.format.unwrap_or(FormField::Known(OutputFormat::Pdf)) {
             FormField::Known(format) => format,
             FormField::Unknown(text) => {
@@ -405,6 +406,7 @@ impl ExportsApi {
         jobs[0].callback_url = callback_url;
         for job in jobs.iter_mut() {
             job.run_at = run_at;
+            job.tenant = caller.tenant.clone();
         }
         let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
         let enqueued = match state.queue.enqueue(jobs).await {

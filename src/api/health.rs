@@ -190,9 +190,13 @@ impl HealthApi {
         state: Data<&Arc<ApiState>>,
     ) -> Result<PlainText<String>, MetricsError> {
         let counts = state.queue.counts().await?;
-        Ok(PlainText(
-            state.metrics.render(&counts, &state.registry.names()),
-        ))
+        let mut tenants: Vec<String> = state.keys.tenants().iter().map(|t| t.to_string()).collect();
+        tenants.push(crate::model::Tenant::DEFAULT.to_string());
+        Ok(PlainText(state.metrics.render(
+            &counts,
+            &state.registry.names(),
+            &tenants,
+        )))
     }
 
     /// Supported formats

@@ -7,6 +7,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use poem::Body;
 use poem::web::Data;
+
+use super::auth::Caller;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, EventStream, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -260,16 +262,17 @@ impl JobsApi {
     async fn create_job(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         body: JsonBody<NewJobRequest>,
         /// Retrying a request with the same key returns the job the first one created.
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         idempotency_key: Header<Option<String>>,
     ) -> Result<Accepted, CreateJobError> {
-        let key = super::idempotency_key(idempotency_key.0)?;
+        let key = super::idempotency_key(idempotency_key.0, &caller)?;
         if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
             return Ok(Accepted::job(existing));
         }
-        let mut job = state.new_job(body.0, "body").await?;
+        let mut job = state.new_job(body.0, "body", &caller).await?;
         job.idempotency_key = key;
         let mut created = state.queue.enqueue(vec![job]).await?;
         Ok(Accepted::job(created.remove(0).job.into()))
@@ -287,6 +290,7 @@ impl JobsApi {
     async fn create_batch(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         body: JsonBody<BatchRequest>,
     ) -> Result<BatchAccepted, CreateBatchError> {
         let n = body.0.jobs.len();
@@ -299,7 +303,11 @@ impl JobsApi {
         }
         let mut jobs = Vec::with_capacity(n);
         for (i, req) in body.0.jobs.into_iter().enumerate() {
-            jobs.push(state.new_job(req, &format!("body.jobs[{i}]")).await?);
+            jobs.push(
+                state
+                    .new_job(req, &format!("body.jobs[{i}]"), &caller)
+                    .await?,
+            );
         }
         let created = state.queue.enqueue(jobs).await?;
         Ok(BatchAccepted::Accepted(Json(BatchCreated {
@@ -319,9 +327,10 @@ impl JobsApi {
     async fn get_job(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Json<Job>, JobError> {
-        let row = state.job(id.0).await?;
+        let row = state.job(id.0, &caller).await?;
         Ok(Json(state.queue.view(row).await?))
     }
 
@@ -337,6 +346,7 @@ impl JobsApi {
     async fn list_jobs(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         /// Only jobs in this status.
         status: Query<Option<JobStatus>>,
         /// Only jobs of this kind.
@@ -364,6 +374,7 @@ impl JobsApi {
         }
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         let filter = ListFilter {
+            tenant: caller.tenant.clone(),
             status: status.0,
             kind: kind.0,
             // One extra row tells whether another page exists.
@@ -401,9 +412,10 @@ impl JobsApi {
     async fn get_result(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<ResultDownload, ResultError> {
-        let row = state.job(id.0).await?;
+        let row = state.job(id.0, &caller).await?;
         let result = downloadable(&row)?;
         serve(
             &state,
@@ -427,12 +439,13 @@ impl JobsApi {
     async fn get_result_file(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
         /// 1-based position in `result.files`.
         #[oai(validator(minimum(value = "1")))]
         n: Path<u32>,
     ) -> Result<ResultDownload, ResultError> {
-        let row = state.job(id.0).await?;
+        let row = state.job(id.0, &caller).await?;
         let result = downloadable(&row)?;
         let files = &result.parts.files;
         let file = files.get(n.0 as usize - 1).ok_or_else(|| {
@@ -467,9 +480,10 @@ impl JobsApi {
     async fn get_result_thumbnail(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<ResultDownload, ResultError> {
-        let row = state.job(id.0).await?;
+        let row = state.job(id.0, &caller).await?;
         let result = downloadable(&row)?;
         let thumb = result.parts.thumbnail.as_ref().ok_or_else(|| {
             ApiError::not_found(
@@ -500,9 +514,10 @@ impl JobsApi {
     async fn events(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<EventStream<BoxStream<'static, Job>>, JobError> {
-        let first = state.job(id.0).await?;
+        let first = state.job(id.0, &caller).await?;
         let stream = job_updates(Arc::clone(state.0), first);
         Ok(EventStream::new(stream.boxed()).keep_alive(Duration::from_secs(15)))
     }
@@ -520,8 +535,10 @@ impl JobsApi {
     async fn cancel(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Json<Job>, JobStateError> {
+        state.job(id.0, &caller).await?;
         let row = state.queue.cancel(id.0).await?;
         Ok(Json(state.queue.view(row).await?))
     }
@@ -538,9 +555,10 @@ impl JobsApi {
     async fn retry(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Retried, JobStateError> {
-        let row = state.job(id.0).await?;
+        let row = state.job(id.0, &caller).await?;
         if row.expired_at.is_some() && (row.input.is_some() || row.is_parent()) {
             return Err(ApiError::conflict(
                 ApiErrorCode::InputExpired,
@@ -572,8 +590,10 @@ impl JobsApi {
     async fn delete(
         &self,
         state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Deleted, DeleteError> {
+        state.job(id.0, &caller).await?;
         let deleted = state.queue.delete(id.0).await?;
         if deleted.is_empty() {
             return Err(ApiError::job_not_found(id.0).into());

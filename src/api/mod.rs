@@ -79,11 +79,17 @@ impl ApiState {
             .unwrap_or(1)
     }
 
-    /// Job `id` as stored, or 404 `job_not_found`.
-    async fn job(&self, id: uuid::Uuid) -> Result<crate::queue::JobRecord, ApiError> {
+    /// Job `id` as stored, or 404 `job_not_found` — also when it is another tenant's, so that
+    /// another tenant's id tells nothing an unknown one would not.
+    async fn job(
+        &self,
+        id: uuid::Uuid,
+        caller: &auth::Caller,
+    ) -> Result<crate::queue::JobRecord, ApiError> {
         self.queue
             .get(id)
             .await?
+            .filter(|row| row.tenant == caller.tenant)
             .ok_or_else(|| ApiError::job_not_found(id))
     }
 
@@ -98,7 +104,12 @@ impl ApiState {
     }
 
     /// Validates an argument-only job request; `field` names it in errors.
-    async fn new_job(&self, req: jobs::NewJobRequest, field: &str) -> Result<NewJob, ApiError> {
+    async fn new_job(
+        &self,
+        req: jobs::NewJobRequest,
+        field: &str,
+        caller: &auth::Caller,
+    ) -> Result<NewJob, ApiError> {
         let kind = self
             .registry
             .get(&req.kind)
@@ -141,6 +152,7 @@ impl ApiState {
             ),
         })?;
         let mut job = NewJob::new(kind.name(), args, kind.policy().max_attempts);
+        job.tenant = caller.tenant.clone();
         job.steps = kind.steps().to_vec();
         job.callback_url = self
             .callback_url(req.callback_url, &format!("{field}.callback_url"))
@@ -170,14 +182,14 @@ impl ApiState {
     }
 }
 
-/// Checks an `Idempotency-Key` header value.
-fn idempotency_key(key: Option<String>) -> Result<Option<String>, ApiError> {
+/// Checks an `Idempotency-Key` header value; the key as stored for `caller`'s tenant.
+fn idempotency_key(key: Option<String>, caller: &auth::Caller) -> Result<Option<String>, ApiError> {
     match key {
         Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY => Err(ApiError::bad_request(
             ApiErrorCode::InvalidIdempotencyKey,
             format!("header Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"),
         )),
-        other => Ok(other),
+        other => Ok(other.map(|k| caller.tenant.idempotency_key(&k))),
     }
 }
 
@@ -257,10 +269,17 @@ pub fn routes(state: Arc<ApiState>) -> impl Endpoint {
             let (state, allowed) = (guarded.clone(), allowed.clone());
             async move {
                 // Keys guard every route here; each operation's own limits are its transform.
-                if !state.keys.allows(&req) {
-                    return Ok(auth::unauthorized());
-                }
                 let path = req.uri().path().to_string();
+                let mut req = req;
+                if !auth::ApiKeys::is_public(&path) {
+                    let Some(caller) = state.keys.identify(&req) else {
+                        return Ok(auth::unauthorized());
+                    };
+                    if auth::ApiKeys::is_operator_only(&path) && !caller.operator {
+                        return Ok(auth::operators_only());
+                    }
+                    req.extensions_mut().insert(caller);
+                }
                 let mut resp = ep.call(req).await?.into_response();
                 // RFC 9110: a 405 names the methods the resource does accept.
                 if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED

@@ -215,13 +215,21 @@ async fn attempt(
     };
     let result = match result {
         Ok(()) => {
-            rt.metrics
-                .attempt(&row.kind, "succeeded", started.elapsed());
+            rt.metrics.attempt(
+                row.tenant.as_str(),
+                &row.kind,
+                "succeeded",
+                started.elapsed(),
+            );
             return Ok(());
         }
         Err(Outcome::Cancelled) => {
-            rt.metrics
-                .attempt(&row.kind, "cancelled", started.elapsed());
+            rt.metrics.attempt(
+                row.tenant.as_str(),
+                &row.kind,
+                "cancelled",
+                started.elapsed(),
+            );
             tracing::info!("attempt stopped: the job was cancelled or deleted");
             return Err(Stop::Final("cancelled".into()));
         }
@@ -231,7 +239,8 @@ async fn attempt(
     let max = u64::try_from(row.max_attempts).unwrap_or(1);
     let is_final = !result.retryable || lease.attempt as u64 >= max || apalis_attempt as u64 >= max;
     let outcome = if is_final { "failed" } else { "retried" };
-    rt.metrics.attempt(&row.kind, outcome, started.elapsed());
+    rt.metrics
+        .attempt(row.tenant.as_str(), &row.kind, outcome, started.elapsed());
     tracing::warn!(code = %result.code, message = %result.message, is_final, "attempt failed");
     history.push(AttemptError {
         attempt: lease.attempt,

@@ -12,6 +12,8 @@ use super::steps::{self, Step};
 #[derive(Debug, Clone)]
 pub struct JobRecord {
     pub id: Uuid,
+    /// Whose job it is: only this tenant's keys reach it.
+    pub tenant: super::Tenant,
     pub kind: String,
     pub status: JobStatus,
     pub args: serde_json::Value,
@@ -176,6 +178,7 @@ pub struct Lease {
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: Uuid,
+    pub tenant: super::Tenant,
     pub kind: String,
     pub args: serde_json::Value,
     pub max_attempts: u32,
@@ -203,6 +206,7 @@ impl NewJob {
     pub fn new(kind: &str, args: serde_json::Value, max_attempts: u32) -> Self {
         Self {
             id: Uuid::new_v4(),
+            tenant: super::Tenant::default_tenant(),
             kind: kind.to_string(),
             args,
             max_attempts,

@@ -9,6 +9,7 @@
 //! - [`formats`]: what an export may produce ([`formats::OutputFormat`]) from which document
 //!   [`formats::Family`];
 //! - [`options`]: what a user may tune in an export ([`ExportOptions`]);
+//! - [`tenant`]: whose job a job is ([`Tenant`]);
 //! - [`view`]: the public Job JSON (HTTP answers, SSE events and webhook bodies alike).
 
 pub mod codes;
@@ -17,6 +18,7 @@ pub mod job;
 pub mod options;
 pub mod status;
 pub mod steps;
+pub mod tenant;
 pub mod view;
 
 pub use codes::ErrorCode;
@@ -27,3 +29,4 @@ pub use job::{
 pub use options::ExportOptions;
 pub use status::JobStatus;
 pub use steps::{Step, StepStatus};
+pub use tenant::Tenant;

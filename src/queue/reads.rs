@@ -7,6 +7,8 @@ use super::{Db, JobRecord, JobStatus, Queue, QueueError, sql};
 /// Filters and page of `GET /jobs`, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
+    /// Only this tenant's jobs (always: nobody lists another tenant's).
+    pub tenant: crate::model::Tenant,
     pub status: Option<JobStatus>,
     pub kind: Option<String>,
     pub limit: u32,
@@ -58,6 +60,7 @@ impl Queue {
             .bind(before_at)
             .bind(before_id.as_deref())
             .bind(i64::from(filter.limit))
+            .bind(filter.tenant.as_str())
             .fetch_all(pool)
             .await)?;
         Ok(rows)
@@ -88,9 +91,10 @@ impl Queue {
     }
 
     /// `(kind, status, count)` of every job, for `/metrics`.
-    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>, QueueError> {
+    /// `(tenant, kind, status, count)` of every job in the database.
+    pub async fn counts(&self) -> Result<Vec<(String, String, String, i64)>, QueueError> {
         let q = self.sql(sql::COUNTS);
-        let rows = on_db!(&self.db, pool => sqlx::query_as::<_, (String, String, i64)>(q).fetch_all(pool).await)?;
+        let rows = on_db!(&self.db, pool => sqlx::query_as::<_, (String, String, String, i64)>(q).fetch_all(pool).await)?;
         Ok(rows)
     }
 

@@ -70,6 +70,7 @@ where
         };
         Ok(JobRecord {
             id: uuid("id", &text("id")?)?,
+            tenant: crate::model::Tenant::stored(text("tenant")?),
             kind: text("kind")?,
             status: JobStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
             args: serde_json::from_str(&text("args")?).map_err(|e| bad("args", e))?,

@@ -22,7 +22,7 @@ pub(super) const STATUS: &str = "SELECT status FROM offload_jobs WHERE id = $1";
 
 pub(super) const LIST: &str = "\
 SELECT * FROM offload_jobs
-WHERE ($1 IS NULL OR status = $1)
+WHERE tenant = $6 AND ($1 IS NULL OR status = $1)
   AND ($2 IS NULL OR kind = $2)
   AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))
 ORDER BY created_at DESC, id DESC
@@ -121,7 +121,7 @@ WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
 
 pub(super) const COUNTS: &str =
-    "SELECT kind, status, COUNT(*) FROM offload_jobs GROUP BY kind, status";
+    "SELECT tenant, kind, status, COUNT(*) FROM offload_jobs GROUP BY tenant, kind, status";
 
 /// Finished jobs whose files may go: a merge job and its parts are one unit, so a part waits
 /// until its merge job has finished (and would expire) too.

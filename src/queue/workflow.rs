@@ -147,7 +147,9 @@ impl Queue {
     ) -> Result<(), QueueError> {
         let callbacks = self.config.callbacks;
         let args = json!({ "job_id": row.id, "url": url });
-        let delivery = NewJob::new(callbacks.kind, args, callbacks.max_attempts);
+        let mut delivery = NewJob::new(callbacks.kind, args, callbacks.max_attempts);
+        // The delivery is the job's own business: its tenant's, listed with its jobs.
+        delivery.tenant = row.tenant.clone();
         changed.extend(
             conn.insert_jobs(std::slice::from_ref(&delivery), now)
                 .await?,
@@ -344,6 +346,7 @@ mod tests {
     fn part_row() -> JobRecord {
         JobRecord {
             id: Uuid::nil(),
+            tenant: crate::model::Tenant::default_tenant(),
             kind: "export".into(),
             status: JobStatus::Failed,
             args: json!({}),

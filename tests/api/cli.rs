@@ -321,4 +321,70 @@ mod client {
             text(&unknown.stderr)
         );
     }
+
+    /// `--api-key` / `OFFLOAD_API_KEY` (#18): the client commands work against a keyed server,
+    /// as the key's tenant.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_client_commands_send_the_api_key_of_their_tenant() {
+        let app = spawn_app_with(Backend::Sqlite, offload::app::Role::Api, |s| {
+            s.http.api_keys = "acme:acme-key,globex:globex-key".parse().unwrap();
+            s.worker.demo_kinds = offload::settings::DemoKinds::On;
+        })
+        .await;
+        let acme = Api::with_key(&app.base, "acme-key");
+        let id = acme.create_job("sleep", json!({"seconds": 60})).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let run = |args: Vec<&str>, key: Option<&str>| {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_offload"));
+            cmd.args(args).env_remove("OFFLOAD_API_KEY");
+            if let Some(key) = key {
+                cmd.env("OFFLOAD_API_KEY", key);
+            }
+            async move { cmd.output().await.expect("run offload") }
+        };
+        let anonymous = run(vec!["status", &id, "--server", &app.base], None).await;
+        assert!(!anonymous.status.success());
+        assert!(
+            text(&anonymous.stderr).contains("API key"),
+            "{}",
+            text(&anonymous.stderr)
+        );
+        let other = run(
+            vec!["status", &id, "--server", &app.base],
+            Some("globex-key"),
+        )
+        .await;
+        assert!(
+            !other.status.success(),
+            "another tenant's key finds nothing"
+        );
+        assert!(
+            text(&other.stderr).contains("404"),
+            "{}",
+            text(&other.stderr)
+        );
+        let mine = run(vec!["status", &id, "--server", &app.base], Some("acme-key")).await;
+        assert!(mine.status.success(), "{}", text(&mine.stderr));
+        assert!(
+            text(&mine.stdout).contains("status:   queued"),
+            "{}",
+            text(&mine.stdout)
+        );
+        let cancel = run(
+            vec![
+                "cancel",
+                &id,
+                "--server",
+                &app.base,
+                "--api-key",
+                "acme-key",
+            ],
+            None,
+        )
+        .await;
+        assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+        assert_eq!(acme.get_job(&id).await["status"], "cancelled");
+    }
 }

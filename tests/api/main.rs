@@ -26,5 +26,6 @@ mod queue_conformance;
 mod queue_plans;
 mod sandbox;
 mod storage;
+mod tenants;
 mod webhooks;
 mod workflows;

@@ -1,0 +1,142 @@
+//! Tenants (#18): keys of one tenant never reach another tenant's jobs — through any operation
+//! of the spec, so a new endpoint cannot leak — and only the default tenant's keys see the
+//! operator routes.
+
+use offload::app::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+const ACME: &str = "acme-key";
+const GLOBEX: &str = "globex-key";
+const OPERATOR: &str = "operator-key";
+
+on_both_backends!(
+    a_tenant_reaches_none_of_another_tenants_jobs,
+    equal_idempotency_keys_of_two_tenants_make_two_jobs,
+);
+
+async fn two_tenants(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Role::Serve, |s| {
+        s.http.api_keys = format!("acme:{ACME},globex:{GLOBEX},{OPERATOR}")
+            .parse()
+            .unwrap();
+        s.worker.demo_kinds = offload::settings::DemoKinds::On;
+    })
+    .await
+}
+
+/// Every operation of the spec that names a job, with `id` filled in.
+async fn job_operations(app: &TestApp, id: &str) -> Vec<(Method, String)> {
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        if !path.contains("{id}") {
+            continue;
+        }
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            ops.push((method, path.replace("{id}", id).replace("{n}", "1")));
+        }
+    }
+    assert!(ops.len() >= 8, "the spec's job operations: {ops:?}");
+    ops
+}
+
+async fn a_tenant_reaches_none_of_another_tenants_jobs(backend: Backend) {
+    let app = two_tenants(backend).await;
+    let (acme, globex) = (
+        Api::with_key(&app.api.base, ACME),
+        Api::with_key(&app.api.base, GLOBEX),
+    );
+    let job = acme.create_job("noop", json!({})).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(acme.wait_final(&id).await["status"], "succeeded");
+
+    for (method, path) in job_operations(&app, &id).await {
+        let resp = globex
+            .client
+            .request(method.clone(), globex.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "job_not_found", "{method} {path}: {body}");
+    }
+    // The job is still there, whole, for its own tenant.
+    assert_eq!(acme.get_job(&id).await["status"], "succeeded");
+    let listed = |page: Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(listed(acme.list_jobs("").await).contains(&id));
+    assert!(!listed(globex.list_jobs("").await).contains(&id));
+    let operator = Api::with_key(&app.api.base, OPERATOR);
+    assert!(
+        !listed(operator.list_jobs("").await).contains(&id),
+        "the default tenant is a tenant too"
+    );
+}
+
+async fn equal_idempotency_keys_of_two_tenants_make_two_jobs(backend: Backend) {
+    let app = two_tenants(backend).await;
+    let submit = |key: &'static str| {
+        let base = app.api.base.clone();
+        async move {
+            let api = Api::with_key(&base, key);
+            let resp = api
+                .client
+                .post(api.url("/api/v1/jobs"))
+                .header("Idempotency-Key", "order-42")
+                .json(&json!({"kind": "noop"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+            resp.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (a1, a2, g1, o1) = (
+        submit(ACME).await,
+        submit(ACME).await,
+        submit(GLOBEX).await,
+        submit(OPERATOR).await,
+    );
+    assert_eq!(a1, a2, "the same tenant's retry gets its job back");
+    assert_ne!(a1, g1);
+    assert_ne!(a1, o1);
+    assert_ne!(g1, o1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_default_tenants_keys_see_the_operator_routes() {
+    let app = two_tenants(Backend::Sqlite).await;
+    let board = format!("http://{}/", app.board_addr.expect("the board listens"));
+    let routes = [app.api.url("/metrics"), app.api.url("/board"), board];
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for url in routes {
+        let tenant = client.get(&url).bearer_auth(ACME).send().await.unwrap();
+        assert_eq!(tenant.status(), StatusCode::FORBIDDEN, "{url}");
+        let body: Value = tenant.json().await.unwrap();
+        assert_eq!(body["code"], "forbidden", "{url}");
+        let operator = client.get(&url).bearer_auth(OPERATOR).send().await.unwrap();
+        assert!(
+            operator.status().is_success() || operator.status().is_redirection(),
+            "{url}: {}",
+            operator.status()
+        );
+    }
+}
