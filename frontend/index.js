@@ -115,6 +115,8 @@
       const form = new FormData();
       for (const f of files) form.append("file", f, f.name);
       if (files.length > 1) form.append("merge", "true");
+      // Someone is watching this page: the upload goes before other tenants' backfills.
+      form.append("priority", "interactive");
       // A merge joins PDFs: it is always one.
       const format = files.length > 1 ? "pdf" : document.getElementById("format").value;
       if (format !== "pdf") form.append("format", format);

@@ -52,6 +52,9 @@ pub struct ExportForm {
     /// same options before; `bypass`: convert, leave the cache alone; `refresh`: convert and
     /// replace the cached result. Password-protected documents are never cached.
     cache: Option<FormField<CacheMode>>,
+    /// `interactive` (someone waits for it: claimed first; what the upload page sends),
+    /// `normal` (default) or `bulk` (only when nothing else waits).
+    priority: Option<FormField<crate::model::Priority>>,
     /// With several files: convert them in parallel and join the PDFs, in upload order, into
     /// one. The answer is the merge job; its `parts` are the per-file jobs.
     merge: Option<bool>,
@@ -343,6 +346,19 @@ impl ExportsApi {
                 .into());
             }
         };
+        let priority = match form
+            .priority
+            .unwrap_or(FormField::Known(Default::default()))
+        {
+            FormField::Known(p) => p,
+            FormField::Unknown(text) => {
+                return Err(ApiError::invalid(
+                    ApiErrorCode::InvalidArguments,
+                    format!("field priority: {text:?} is not one of interactive, normal, bulk"),
+                )
+                .into());
+            }
+        };
         let password = form.password.map(|p| p.0).filter(|p| !p.is_empty());
         let password = password.as_ref().map(|p| p.as_str());
         if password.is_some() && state.secrets.is_none() {
@@ -407,6 +423,7 @@ impl ExportsApi {
         for job in jobs.iter_mut() {
             job.run_at = run_at;
             job.tenant = caller.tenant.clone();
+            job.priority = priority;
         }
         let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
         let enqueued = match state.queue.enqueue(jobs).await {

@@ -45,6 +45,9 @@ pub struct NewJobRequest {
     pub callback_url: Option<String>,
     /// Run no earlier than this (RFC 3339); the job waits in `queued` until then.
     pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `interactive` (someone waits for it: claimed first), `normal` (default) or `bulk`
+    /// (only when nothing else of its kind waits).
+    pub priority: Option<crate::model::Priority>,
 }
 
 /// Several argument-only jobs, created in one transaction.

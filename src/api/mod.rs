@@ -158,6 +158,7 @@ impl ApiState {
             .callback_url(req.callback_url, &format!("{field}.callback_url"))
             .await?;
         job.run_at = req.run_at.map(|t| t.timestamp_micros());
+        job.priority = req.priority.unwrap_or_default();
         Ok(job)
     }
 

@@ -14,6 +14,8 @@ pub struct JobRecord {
     pub id: Uuid,
     /// Whose job it is: only this tenant's keys reach it.
     pub tenant: super::Tenant,
+    /// Which waiting job a worker takes first.
+    pub priority: super::Priority,
     pub kind: String,
     pub status: JobStatus,
     pub args: serde_json::Value,
@@ -179,6 +181,7 @@ pub struct Lease {
 pub struct NewJob {
     pub id: Uuid,
     pub tenant: super::Tenant,
+    pub priority: super::Priority,
     pub kind: String,
     pub args: serde_json::Value,
     pub max_attempts: u32,
@@ -207,6 +210,7 @@ impl NewJob {
         Self {
             id: Uuid::new_v4(),
             tenant: super::Tenant::default_tenant(),
+            priority: super::Priority::Normal,
             kind: kind.to_string(),
             args,
             max_attempts,

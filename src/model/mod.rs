@@ -9,13 +9,14 @@
 //! - [`formats`]: what an export may produce ([`formats::OutputFormat`]) from which document
 //!   [`formats::Family`];
 //! - [`options`]: what a user may tune in an export ([`ExportOptions`]);
-//! - [`tenant`]: whose job a job is ([`Tenant`]);
+//! - [`tenant`]: whose job a job is ([`Tenant`]); [`priority`]: which waiting job goes first;
 //! - [`view`]: the public Job JSON (HTTP answers, SSE events and webhook bodies alike).
 
 pub mod codes;
 pub mod formats;
 pub mod job;
 pub mod options;
+pub mod priority;
 pub mod status;
 pub mod steps;
 pub mod tenant;
@@ -27,6 +28,7 @@ pub use job::{
     now_micros,
 };
 pub use options::ExportOptions;
+pub use priority::Priority;
 pub use status::JobStatus;
 pub use steps::{Step, StepStatus};
 pub use tenant::Tenant;

@@ -124,6 +124,8 @@ pub struct Job {
     /// `export`, `noop`, `sleep`, or a kind the embedding application registered.
     pub kind: String,
     pub status: JobStatus,
+    /// Which waiting job a worker takes first: `interactive`, `normal` or `bulk`.
+    pub priority: super::Priority,
     pub progress: Progress,
     /// Attempts started so far.
     pub attempts: u32,
@@ -266,6 +268,7 @@ impl From<JobRecord> for Job {
             options,
             cache_hit: r.cache_hit,
             status: r.status,
+            priority: r.priority,
             kind: r.kind,
             progress: Progress {
                 percent: u8::try_from(r.progress_percent.clamp(0, 100)).unwrap_or(0),
@@ -297,6 +300,7 @@ impl poem_openapi::types::Example for Job {
             id,
             kind: "export".into(),
             status: JobStatus::Succeeded,
+            priority: super::Priority::Interactive,
             progress: Progress {
                 percent: 100,
                 message: "done".into(),

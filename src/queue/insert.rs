@@ -9,6 +9,7 @@ use super::JobRecord;
 struct NewRow<'a> {
     id: String,
     tenant: &'a str,
+    priority: &'static str,
     kind: &'a str,
     args: String,
     task_id: String,
@@ -36,6 +37,7 @@ impl<'a> NewRow<'a> {
         Self {
             id: job.id.to_string(),
             tenant: job.tenant.as_str(),
+            priority: job.priority.as_str(),
             kind: &job.kind,
             args: job.args.to_string(),
             task_id: super::new_task_id(),
@@ -67,6 +69,7 @@ struct NewTask {
     job: String,
     max_attempts: i64,
     run_at: Option<i64>,
+    priority: i32,
 }
 
 /// The tasks of `rows` (inserted from `jobs`): none for a merge job waiting for its parts, nor
@@ -85,6 +88,7 @@ fn tasks_of(rows: &[JobRecord], jobs: &[super::NewJob]) -> Vec<NewTask> {
             job: String::from_utf8(super::task_payload(r.id)).expect("JSON is UTF-8"),
             max_attempts: r.max_attempts,
             run_at: r.run_at.map(|at| at / 1_000_000),
+            priority: r.priority.rank(),
         })
         .collect()
 }
@@ -158,6 +162,8 @@ async fn insert_jobs_pg(
         .bind(now)
         .bind(jobs.iter().map(|j| j.cached.is_none()).collect::<Vec<_>>())
         .bind(col(&rows, |r| r.tenant))
+        .bind(col(&rows, |r| r.priority))
+        .bind(jobs.iter().map(|j| j.priority.rank()).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
     Ok(inserted)
@@ -194,20 +200,20 @@ WITH v AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[],
         $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[],
-        $18::bigint[], $19::text[], $20::text[], $22::bool[], $23::text[])
+        $18::bigint[], $19::text[], $20::text[], $22::bool[], $23::text[], $24::text[], $25::int[])
     AS v(id, kind, args, task_id, max_attempts, message, input_key, input_filename,
          input_content_type, input_size, input_format, idempotency_key, steps, callback_url,
-         run_at, parent_id, part_index, waiting_parts, input_sha256, secret, queue, tenant)
+         run_at, parent_id, part_index, waiting_parts, input_sha256, secret, queue, tenant, priority, rank)
 ), ins AS (
     INSERT INTO offload_jobs (
         id, kind, status, args, task_id, attempts, max_attempts, progress_percent,
         progress_message, input_key, input_filename, input_content_type, input_size,
         input_format, idempotency_key, created_at, updated_at, steps, callback_url, run_at,
-        parent_id, part_index, waiting_parts, input_sha256, secret, tenant)
+        parent_id, part_index, waiting_parts, input_sha256, secret, tenant, priority)
     SELECT v.id, v.kind, 'queued', v.args, v.task_id, 0, v.max_attempts, 0, v.message,
         v.input_key, v.input_filename, v.input_content_type, v.input_size, v.input_format,
         v.idempotency_key, $21, $21, v.steps, v.callback_url, v.run_at, v.parent_id,
-        v.part_index, v.waiting_parts, v.input_sha256, v.secret, v.tenant
+        v.part_index, v.waiting_parts, v.input_sha256, v.secret, v.tenant, v.priority
     FROM v
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -215,7 +221,7 @@ WITH v AS (
     INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
     SELECT ins.task_id, ins.kind, convert_to('{\"job_id\":\"' || ins.id || '\"}', 'UTF8'),
         'Pending', 0, ins.max_attempts::int,
-        COALESCE(to_timestamp(ins.run_at / 1000000), now()), 0
+        COALESCE(to_timestamp(ins.run_at / 1000000), now()), v.rank
     FROM ins JOIN v ON v.id = ins.id
     WHERE v.queue AND ins.waiting_parts IS NULL
 )
@@ -227,14 +233,14 @@ INSERT INTO offload_jobs (
     input_key, input_filename, input_content_type, input_size, input_format,
     idempotency_key, created_at, updated_at,
     steps, callback_url, run_at, parent_id, part_index, waiting_parts, input_sha256, secret,
-    tenant)
+    tenant, priority)
 SELECT value ->> 'id', value ->> 'kind', 'queued', value ->> 'args', value ->> 'task_id', 0,
     value ->> 'max_attempts', 0, value ->> 'message',
     value ->> 'input_key', value ->> 'input_filename', value ->> 'input_content_type',
     value ->> 'input_size', value ->> 'input_format', value ->> 'idempotency_key', ?2, ?2,
     value ->> 'steps', value ->> 'callback_url', value ->> 'run_at', value ->> 'parent_id',
     value ->> 'part_index', value ->> 'waiting_parts', value ->> 'input_sha256',
-    value ->> 'secret', value ->> 'tenant'
+    value ->> 'secret', value ->> 'tenant', value ->> 'priority'
 FROM json_each(?1) WHERE true
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *";
@@ -242,5 +248,6 @@ RETURNING *";
 const SQLITE_INSERT_TASKS: &str = "\
 INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority)
 SELECT CAST(value ->> 'job' AS BLOB), value ->> 'id', value ->> 'kind', 'Pending', 0,
-    value ->> 'max_attempts', COALESCE(value ->> 'run_at', strftime('%s', 'now')), 0
+    value ->> 'max_attempts', COALESCE(value ->> 'run_at', strftime('%s', 'now')),
+    value ->> 'priority'
 FROM json_each(?1)";

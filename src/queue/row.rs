@@ -71,6 +71,10 @@ where
         Ok(JobRecord {
             id: uuid("id", &text("id")?)?,
             tenant: crate::model::Tenant::stored(text("tenant")?),
+            priority: {
+                let p = text("priority")?;
+                crate::model::Priority::parse(&p).ok_or_else(|| bad("priority", &p))?
+            },
             kind: text("kind")?,
             status: JobStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
             args: serde_json::from_str(&text("args")?).map_err(|e| bad("args", e))?,

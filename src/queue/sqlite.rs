@@ -25,7 +25,7 @@ pub(super) const DIALECT: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     insert_task: "\
 INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority)
-VALUES (?3, ?1, ?2, 'Pending', 0, ?4, COALESCE(?5, strftime('%s', 'now')), 0)",
+VALUES (?3, ?1, ?2, 'Pending', 0, ?4, COALESCE(?5, strftime('%s', 'now')), ?6)",
     delete_task: "DELETE FROM Jobs WHERE id = ?1",
     kill_pending_task: "\
 UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now')

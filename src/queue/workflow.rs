@@ -148,8 +148,10 @@ impl Queue {
         let callbacks = self.config.callbacks;
         let args = json!({ "job_id": row.id, "url": url });
         let mut delivery = NewJob::new(callbacks.kind, args, callbacks.max_attempts);
-        // The delivery is the job's own business: its tenant's, listed with its jobs.
+        // The delivery is the job's own business: its tenant's, listed with its jobs, at its
+        // priority.
         delivery.tenant = row.tenant.clone();
+        delivery.priority = row.priority;
         changed.extend(
             conn.insert_jobs(std::slice::from_ref(&delivery), now)
                 .await?,
@@ -172,6 +174,7 @@ impl Queue {
             Arg::Bytes(task_payload(job.id)),
             Arg::Int32(job.max_attempts as i32),
             Arg::MaybeInt(None),
+            Arg::Int32(job.priority.rank()),
         ];
         conn.execute(self.dialect().insert_task, &args).await?;
         Ok(())
@@ -347,6 +350,7 @@ mod tests {
         JobRecord {
             id: Uuid::nil(),
             tenant: crate::model::Tenant::default_tenant(),
+            priority: crate::model::Priority::Normal,
             kind: "export".into(),
             status: JobStatus::Failed,
             args: json!({}),

@@ -21,6 +21,7 @@ mod outage;
 mod outputs;
 mod passwords;
 mod pdf;
+mod priorities;
 mod processes;
 mod queue_conformance;
 mod queue_plans;
