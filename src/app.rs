@@ -340,6 +340,7 @@ fn limits(settings: &Settings) -> Limits {
     let http = &settings.http;
     Limits {
         max_queued_jobs: http.max_queued_jobs,
+        tenant_max_queued_jobs: http.tenant_max_queued_jobs.clone(),
         uploads_per_minute: http.uploads_per_minute,
         request_timeout: Duration::from_secs(http.request_timeout_secs),
         upload_timeout: Duration::from_secs(http.upload_timeout_secs),

@@ -112,11 +112,17 @@ pub struct HttpSettings {
     )]
     pub api_keys: ApiKeys,
 
-    /// Most jobs waiting in the queue; submits beyond it get 429 (0: no cap).
+    /// Most jobs one tenant may have waiting in the queue; its submits beyond it get 429 (0: no
+    /// cap).
     #[arg(long, env = "MAX_QUEUED_JOBS", default_value_t = 100_000)]
     pub max_queued_jobs: u64,
 
-    /// Uploads (`POST /exports`) one client address may make per minute (0: no limit).
+    /// Per-tenant exceptions to `MAX_QUEUED_JOBS`: `acme=500000,trial=100`.
+    #[arg(long, env = "TENANT_MAX_QUEUED_JOBS", default_value = "")]
+    pub tenant_max_queued_jobs: crate::api::limits::TenantCaps,
+
+    /// Uploads (`POST /exports`) one client may make per minute — one API key when keys are
+    /// on, else one address (0: no limit).
     #[arg(long, env = "UPLOADS_PER_MINUTE", default_value_t = 120)]
     pub uploads_per_minute: u32,
 

@@ -25,13 +25,48 @@ use poem::http::{StatusCode, header};
 use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response};
 
 use super::ApiState;
+use super::auth::Caller;
 use super::errors::{ApiErrorCode, ErrorBody};
+use crate::model::Tenant;
+
+/// Per-tenant exceptions to a cap (`acme=500000,trial=100`), parsed once at the edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantCaps(std::collections::BTreeMap<Tenant, u64>);
+
+impl TenantCaps {
+    /// `tenant`'s cap: its exception, else `default`.
+    pub fn cap(&self, tenant: &Tenant, default: u64) -> u64 {
+        self.0.get(tenant).copied().unwrap_or(default)
+    }
+}
+
+impl std::str::FromStr for TenantCaps {
+    type Err = String;
+
+    fn from_str(setting: &str) -> Result<Self, String> {
+        let mut caps = std::collections::BTreeMap::new();
+        for entry in setting.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, cap) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("{entry:?}: expected tenant=number"))?;
+            let tenant: Tenant = name.trim().parse()?;
+            let cap = cap
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{entry:?}: {cap:?} is not a number"))?;
+            caps.insert(tenant, cap);
+        }
+        Ok(Self(caps))
+    }
+}
 
 /// The limits of the API listener.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Most queued jobs per tenant (0: no cap), unless `tenant_max_queued_jobs` says otherwise.
     pub max_queued_jobs: u64,
-    /// Uploads per client address per minute (0: no limit).
+    pub tenant_max_queued_jobs: TenantCaps,
+    /// Uploads per client (API key, or address without keys) per minute (0: no limit).
     pub uploads_per_minute: u32,
     pub request_timeout: Duration,
     pub upload_timeout: Duration,
@@ -113,10 +148,18 @@ fn timed_out(limit: Duration) -> Response {
     )
 }
 
-/// Per-client token buckets for uploads (governor's GCRA, keyed by address).
+/// Who an upload rate counts against: an API key (named by its digest) when keys are on,
+/// else an address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Client {
+    Key(String),
+    Address(IpAddr),
+}
+
+/// Per-client token buckets for uploads (governor's GCRA, keyed by [`Client`]).
 pub struct UploadRate {
     per_minute: u32,
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    limiter: Option<DefaultKeyedRateLimiter<Client>>,
 }
 
 impl UploadRate {
@@ -131,7 +174,7 @@ impl UploadRate {
     }
 
     /// Takes one token for `client`; `Err(seconds)` to wait when there is none.
-    pub fn take(&self, client: IpAddr) -> Result<(), u64> {
+    pub fn take(&self, client: &Client) -> Result<(), u64> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -139,7 +182,7 @@ impl UploadRate {
             // Forget clients whose buckets have long been full again.
             limiter.retain_recent();
         }
-        limiter.check_key(&client).map_err(|not_until| {
+        limiter.check_key(client).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
@@ -162,12 +205,13 @@ impl UploadRate {
     }
 }
 
-/// The limits with their state: the upload buckets and the cached queued-job count.
+/// The limits with their state: the upload buckets and the cached queued-job counts.
 pub struct Guards {
     pub limits: Limits,
     uploads: UploadRate,
-    /// Queued-job count and when it was read: submits check it at most every 250 ms.
-    queued: tokio::sync::Mutex<(Option<Instant>, i64)>,
+    /// Each tenant's queued-job count and when it was read: its submits check it at most
+    /// every 250 ms.
+    queued: tokio::sync::Mutex<std::collections::HashMap<Tenant, (Instant, i64)>>,
 }
 
 impl Guards {
@@ -175,36 +219,40 @@ impl Guards {
         Self {
             uploads: UploadRate::new(limits.uploads_per_minute),
             limits,
-            queued: tokio::sync::Mutex::new((None, 0)),
+            queued: Default::default(),
         }
     }
 
-    /// `Some(response)` (429) when the queue already holds `MAX_QUEUED_JOBS`.
-    async fn queue_full(&self, queue: &crate::queue::Queue) -> Option<Response> {
-        let cap = self.limits.max_queued_jobs;
+    /// `Some(response)` (429) when `tenant` already has its cap of queued jobs.
+    async fn queue_full(&self, queue: &crate::queue::Queue, tenant: &Tenant) -> Option<Response> {
+        let cap = (self.limits.tenant_max_queued_jobs).cap(tenant, self.limits.max_queued_jobs);
         if cap == 0 {
             return None;
         }
         let mut cached = self.queued.lock().await;
-        if cached
-            .0
-            .is_none_or(|at| at.elapsed() > Duration::from_millis(250))
-        {
-            // A failing count must not block submits; the queue itself reports the outage.
-            let count = queue.queued_count().await.unwrap_or(0);
-            *cached = (Some(Instant::now()), count);
+        if cached.len() > 10_000 {
+            cached.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
         }
-        let queued = u64::try_from(cached.1).unwrap_or(0);
+        let fresh = cached
+            .get(tenant)
+            .is_some_and(|(at, _)| at.elapsed() <= Duration::from_millis(250));
+        if !fresh {
+            // A failing count must not block submits; the queue itself reports the outage.
+            let count = queue.queued_count(tenant).await.unwrap_or(0);
+            cached.insert(tenant.clone(), (Instant::now(), count));
+        }
+        let entry = cached.get_mut(tenant).expect("just read");
+        let queued = u64::try_from(entry.1).unwrap_or(0);
         if queued < cap {
             // Count the admitted submit until the next read, so a burst within the cache
             // window cannot overshoot the cap (a refused or batch submit is corrected then).
-            cached.1 += 1;
+            entry.1 += 1;
             return None;
         }
         let mut resp = json_error(
             StatusCode::TOO_MANY_REQUESTS,
             ApiErrorCode::Overloaded,
-            format!("{queued} jobs are waiting (the limit is {cap}); retry shortly"),
+            format!("{queued} of your jobs are waiting (your limit is {cap}); retry shortly"),
         );
         resp.headers_mut().insert(header::RETRY_AFTER, 5.into());
         Some(resp)
@@ -219,9 +267,14 @@ enum Guard {
     Upload,
 }
 
-/// The client address of a request, for rate limiting.
-fn client_ip(req: &Request) -> Option<IpAddr> {
-    req.remote_addr().as_socket_addr().map(|a| a.ip())
+/// Who a request's uploads count against: its API key, else its address.
+fn client(req: &Request, state: &ApiState) -> Option<Client> {
+    if state.keys.enabled() {
+        return Some(Client::Key(state.keys.scope(req)));
+    }
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|a| Client::Address(a.ip()))
 }
 
 /// Runs `req` through the checks of `guard`, then `ep` within its time limit.
@@ -242,13 +295,18 @@ async fn guarded<E: Endpoint>(ep: &E, mut req: Request, guard: Guard) -> poem::R
         None => None,
     };
     if guard == Guard::Upload
-        && let Some(ip) = client_ip(&req)
-        && let Err(wait) = g.uploads.take(ip)
+        && let Some(client) = client(&req, &state)
+        && let Err(wait) = g.uploads.take(&client)
     {
         return Ok(g.uploads.refusal(wait));
     }
+    let tenant = req
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.tenant.clone())
+        .unwrap_or_default();
     if guard != Guard::Read
-        && let Some(full) = g.queue_full(&state.queue).await
+        && let Some(full) = g.queue_full(&state.queue, &tenant).await
     {
         return Ok(full);
     }
@@ -289,15 +347,28 @@ mod tests {
     #[test]
     fn the_bucket_holds_a_minute_of_uploads_per_client() {
         let rate = UploadRate::new(60);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let ip = Client::Address("192.0.2.1".parse().unwrap());
         for _ in 0..60 {
-            rate.take(ip).unwrap();
+            rate.take(&ip).unwrap();
         }
-        assert_eq!(rate.take(ip), Err(1), "empty: wait about a second");
+        assert_eq!(rate.take(&ip), Err(1), "empty: wait about a second");
         assert!(
-            rate.take("192.0.2.2".parse().unwrap()).is_ok(),
+            rate.take(&Client::Address("192.0.2.2".parse().unwrap()))
+                .is_ok(),
             "buckets are per client"
         );
-        assert!(UploadRate::new(0).take(ip).is_ok(), "0 disables the limit");
+        assert!(rate.take(&Client::Key("k".into())).is_ok(), "and per key");
+        assert!(UploadRate::new(0).take(&ip).is_ok(), "0 disables the limit");
+    }
+
+    #[test]
+    fn tenant_caps_parse_and_fall_back_to_the_default() {
+        let caps: TenantCaps = "acme=5, trial=0".parse().unwrap();
+        assert_eq!(caps.cap(&"acme".parse().unwrap(), 100), 5);
+        assert_eq!(caps.cap(&"trial".parse().unwrap(), 100), 0);
+        assert_eq!(caps.cap(&Tenant::default_tenant(), 100), 100);
+        assert!("acme".parse::<TenantCaps>().is_err());
+        assert!("Acme=1".parse::<TenantCaps>().is_err());
+        assert!("acme=x".parse::<TenantCaps>().is_err());
     }
 }

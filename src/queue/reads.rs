@@ -84,13 +84,16 @@ impl Queue {
     }
 
     /// Jobs waiting for a worker.
-    pub async fn queued_count(&self) -> Result<i64, QueueError> {
+    /// Jobs of `tenant` waiting for a worker.
+    pub async fn queued_count(&self, tenant: &crate::model::Tenant) -> Result<i64, QueueError> {
         let q = self.sql(sql::QUEUED_COUNT);
-        let n = on_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(q).fetch_one(pool).await)?;
+        let n = on_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(q)
+            .bind(tenant.as_str())
+            .fetch_one(pool)
+            .await)?;
         Ok(n)
     }
 
-    /// `(kind, status, count)` of every job, for `/metrics`.
     /// `(tenant, kind, status, count)` of every job in the database.
     pub async fn counts(&self) -> Result<Vec<(String, String, String, i64)>, QueueError> {
         let q = self.sql(sql::COUNTS);

@@ -159,4 +159,5 @@ SET status = 'queued', progress_message = 'interrupted by a worker shutdown; wai
 WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
 
-pub(super) const QUEUED_COUNT: &str = "SELECT COUNT(*) FROM offload_jobs WHERE status = 'queued'";
+pub(super) const QUEUED_COUNT: &str =
+    "SELECT COUNT(*) FROM offload_jobs WHERE status = 'queued' AND tenant = $1";

@@ -16,6 +16,7 @@ const OPERATOR: &str = "operator-key";
 on_both_backends!(
     a_tenant_reaches_none_of_another_tenants_jobs,
     equal_idempotency_keys_of_two_tenants_make_two_jobs,
+    the_queued_cap_and_the_upload_rate_are_each_tenants_own,
 );
 
 async fn two_tenants(backend: Backend) -> TestApp {
@@ -139,4 +140,68 @@ async fn only_the_default_tenants_keys_see_the_operator_routes() {
             operator.status()
         );
     }
+}
+
+async fn the_queued_cap_and_the_upload_rate_are_each_tenants_own(backend: Backend) {
+    // No worker: submitted jobs stay queued.
+    let app = spawn_app_with(backend, Role::Api, |s| {
+        s.http.api_keys = format!("acme:{ACME},globex:{GLOBEX},{OPERATOR}")
+            .parse()
+            .unwrap();
+        s.worker.demo_kinds = offload::settings::DemoKinds::On;
+        s.http.max_queued_jobs = 3;
+        s.http.tenant_max_queued_jobs = "globex=5".parse().unwrap();
+        s.http.uploads_per_minute = 2;
+    })
+    .await;
+    let submit = |key: &'static str| {
+        let base = app.api.base.clone();
+        async move {
+            let api = Api::with_key(&base, key);
+            api.client
+                .post(api.url("/api/v1/jobs"))
+                .json(&json!({"kind": "noop"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for (key, cap) in [(ACME, 3), (GLOBEX, 5), (OPERATOR, 3)] {
+        for n in 0..cap {
+            assert_eq!(submit(key).await.status(), 202, "{key}: job {}", n + 1);
+        }
+        let refused = submit(key).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "{key}");
+        assert!(refused.headers().contains_key("retry-after"), "{key}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["code"], "overloaded", "{key}: {body}");
+    }
+
+    // Uploads per minute count per key, not per address (every client here is 127.0.0.1).
+    let app = spawn_app_with(backend, Role::Api, |s| {
+        s.http.api_keys = format!("acme:{ACME},globex:{GLOBEX}").parse().unwrap();
+        s.http.max_queued_jobs = 0;
+        s.http.uploads_per_minute = 2;
+    })
+    .await;
+    let bytes = std::fs::read(sample("report3.docx")).unwrap();
+    let upload = |key: &'static str| {
+        let (base, bytes) = (app.api.base.clone(), bytes.clone());
+        async move {
+            Api::with_key(&base, key)
+                .upload_bytes("report3.docx", bytes, None)
+                .await
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(upload(ACME).await.status(), 202);
+    }
+    let refused = upload(ACME).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        upload(GLOBEX).await.status(),
+        202,
+        "another key's own minute"
+    );
 }
