@@ -55,6 +55,10 @@ pub struct ExportForm {
     /// `interactive` (someone waits for it: claimed first; what the upload page sends),
     /// `normal` (default) or `bulk` (only when nothing else waits).
     priority: Option<FormField<crate::model::Priority>>,
+    /// Your labels, as a JSON object of strings (at most 16 keys of `A-Za-z0-9_-`, values up
+    /// to 256 characters): `{"customer": "acme"}`. Echoed in the job and its webhook; list by
+    /// them with `GET /jobs?metadata.<key>=<value>`. Every job of a merge gets them.
+    metadata: Option<JsonField<std::collections::BTreeMap<String, String>>>,
     /// With several files: convert them in parallel and join the PDFs, in upload order, into
     /// one. The answer is the merge job; its `parts` are the per-file jobs.
     merge: Option<bool>,
@@ -359,6 +363,13 @@ impl ExportsApi {
                 .into());
             }
         };
+        let metadata = match &form.metadata {
+            None => crate::model::Metadata::default(),
+            Some(field) => field
+                .parse("field metadata")
+                .and_then(|m| crate::model::Metadata::check(m, "field metadata"))
+                .map_err(|why| ApiError::invalid(ApiErrorCode::InvalidArguments, why))?,
+        };
         let password = form.password.map(|p| p.0).filter(|p| !p.is_empty());
         let password = password.as_ref().map(|p| p.as_str());
         if password.is_some() && state.secrets.is_none() {
@@ -424,6 +435,7 @@ impl ExportsApi {
             job.run_at = run_at;
             job.tenant = caller.tenant.clone();
             job.priority = priority;
+            job.metadata = metadata.clone();
         }
         let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
         let enqueued = match state.queue.enqueue(jobs).await {

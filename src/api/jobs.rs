@@ -48,6 +48,9 @@ pub struct NewJobRequest {
     /// `interactive` (someone waits for it: claimed first), `normal` (default) or `bulk`
     /// (only when nothing else of its kind waits).
     pub priority: Option<crate::model::Priority>,
+    /// Your labels (at most 16 keys of `A-Za-z0-9_-`, values up to 256 characters), echoed in
+    /// the job and its webhook; list by them with `GET /jobs?metadata.<key>=<value>`.
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Several argument-only jobs, created in one transaction.
@@ -339,17 +342,21 @@ impl JobsApi {
 
     /// List jobs
     ///
-    /// Newest first, optionally filtered by status and kind. Page with `cursor`.
+    /// Newest first, optionally filtered by status, kind and labels
+    /// (`metadata.<key>=<value>`, up to 4). Page with `cursor`.
     #[oai(
         path = "/jobs",
         method = "get",
         operation_id = "list_jobs",
         transform = "guard_read"
     )]
+    // An operation's parameters are its arguments (poem-openapi); the query filters add up.
+    #[allow(clippy::too_many_arguments)]
     async fn list_jobs(
         &self,
         state: Data<&Arc<ApiState>>,
         caller: Data<&Caller>,
+        req: &poem::Request,
         /// Only jobs in this status.
         status: Query<Option<JobStatus>>,
         /// Only jobs of this kind.
@@ -375,8 +382,10 @@ impl JobsApi {
             )
             .into());
         }
+        let metadata = metadata_filters(req)?;
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         let filter = ListFilter {
+            metadata,
             tenant: caller.tenant.clone(),
             status: status.0,
             kind: kind.0,
@@ -616,6 +625,37 @@ impl JobsApi {
         }
         Ok(Deleted::NoContent)
     }
+}
+
+/// The `metadata.<key>=<value>` pairs of a listing's query, checked.
+fn metadata_filters(req: &poem::Request) -> Result<Vec<(String, String)>, ApiError> {
+    let query = req.uri().query().unwrap_or_default();
+    let mut pairs = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let Some(key) = name.strip_prefix("metadata.") else {
+            continue;
+        };
+        if !crate::model::metadata::is_key(key) {
+            return Err(ApiError::bad_request(
+                ApiErrorCode::InvalidParameter,
+                format!(
+                    "parameter metadata.{key}: a key is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
+                ),
+            ));
+        }
+        pairs.push((key.to_string(), value.into_owned()));
+    }
+    if pairs.len() > ListFilter::MAX_METADATA {
+        return Err(ApiError::bad_request(
+            ApiErrorCode::InvalidParameter,
+            format!(
+                "parameter metadata: {} label filters; at most {}",
+                pairs.len(),
+                ListFilter::MAX_METADATA
+            ),
+        ));
+    }
+    Ok(pairs)
 }
 
 /// The job now, then after every change, ending after a final status (or when the job is

@@ -159,6 +159,10 @@ impl ApiState {
             .await?;
         job.run_at = req.run_at.map(|t| t.timestamp_micros());
         job.priority = req.priority.unwrap_or_default();
+        if let Some(labels) = req.metadata {
+            job.metadata = crate::model::Metadata::check(labels, &format!("{field}.metadata"))
+                .map_err(|why| ApiError::invalid(ApiErrorCode::InvalidArguments, why))?;
+        }
         Ok(job)
     }
 

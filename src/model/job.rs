@@ -16,6 +16,8 @@ pub struct JobRecord {
     pub tenant: super::Tenant,
     /// Which waiting job a worker takes first.
     pub priority: super::Priority,
+    /// The caller's labels.
+    pub metadata: super::Metadata,
     pub kind: String,
     pub status: JobStatus,
     pub args: serde_json::Value,
@@ -182,6 +184,7 @@ pub struct NewJob {
     pub id: Uuid,
     pub tenant: super::Tenant,
     pub priority: super::Priority,
+    pub metadata: super::Metadata,
     pub kind: String,
     pub args: serde_json::Value,
     pub max_attempts: u32,
@@ -211,6 +214,7 @@ impl NewJob {
             id: Uuid::new_v4(),
             tenant: super::Tenant::default_tenant(),
             priority: super::Priority::Normal,
+            metadata: super::Metadata::default(),
             kind: kind.to_string(),
             args,
             max_attempts,

@@ -10,11 +10,13 @@
 //!   [`formats::Family`];
 //! - [`options`]: what a user may tune in an export ([`ExportOptions`]);
 //! - [`tenant`]: whose job a job is ([`Tenant`]); [`priority`]: which waiting job goes first;
+//!   [`metadata`]: the caller's own labels ([`Metadata`]);
 //! - [`view`]: the public Job JSON (HTTP answers, SSE events and webhook bodies alike).
 
 pub mod codes;
 pub mod formats;
 pub mod job;
+pub mod metadata;
 pub mod options;
 pub mod priority;
 pub mod status;
@@ -27,6 +29,7 @@ pub use job::{
     AttemptError, InputFile, JobRecord, Lease, NewJob, PartFile, ResultFile, ResultParts, Sealed,
     now_micros,
 };
+pub use metadata::Metadata;
 pub use options::ExportOptions;
 pub use priority::Priority;
 pub use status::JobStatus;

@@ -126,6 +126,8 @@ pub struct Job {
     pub status: JobStatus,
     /// Which waiting job a worker takes first: `interactive`, `normal` or `bulk`.
     pub priority: super::Priority,
+    /// The caller's labels, as given (`{}` when none).
+    pub metadata: std::collections::BTreeMap<String, String>,
     pub progress: Progress,
     /// Attempts started so far.
     pub attempts: u32,
@@ -269,6 +271,7 @@ impl From<JobRecord> for Job {
             cache_hit: r.cache_hit,
             status: r.status,
             priority: r.priority,
+            metadata: r.metadata.as_map().clone(),
             kind: r.kind,
             progress: Progress {
                 percent: u8::try_from(r.progress_percent.clamp(0, 100)).unwrap_or(0),
@@ -301,6 +304,7 @@ impl poem_openapi::types::Example for Job {
             kind: "export".into(),
             status: JobStatus::Succeeded,
             priority: super::Priority::Interactive,
+            metadata: [("customer".to_string(), "acme".to_string())].into(),
             progress: Progress {
                 percent: 100,
                 message: "done".into(),

@@ -10,6 +10,7 @@ struct NewRow<'a> {
     id: String,
     tenant: &'a str,
     priority: &'static str,
+    metadata: Option<String>,
     kind: &'a str,
     args: String,
     task_id: String,
@@ -38,6 +39,7 @@ impl<'a> NewRow<'a> {
             id: job.id.to_string(),
             tenant: job.tenant.as_str(),
             priority: job.priority.as_str(),
+            metadata: job.metadata.to_column(),
             kind: &job.kind,
             args: job.args.to_string(),
             task_id: super::new_task_id(),
@@ -164,6 +166,7 @@ async fn insert_jobs_pg(
         .bind(col(&rows, |r| r.tenant))
         .bind(col(&rows, |r| r.priority))
         .bind(jobs.iter().map(|j| j.priority.rank()).collect::<Vec<_>>())
+        .bind(col(&rows, |r| r.metadata.as_deref()))
         .fetch_all(&mut *tx)
         .await?;
     Ok(inserted)
@@ -200,20 +203,20 @@ WITH v AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[],
         $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[],
-        $18::bigint[], $19::text[], $20::text[], $22::bool[], $23::text[], $24::text[], $25::int[])
+        $18::bigint[], $19::text[], $20::text[], $22::bool[], $23::text[], $24::text[], $25::int[], $26::text[])
     AS v(id, kind, args, task_id, max_attempts, message, input_key, input_filename,
          input_content_type, input_size, input_format, idempotency_key, steps, callback_url,
-         run_at, parent_id, part_index, waiting_parts, input_sha256, secret, queue, tenant, priority, rank)
+         run_at, parent_id, part_index, waiting_parts, input_sha256, secret, queue, tenant, priority, rank, metadata)
 ), ins AS (
     INSERT INTO offload_jobs (
         id, kind, status, args, task_id, attempts, max_attempts, progress_percent,
         progress_message, input_key, input_filename, input_content_type, input_size,
         input_format, idempotency_key, created_at, updated_at, steps, callback_url, run_at,
-        parent_id, part_index, waiting_parts, input_sha256, secret, tenant, priority)
+        parent_id, part_index, waiting_parts, input_sha256, secret, tenant, priority, metadata)
     SELECT v.id, v.kind, 'queued', v.args, v.task_id, 0, v.max_attempts, 0, v.message,
         v.input_key, v.input_filename, v.input_content_type, v.input_size, v.input_format,
         v.idempotency_key, $21, $21, v.steps, v.callback_url, v.run_at, v.parent_id,
-        v.part_index, v.waiting_parts, v.input_sha256, v.secret, v.tenant, v.priority
+        v.part_index, v.waiting_parts, v.input_sha256, v.secret, v.tenant, v.priority, v.metadata
     FROM v
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -233,14 +236,15 @@ INSERT INTO offload_jobs (
     input_key, input_filename, input_content_type, input_size, input_format,
     idempotency_key, created_at, updated_at,
     steps, callback_url, run_at, parent_id, part_index, waiting_parts, input_sha256, secret,
-    tenant, priority)
+    tenant, priority, metadata)
 SELECT value ->> 'id', value ->> 'kind', 'queued', value ->> 'args', value ->> 'task_id', 0,
     value ->> 'max_attempts', 0, value ->> 'message',
     value ->> 'input_key', value ->> 'input_filename', value ->> 'input_content_type',
     value ->> 'input_size', value ->> 'input_format', value ->> 'idempotency_key', ?2, ?2,
     value ->> 'steps', value ->> 'callback_url', value ->> 'run_at', value ->> 'parent_id',
     value ->> 'part_index', value ->> 'waiting_parts', value ->> 'input_sha256',
-    value ->> 'secret', value ->> 'tenant', value ->> 'priority'
+    value ->> 'secret', value ->> 'tenant', value ->> 'priority',
+    value ->> 'metadata'
 FROM json_each(?1) WHERE true
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *";

@@ -10,10 +10,17 @@ pub struct ListFilter {
     /// Only this tenant's jobs (always: nobody lists another tenant's).
     pub tenant: crate::model::Tenant,
     pub status: Option<JobStatus>,
+    /// Only jobs with each of these labels (at most [`ListFilter::MAX_METADATA`]).
+    pub metadata: Vec<(String, String)>,
     pub kind: Option<String>,
     pub limit: u32,
     /// Exclusive upper bound `(created_at, id)` from the previous page.
     pub before: Option<(i64, String)>,
+}
+
+impl ListFilter {
+    /// Label filters one listing takes.
+    pub const MAX_METADATA: usize = 4;
 }
 
 impl Queue {
@@ -50,6 +57,15 @@ impl Queue {
 
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, QueueError> {
         let q = self.sql(sql::LIST);
+        assert!(
+            filter.metadata.len() <= ListFilter::MAX_METADATA,
+            "checked by the caller"
+        );
+        let patterns: Vec<String> = filter
+            .metadata
+            .iter()
+            .map(|(k, v)| crate::model::Metadata::like_pattern(k, v))
+            .collect();
         let (before_at, before_id) = match &filter.before {
             Some((at, id)) => (Some(*at), Some(id.clone())),
             None => (None, None),
@@ -61,6 +77,10 @@ impl Queue {
             .bind(before_id.as_deref())
             .bind(i64::from(filter.limit))
             .bind(filter.tenant.as_str())
+            .bind(patterns.first())
+            .bind(patterns.get(1))
+            .bind(patterns.get(2))
+            .bind(patterns.get(3))
             .fetch_all(pool)
             .await)?;
         Ok(rows)

@@ -71,6 +71,7 @@ where
         Ok(JobRecord {
             id: uuid("id", &text("id")?)?,
             tenant: crate::model::Tenant::stored(text("tenant")?),
+            metadata: crate::model::Metadata::stored(json("metadata", maybe_text("metadata")?)?),
             priority: {
                 let p = text("priority")?;
                 crate::model::Priority::parse(&p).ok_or_else(|| bad("priority", &p))?

@@ -152,6 +152,7 @@ impl Queue {
         // priority.
         delivery.tenant = row.tenant.clone();
         delivery.priority = row.priority;
+        delivery.metadata = row.metadata.clone();
         changed.extend(
             conn.insert_jobs(std::slice::from_ref(&delivery), now)
                 .await?,
@@ -351,6 +352,7 @@ mod tests {
             id: Uuid::nil(),
             tenant: crate::model::Tenant::default_tenant(),
             priority: crate::model::Priority::Normal,
+            metadata: Default::default(),
             kind: "export".into(),
             status: JobStatus::Failed,
             args: json!({}),

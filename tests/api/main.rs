@@ -16,6 +16,7 @@ mod helpers;
 mod hostile;
 mod jobs;
 mod layers;
+mod metadata;
 mod options;
 mod outage;
 mod outputs;
