@@ -10,6 +10,7 @@
 //!   first job's start to the last one's end as the rows record them (so start-up and the
 //!   completion poll are outside the figure); the same drain beside `BENCH_FINISHED` (100,000)
 //!   finished jobs already in the table, and its ratio to the empty table;
+//! - the same drain of jobs of ten tenants (fair claims), and its ratio to one tenant;
 //! - CPU time (user + system, from `/proc`) per job of the worker process, its peak RSS, and
 //!   (Postgres) the write-ahead log the server wrote per job;
 //! - pickup latency p50/p99: 200 jobs submitted 20 ms apart to a running service, from the
@@ -406,7 +407,7 @@ async fn finish_everything(url: &str) {
 /// `(jobs succeeded, first start, last finish)` among the jobs created after `since` (µs).
 async fn drained(url: &str, since: i64) -> (i64, Option<i64>, Option<i64>) {
     const SQL: &str = "SELECT COUNT(*) FILTER (WHERE status = 'succeeded'), MIN(started_at), \
-        MAX(finished_at) FROM offload_jobs WHERE tenant = 'default' AND created_at > $1";
+        MAX(finished_at) FROM offload_jobs WHERE created_at > $1";
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         let q = sqlx::AssertSqlSafe(SQL.replace('$', "?"));
@@ -461,7 +462,18 @@ fn profile_worker(pid: u32) -> Option<tokio::process::Child> {
 
 /// Queues `n` jobs (beside `finished` jobs already done) with no worker running, then one
 /// `offload worker` process drains them.
-async fn offload_drain(backend: &str, n: usize, finished: usize) -> Drain {
+/// Jobs of `tenants` tenants, taking turns (one tenant: the default one).
+fn noops_of(n: usize, tenants: usize) -> Vec<NewJob> {
+    let mut jobs = noops(n);
+    if tenants > 1 {
+        for (i, job) in jobs.iter_mut().enumerate() {
+            job.tenant = format!("tenant-{}", i % tenants).parse().unwrap();
+        }
+    }
+    jobs
+}
+
+async fn offload_drain(backend: &str, n: usize, finished: usize, tenants: usize) -> Drain {
     let db = Database::create(backend).await;
     let api = Service::start(settings(&db), Role::Api).await;
     for _ in 0..finished.div_ceil(BATCH) {
@@ -472,7 +484,10 @@ async fn offload_drain(backend: &str, n: usize, finished: usize) -> Drain {
     }
     let since = offload::queue::now_micros();
     for _ in 0..n.div_ceil(BATCH) {
-        api.queue.enqueue(noops(BATCH.min(n))).await.unwrap();
+        api.queue
+            .enqueue(noops_of(BATCH.min(n), tenants))
+            .await
+            .unwrap();
     }
     let wal_from = wal_lsn(&db.url).await;
     let db_cpu_from = postgres_cpu_us();
@@ -647,7 +662,7 @@ async fn drain_figures(backend: &str, n: usize, rounds: usize, peers: &[String])
     let mut rss = 0.0;
     for _ in 0..rounds {
         eprintln!("{backend}: drain {n}");
-        let d = offload_drain(backend, n, 0).await;
+        let d = offload_drain(backend, n, 0, 1).await;
         rates.entry("offload".into()).or_default().push(d.rate);
         cpu.entry("offload".into())
             .or_default()
@@ -737,24 +752,52 @@ async fn seeded_figures(
     let mut rates = Vec::new();
     for _ in 0..rounds {
         eprintln!("{backend}: drain {n} beside {finished} finished");
-        rates.push(offload_drain(backend, n, finished).await.rate);
+        rates.push(offload_drain(backend, n, finished, 1).await.rate);
     }
     let rate = median(rates);
     let what = format!("drain {n} queued beside {finished} finished");
     let mut out = vec![fig("offload", backend, &what, rate, "jobs/s")];
-    let empty = so_far.iter().find(|f| {
-        f.system == "offload" && f.backend == backend && f.what == format!("drain {n} queued")
-    });
-    if let Some(empty) = empty {
+    if let Some(empty) = figure(so_far, backend, &format!("drain {n} queued")) {
         out.push(fig(
             "offload",
             backend,
             &format!("{what} ÷ empty table"),
-            rate / empty.value,
+            rate / empty,
             "×",
         ));
     }
     out
+}
+
+/// The drain of `n` jobs of ten tenants (fair claims take them turn by turn), and its ratio
+/// to the one-tenant drain measured in this run.
+async fn tenant_figures(backend: &str, n: usize, rounds: usize, so_far: &[Figure]) -> Vec<Figure> {
+    let mut rates = Vec::new();
+    for _ in 0..rounds {
+        eprintln!("{backend}: drain {n} of 10 tenants");
+        rates.push(offload_drain(backend, n, 0, 10).await.rate);
+    }
+    let rate = median(rates);
+    let what = format!("drain {n} queued, 10 tenants");
+    let mut out = vec![fig("offload", backend, &what, rate, "jobs/s")];
+    if let Some(one) = figure(so_far, backend, &format!("drain {n} queued")) {
+        out.push(fig(
+            "offload",
+            backend,
+            &format!("{what} ÷ one tenant"),
+            rate / one,
+            "×",
+        ));
+    }
+    out
+}
+
+/// offload's value of figure `what` on `backend` so far.
+fn figure(figures: &[Figure], backend: &str, what: &str) -> Option<f64> {
+    figures
+        .iter()
+        .find(|f| f.system == "offload" && f.backend == backend && f.what == what)
+        .map(|f| f.value)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -789,6 +832,9 @@ async fn main() {
             && let Some(&n) = drains.first()
         {
             figures.extend(seeded_figures(backend, n, seeded, rounds, &figures).await);
+        }
+        if let Some(&n) = drains.first() {
+            figures.extend(tenant_figures(backend, n, rounds, &figures).await);
         }
         eprintln!("{backend}: pickup latency");
         let (p50, p99) = offload_latency(backend).await;

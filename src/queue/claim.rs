@@ -34,20 +34,42 @@ use super::{JobRecord, TaskRef};
 
 /// Claims up to `$3` due tasks of queue `$2` for worker `$1` and starts the attempts of
 /// those whose job is waiting for them (`queued`, or `running` under this very task: its
-/// worker was lost and orphan recovery handed the task on), stamped `$4`. The candidates are
-/// found as apalis's `get_jobs` finds them (same filter, order and `SKIP LOCKED`), then updated
-/// by primary key (see `get_jobs.sql` for why not by a join).
-const CLAIM: &str = "\
-WITH claimed AS (
+/// worker was lost and orphan recovery handed the task on), stamped `$4`.
+///
+/// Fair across tenants (#18): the tenants with due tasks are found by a skip scan of the
+/// `offload_fair_claim` index (one probe per tenant, however long its queue); each offers its
+/// next tasks in apalis's order (priority, then due time) — about an equal share of the batch,
+/// locked `SKIP LOCKED` — and the claim takes them by priority, then turn by turn across
+/// tenants, so one tenant's backlog never holds another's jobs behind it. Locks taken and not
+/// claimed end with the statement. The claimed tasks are updated by primary key (see
+/// `get_jobs.sql` for why not by a join).
+pub const CLAIM: &str = "\
+WITH RECURSIVE waiting(tenant) AS (
+    (SELECT tenant FROM apalis.jobs
+     WHERE job_type = $2 AND status = 'Pending' AND run_at < now()
+     ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.tenant FROM apalis.jobs j
+            WHERE j.job_type = $2 AND j.status = 'Pending' AND j.run_at < now()
+              AND j.tenant > w.tenant
+            ORDER BY j.tenant LIMIT 1)
+    FROM waiting w WHERE w.tenant IS NOT NULL
+), tenants AS (
+    SELECT tenant FROM waiting WHERE tenant IS NOT NULL
+), offered AS (
+    SELECT c.id, c.priority, c.run_at,
+           row_number() OVER (PARTITION BY tn.tenant ORDER BY c.priority DESC, c.run_at) AS turn
+    FROM tenants tn CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM apalis.jobs
+        WHERE job_type = $2 AND status = 'Pending' AND run_at < now() AND tenant = tn.tenant
+        ORDER BY priority DESC, run_at ASC
+        LIMIT (SELECT $3 / COUNT(*) + 1 FROM tenants)
+        FOR UPDATE SKIP LOCKED) c
+), claimed AS (
     UPDATE apalis.jobs t
     SET status = 'Running', lock_by = $1, lock_at = now()
     WHERE t.id = ANY(ARRAY(
-        SELECT id FROM apalis.jobs
-        WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
-          AND run_at < now() AND job_type = $2
-        ORDER BY priority DESC, run_at ASC
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED))
+        SELECT id FROM offered ORDER BY priority DESC, turn, run_at LIMIT $3))
     RETURNING t.id, t.job, t.attempts, t.max_attempts, t.priority,
               EXTRACT(EPOCH FROM t.run_at)::bigint AS run_at_secs
 ),

@@ -67,6 +67,7 @@ impl<'a> NewRow<'a> {
 #[derive(serde::Serialize)]
 struct NewTask {
     id: String,
+    tenant: String,
     kind: String,
     job: String,
     max_attempts: i64,
@@ -86,6 +87,7 @@ fn tasks_of(rows: &[JobRecord], jobs: &[super::NewJob]) -> Vec<NewTask> {
         .filter(|r| r.waiting_parts.is_none() && !cached.contains(&r.id))
         .map(|r| NewTask {
             id: r.task_id.clone(),
+            tenant: r.tenant.to_string(),
             kind: r.kind.clone(),
             job: String::from_utf8(super::task_payload(r.id)).expect("JSON is UTF-8"),
             max_attempts: r.max_attempts,
@@ -221,10 +223,11 @@ WITH v AS (
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), tasks AS (
-    INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+    INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority,
+        tenant)
     SELECT ins.task_id, ins.kind, convert_to('{\"job_id\":\"' || ins.id || '\"}', 'UTF8'),
         'Pending', 0, ins.max_attempts::int,
-        COALESCE(to_timestamp(ins.run_at / 1000000), now()), v.rank
+        COALESCE(to_timestamp(ins.run_at / 1000000), now()), v.rank, ins.tenant
     FROM ins JOIN v ON v.id = ins.id
     WHERE v.queue AND ins.waiting_parts IS NULL
 )
@@ -250,8 +253,8 @@ ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *";
 
 const SQLITE_INSERT_TASKS: &str = "\
-INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority)
+INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, tenant)
 SELECT CAST(value ->> 'job' AS BLOB), value ->> 'id', value ->> 'kind', 'Pending', 0,
     value ->> 'max_attempts', COALESCE(value ->> 'run_at', strftime('%s', 'now')),
-    value ->> 'priority'
+    value ->> 'priority', value ->> 'tenant'
 FROM json_each(?1)";

@@ -109,8 +109,8 @@ pub(crate) enum Db {
 #[derive(Debug)]
 pub(crate) struct Dialect {
     begin_write: &'static str,
-    /// Binds `(task id, kind, payload, max attempts, run at, priority)` as `$1..$6`; run at
-    /// is unix seconds or NULL for now, priority apalis's rank (`Priority::rank`).
+    /// Binds `(task id, kind, payload, max attempts, run at, priority, tenant)` as `$1..$7`;
+    /// run at is unix seconds or NULL for now, priority apalis's rank (`Priority::rank`).
     insert_task: &'static str,
     delete_task: &'static str,
     kill_pending_task: &'static str,

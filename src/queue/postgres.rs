@@ -17,8 +17,8 @@ use super::{Db, Dialect, Queue, QueueError, TaskRef};
 pub(super) const DIALECT: Dialect = Dialect {
     begin_write: "BEGIN",
     insert_task: "\
-INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
-VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE(to_timestamp($5), now()), $6)",
+INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, tenant)
+VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE(to_timestamp($5), now()), $6, $7)",
     delete_task: "DELETE FROM apalis.jobs WHERE id = $1",
     kill_pending_task: "\
 UPDATE apalis.jobs SET status = 'Killed', done_at = now()

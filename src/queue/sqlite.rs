@@ -24,8 +24,8 @@ pub(super) const DIALECT: Dialect = Dialect {
     // that upgrades from read to write can fail with SQLITE_BUSY instead of waiting.
     begin_write: "BEGIN IMMEDIATE",
     insert_task: "\
-INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority)
-VALUES (?3, ?1, ?2, 'Pending', 0, ?4, COALESCE(?5, strftime('%s', 'now')), ?6)",
+INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, tenant)
+VALUES (?3, ?1, ?2, 'Pending', 0, ?4, COALESCE(?5, strftime('%s', 'now')), ?6, ?7)",
     delete_task: "DELETE FROM Jobs WHERE id = ?1",
     kill_pending_task: "\
 UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now')

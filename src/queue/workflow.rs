@@ -176,6 +176,7 @@ impl Queue {
             Arg::Int32(job.max_attempts as i32),
             Arg::MaybeInt(None),
             Arg::Int32(job.priority.rank()),
+            job.tenant.to_string().into(),
         ];
         conn.execute(self.dialect().insert_task, &args).await?;
         Ok(())

@@ -205,3 +205,76 @@ async fn the_queued_cap_and_the_upload_rate_are_each_tenants_own(backend: Backen
         "another key's own minute"
     );
 }
+
+/// Fair claims (Postgres): tenant A queues 2,000 jobs, then tenant B 20; once a worker starts,
+/// all of B's jobs start before a tenth of A's backlog has — read from `started_at`, not
+/// from any clock. (SQLite's workers still claim oldest first: see the README.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_one_tenant_does_not_hold_back_another() {
+    let app = spawn_app_with(Backend::Postgres, Role::Api, |s| {
+        s.http.api_keys = format!("acme:{ACME},globex:{GLOBEX}").parse().unwrap();
+        s.worker.demo_kinds = offload::settings::DemoKinds::On;
+    })
+    .await;
+    let (acme, globex) = (
+        Api::with_key(&app.api.base, ACME),
+        Api::with_key(&app.api.base, GLOBEX),
+    );
+    let batch =
+        |n: usize| json!({"jobs": (0..n).map(|_| json!({"kind": "noop"})).collect::<Vec<_>>()});
+    let mut backlog = Vec::new();
+    for _ in 0..2 {
+        let resp = acme.post_json("/api/v1/jobs/batch", &batch(1000)).await;
+        assert_eq!(resp.status(), 202);
+        let created: Value = resp.json().await.unwrap();
+        backlog.extend(
+            created["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string()),
+        );
+    }
+    let resp = globex.post_json("/api/v1/jobs/batch", &batch(20)).await;
+    let created: Value = resp.json().await.unwrap();
+    let small: Vec<String> = created["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+
+    let worker = offload::app::Application::build(app.settings_for_worker(), Role::Worker)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let started = |job: &Value| {
+        chrono::DateTime::parse_from_rfc3339(job["started_at"].as_str().unwrap()).unwrap()
+    };
+    let mut last = None;
+    for id in &small {
+        let job = globex.wait_final(id).await;
+        assert_eq!(job["status"], "succeeded");
+        last = last.max(Some(started(&job)));
+    }
+    let last = last.unwrap();
+    assert_eq!(
+        acme.wait_final(backlog.last().unwrap()).await["status"],
+        "succeeded"
+    );
+    let mut before = 0;
+    for id in &backlog {
+        if started(&acme.get_job(id).await) < last {
+            before += 1;
+        }
+    }
+    assert!(
+        before < backlog.len() / 10,
+        "{before} of tenant A's jobs started before tenant B's last"
+    );
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+}
