@@ -99,3 +99,14 @@ impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for JsonBody<T> {
         }
     }
 }
+
+/// For `#[serde(default, deserialize_with = "non_null")]` on an optional request field: the
+/// field may be left out, but not sent as `null` — the spec does not declare it nullable, so
+/// a client sending `null` has a bug worth a 400 naming the field.
+pub fn non_null<'de, D, T>(de: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(de).map(Some)
+}

@@ -9,6 +9,8 @@ use poem::Body;
 use poem::web::Data;
 
 use super::auth::Caller;
+use super::bulk::{forget_files, retry_refusal};
+use super::selection::{make_cursor, metadata_filters, parse_cursor};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, EventStream, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -42,14 +44,18 @@ pub struct NewJobRequest {
     pub args: Option<serde_json::Value>,
     /// Where to POST the job (signed) when it ends; needs `WEBHOOK_SECRET` on the service and
     /// a public address (or one `OUTBOUND_ALLOW` names).
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub callback_url: Option<String>,
     /// Run no earlier than this (RFC 3339); the job waits in `queued` until then.
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// `interactive` (someone waits for it: claimed first), `normal` (default) or `bulk`
     /// (only when nothing else of its kind waits).
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub priority: Option<crate::model::Priority>,
     /// Your labels (at most 16 keys of `A-Za-z0-9_-`, values up to 256 characters), echoed in
     /// the job and its webhook; list by them with `GET /jobs?metadata.<key>=<value>`.
+    #[serde(default, deserialize_with = "super::body::non_null")]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -237,23 +243,6 @@ fn job_id_example() -> Uuid {
     Uuid::parse_str("3f1c2a9e-0a4b-4c55-9d7e-2f1e6c1b9a10").expect("a valid uuid")
 }
 
-fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            ApiErrorCode::InvalidCursor,
-            "parameter cursor: not a cursor returned by this API",
-        )
-    };
-    let (at, id) = cursor.split_once('_').ok_or_else(bad)?;
-    let at = at.parse::<i64>().map_err(|_| bad())?;
-    let id = Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok((at, id.to_string()))
-}
-
-fn make_cursor(row: &JobRecord) -> String {
-    format!("{}_{}", row.created_at, row.id)
-}
-
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Jobs")]
 impl JobsApi {
     /// Submit an argument-only job
@@ -392,6 +381,7 @@ impl JobsApi {
             // One extra row tells whether another page exists.
             limit: limit + 1,
             before: cursor.0.as_deref().map(parse_cursor).transpose()?,
+            created_before: None,
         };
         let mut rows = state.queue.list(&filter).await?;
         let next_cursor = if rows.len() > limit as usize {
@@ -571,23 +561,56 @@ impl JobsApi {
         #[oai(example = "job_id_example")] id: Path<Uuid>,
     ) -> Result<Retried, JobStateError> {
         let row = state.job(id.0, &caller).await?;
-        if row.expired_at.is_some() && (row.input.is_some() || row.is_parent()) {
-            return Err(ApiError::conflict(
-                ApiErrorCode::InputExpired,
-                "the uploaded document was deleted after the retention period; upload it again",
-            )
-            .into());
-        }
-        if crate::jobs::kinds::Export::password_lost(&row) {
-            return Err(ApiError::conflict(
-                ApiErrorCode::PasswordWiped,
-                "the document is password-protected and its password was wiped when the job \
-                 ended; upload it again with its password",
-            )
-            .into());
+        if let Some(refusal) = retry_refusal(&row) {
+            return Err(refusal.into());
         }
         let row = state.queue.retry(id.0).await?;
         Ok(Retried::Accepted(Json(state.queue.view(row).await?)))
+    }
+
+    /// Delete many jobs
+    ///
+    /// Deletes your jobs that match the filter — the same parameters as listing jobs
+    /// (`status`, `kind`, `metadata.<key>=<value>`) plus `created_before` — with their files,
+    /// up to `limit` per call (default 1,000, at most 10,000); go on with `next_cursor`.
+    /// Parts of a merge job are skipped (they go with it).
+    #[oai(
+        path = "/jobs",
+        method = "delete",
+        operation_id = "delete_jobs",
+        transform = "guard_read"
+    )]
+    // An operation's parameters are its arguments (poem-openapi).
+    #[allow(clippy::too_many_arguments)]
+    async fn delete_jobs(
+        &self,
+        state: Data<&Arc<ApiState>>,
+        caller: Data<&Caller>,
+        req: &poem::Request,
+        /// Only jobs in this status.
+        status: Query<Option<JobStatus>>,
+        /// Only jobs of this kind.
+        kind: Query<Option<String>>,
+        /// Only jobs created before this time (RFC 3339).
+        created_before: Query<Option<chrono::DateTime<chrono::Utc>>>,
+        /// Most jobs this call takes, 1 to 10,000 (default 1,000).
+        #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous call.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<super::bulk::BulkResult>, super::bulk::BulkError> {
+        let done = super::bulk::delete_matching(
+            &state,
+            &caller,
+            req,
+            status.0,
+            kind.0,
+            created_before.0,
+            limit.0,
+            cursor.0,
+        )
+        .await?;
+        Ok(Json(done))
     }
 
     /// Delete a job
@@ -610,52 +633,9 @@ impl JobsApi {
         if deleted.is_empty() {
             return Err(ApiError::job_not_found(id.0).into());
         }
-        for row in deleted {
-            if let Err(e) = state.storage.delete_job(row.id).await {
-                // The row is gone, so nothing can reach the files; log and move on.
-                tracing::warn!(job_id = %row.id, error = %e, "could not delete stored files");
-            }
-            // Deleting a job deletes its document: its cached results go too.
-            let hash = row.input.as_ref().and_then(|i| i.sha256.as_deref());
-            if let Some(hash) = hash
-                && let Err(e) = state.cache.forget_input(hash).await
-            {
-                tracing::warn!(job_id = %row.id, error = %e, "could not forget cached results");
-            }
-        }
+        forget_files(&state, deleted).await;
         Ok(Deleted::NoContent)
     }
-}
-
-/// The `metadata.<key>=<value>` pairs of a listing's query, checked.
-fn metadata_filters(req: &poem::Request) -> Result<Vec<(String, String)>, ApiError> {
-    let query = req.uri().query().unwrap_or_default();
-    let mut pairs = Vec::new();
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let Some(key) = name.strip_prefix("metadata.") else {
-            continue;
-        };
-        if !crate::model::metadata::is_key(key) {
-            return Err(ApiError::bad_request(
-                ApiErrorCode::InvalidParameter,
-                format!(
-                    "parameter metadata.{key}: a key is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
-                ),
-            ));
-        }
-        pairs.push((key.to_string(), value.into_owned()));
-    }
-    if pairs.len() > ListFilter::MAX_METADATA {
-        return Err(ApiError::bad_request(
-            ApiErrorCode::InvalidParameter,
-            format!(
-                "parameter metadata: {} label filters; at most {}",
-                pairs.len(),
-                ListFilter::MAX_METADATA
-            ),
-        ));
-    }
-    Ok(pairs)
 }
 
 /// The job now, then after every change, ending after a final status (or when the job is

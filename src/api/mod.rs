@@ -7,12 +7,14 @@
 
 pub mod auth;
 pub mod body;
+pub mod bulk;
 pub mod deadline;
 pub mod errors;
 pub mod exports;
 pub mod health;
 pub mod jobs;
 pub mod limits;
+pub mod selection;
 pub mod spec;
 
 use std::sync::Arc;
@@ -199,13 +201,23 @@ fn idempotency_key(key: Option<String>, caller: &auth::Caller) -> Result<Option<
 }
 
 /// The API operations (stateless: handlers get [`ApiState`] through `Data`).
-pub type Operations = (exports::ExportsApi, jobs::JobsApi, health::HealthApi);
+pub type Operations = (
+    exports::ExportsApi,
+    jobs::JobsApi,
+    bulk::BulkApi,
+    health::HealthApi,
+);
 
 /// The OpenAPI service: every typed operation. Needs no running parts, so the spec can be
 /// printed without a database (`offload openapi`).
 pub fn service() -> OpenApiService<Operations, ()> {
     OpenApiService::new(
-        (exports::ExportsApi, jobs::JobsApi, health::HealthApi),
+        (
+            exports::ExportsApi,
+            jobs::JobsApi,
+            bulk::BulkApi,
+            health::HealthApi,
+        ),
         "offload",
         env!("CARGO_PKG_VERSION"),
     )

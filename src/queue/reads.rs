@@ -16,6 +16,8 @@ pub struct ListFilter {
     pub limit: u32,
     /// Exclusive upper bound `(created_at, id)` from the previous page.
     pub before: Option<(i64, String)>,
+    /// Only jobs created before this time (unix microseconds).
+    pub created_before: Option<i64>,
 }
 
 impl ListFilter {
@@ -81,6 +83,7 @@ impl Queue {
             .bind(patterns.get(1))
             .bind(patterns.get(2))
             .bind(patterns.get(3))
+            .bind(filter.created_before)
             .fetch_all(pool)
             .await)?;
         Ok(rows)

@@ -25,6 +25,7 @@ SELECT * FROM offload_jobs
 WHERE tenant = $6 AND ($1 IS NULL OR status = $1)
   AND ($7 IS NULL OR metadata LIKE $7 ESCAPE '!') AND ($8 IS NULL OR metadata LIKE $8 ESCAPE '!')
   AND ($9 IS NULL OR metadata LIKE $9 ESCAPE '!') AND ($10 IS NULL OR metadata LIKE $10 ESCAPE '!')
+  AND ($11 IS NULL OR created_at < $11)
   AND ($2 IS NULL OR kind = $2)
   AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))
 ORDER BY created_at DESC, id DESC

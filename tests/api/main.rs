@@ -1,6 +1,7 @@
 //! The integration suite: one binary, real parts (Postgres, SQLite files, LibreOffice, HTTP).
 
 mod browser;
+mod bulk;
 mod cache;
 mod cli;
 mod clients;
