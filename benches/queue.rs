@@ -754,17 +754,24 @@ async fn seeded_figures(
         eprintln!("{backend}: drain {n} beside {finished} finished");
         rates.push(offload_drain(backend, n, finished, 1).await.rate);
     }
-    let rate = median(rates);
     let what = format!("drain {n} queued beside {finished} finished");
-    let mut out = vec![fig("offload", backend, &what, rate, "jobs/s")];
-    if let Some(empty) = figure(so_far, backend, &format!("drain {n} queued")) {
-        out.push(fig(
-            "offload",
-            backend,
-            &format!("{what} ÷ empty table"),
-            rate / empty,
-            "×",
-        ));
+    against_plain_drain(so_far, backend, n, &what, median(rates), "empty table")
+}
+
+/// The figure `what` of a drain variant, and its ratio to the plain drain of `n` in this run
+/// (named `÷ {base}`).
+fn against_plain_drain(
+    so_far: &[Figure],
+    backend: &str,
+    n: usize,
+    what: &str,
+    rate: f64,
+    base: &str,
+) -> Vec<Figure> {
+    let mut out = vec![fig("offload", backend, what, rate, "jobs/s")];
+    if let Some(plain) = figure(so_far, backend, &format!("drain {n} queued")) {
+        let ratio = format!("{what} ÷ {base}");
+        out.push(fig("offload", backend, &ratio, rate / plain, "×"));
     }
     out
 }
@@ -777,19 +784,8 @@ async fn tenant_figures(backend: &str, n: usize, rounds: usize, so_far: &[Figure
         eprintln!("{backend}: drain {n} of 10 tenants");
         rates.push(offload_drain(backend, n, 0, 10).await.rate);
     }
-    let rate = median(rates);
     let what = format!("drain {n} queued, 10 tenants");
-    let mut out = vec![fig("offload", backend, &what, rate, "jobs/s")];
-    if let Some(one) = figure(so_far, backend, &format!("drain {n} queued")) {
-        out.push(fig(
-            "offload",
-            backend,
-            &format!("{what} ÷ one tenant"),
-            rate / one,
-            "×",
-        ));
-    }
-    out
+    against_plain_drain(so_far, backend, n, &what, median(rates), "one tenant")
 }
 
 /// offload's value of figure `what` on `backend` so far.

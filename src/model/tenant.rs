@@ -26,7 +26,7 @@ impl Tenant {
         self.0 == Self::DEFAULT
     }
 
-    /// A stored name (trusted: written by [`Tenant::from_str`] once).
+    /// A stored name (trusted: written by its `FromStr` parse once).
     pub fn stored(name: String) -> Self {
         Self(name)
     }

@@ -119,6 +119,17 @@ WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts
 /// How long a claim waits for half a batch of free slots while other tasks run.
 const GATHER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Notes the tasks of dead workers that orphan recovery put back in the queue.
+fn log_recovered(recovered: u64, worker: &WorkerContext) {
+    if recovered > 0 {
+        tracing::debug!(
+            recovered,
+            worker = worker.name(),
+            "re-enqueued orphaned tasks"
+        );
+    }
+}
+
 /// The persistence behind [`ClaimingStorage`]: one per worker.
 #[derive(Clone)]
 pub(super) struct ClaimingPersistence {
@@ -192,13 +203,7 @@ impl Persistence for ClaimingPersistence {
         }
         tx.commit().await?;
         self.claims.forget(self.kind);
-        if recovered > 0 {
-            tracing::debug!(
-                recovered,
-                worker = worker.name(),
-                "re-enqueued orphaned tasks"
-            );
-        }
+        log_recovered(recovered, worker);
         Ok(())
     }
 
@@ -209,13 +214,7 @@ impl Persistence for ClaimingPersistence {
         let recovered =
             apalis_postgres::queries::reenqueue_orphaned(&mut *tx, self.kind, dead_for).await?;
         tx.commit().await?;
-        if recovered > 0 {
-            tracing::debug!(
-                recovered,
-                worker = worker.name(),
-                "re-enqueued orphaned tasks"
-            );
-        }
+        log_recovered(recovered, worker);
         Ok(())
     }
 

@@ -241,6 +241,44 @@ impl Drop for TestApp {
 }
 
 /// A sample document (copies of `../shared/samples`, kept in the repo so a clean clone tests).
+/// A worker (in this test process) on a test app's database and storage.
+pub struct Worker {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// Starts a worker on this app's database and storage (for apps started as `Role::Api`).
+    pub async fn start_worker(&self) -> Worker {
+        let worker = Application::build(self.settings_for_worker(), Role::Worker)
+            .await
+            .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Worker { stop, task }
+    }
+}
+
+impl Worker {
+    /// Stops it cleanly and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// The ids of a page of jobs (`GET /jobs`), in its order.
+pub fn job_ids(page: &Value) -> Vec<String> {
+    page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn sample(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/samples")

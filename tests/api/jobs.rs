@@ -118,20 +118,13 @@ async fn a_queued_job_can_be_cancelled_and_never_runs(backend: Backend) {
     assert_eq!(again.json::<Value>().await.unwrap()["code"], "wrong_state");
 
     // A worker on the same database runs a later job but never the cancelled one.
-    let worker = offload::app::Application::build(app.settings_for_worker(), Role::Worker)
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    let worker = app.start_worker().await;
     let later = id_of(&app.create_job("sleep", json!({"seconds": 0})).await);
     assert_eq!(app.wait_final(&later).await["status"], "succeeded");
     let job = app.get_job(&id).await;
     assert_eq!(job["status"], "cancelled");
     assert_eq!(job["attempts"], 0);
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 async fn a_running_job_can_be_cancelled(backend: Backend) {

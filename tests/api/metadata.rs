@@ -9,15 +9,6 @@ use crate::on_both_backends;
 
 on_both_backends!(labels_are_echoed_and_filter_the_listing);
 
-fn ids(page: &Value) -> Vec<String> {
-    page["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 async fn labels_are_echoed_and_filter_the_listing(backend: Backend) {
     let app = spawn_app_with(backend, Role::Api, |_| {}).await;
     let submit = |metadata: Value| {
@@ -45,21 +36,22 @@ async fn labels_are_echoed_and_filter_the_listing(backend: Backend) {
     let acme_id = acme["id"].as_str().unwrap().to_string();
     assert_eq!(app.get_job(&acme_id).await["metadata"]["customer"], "acme");
 
-    let listed = ids(&app.list_jobs("metadata.customer=acme").await);
+    let listed = job_ids(&app.list_jobs("metadata.customer=acme").await);
     assert_eq!(listed, vec![acme_id.clone()], "only the exact label");
-    let both = ids(&app
-        .list_jobs("metadata.customer=acme&metadata.order=50%25_off")
-        .await);
+    let both = job_ids(
+        &app.list_jobs("metadata.customer=acme&metadata.order=50%25_off")
+            .await,
+    );
     assert_eq!(both, vec![acme_id.clone()]);
-    assert!(ids(&app.list_jobs("metadata.order=50%25").await).is_empty());
+    assert!(job_ids(&app.list_jobs("metadata.order=50%25").await).is_empty());
     let globex_id = globex["id"].as_str().unwrap();
     assert_eq!(
-        ids(&app.list_jobs("metadata.customer=globex").await),
+        job_ids(&app.list_jobs("metadata.customer=globex").await),
         vec![globex_id]
     );
     let near_id = near["id"].as_str().unwrap();
     assert_eq!(
-        ids(&app.list_jobs("metadata.xcustomer=acme").await),
+        job_ids(&app.list_jobs("metadata.xcustomer=acme").await),
         vec![near_id]
     );
 

@@ -40,13 +40,7 @@ async fn an_interactive_job_starts_before_a_bulk_backlog(backend: Backend) {
         .unwrap()
         .to_string();
 
-    let worker = offload::app::Application::build(app.settings_for_worker(), Role::Worker)
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    let worker = app.start_worker().await;
     let done = app.wait_final(&interactive).await;
     assert_eq!(done["status"], "succeeded");
     let started = |job: &Value| {
@@ -72,6 +66,5 @@ async fn an_interactive_job_starts_before_a_bulk_backlog(backend: Backend) {
         )
         .await;
     assert_eq!(bad.status(), 400, "an unknown priority is refused");
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    worker.stop().await;
 }

@@ -69,19 +69,11 @@ async fn a_tenant_reaches_none_of_another_tenants_jobs(backend: Backend) {
     }
     // The job is still there, whole, for its own tenant.
     assert_eq!(acme.get_job(&id).await["status"], "succeeded");
-    let listed = |page: Value| -> Vec<String> {
-        page["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|j| j["id"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert!(listed(acme.list_jobs("").await).contains(&id));
-    assert!(!listed(globex.list_jobs("").await).contains(&id));
+    assert!(job_ids(&acme.list_jobs("").await).contains(&id));
+    assert!(!job_ids(&globex.list_jobs("").await).contains(&id));
     let operator = Api::with_key(&app.api.base, OPERATOR);
     assert!(
-        !listed(operator.list_jobs("").await).contains(&id),
+        !job_ids(&operator.list_jobs("").await).contains(&id),
         "the default tenant is a tenant too"
     );
 }
@@ -244,13 +236,7 @@ async fn a_backlog_of_one_tenant_does_not_hold_back_another() {
         .map(|j| j["id"].as_str().unwrap().to_string())
         .collect();
 
-    let worker = offload::app::Application::build(app.settings_for_worker(), Role::Worker)
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    let worker = app.start_worker().await;
     let started = |job: &Value| {
         chrono::DateTime::parse_from_rfc3339(job["started_at"].as_str().unwrap()).unwrap()
     };
@@ -275,6 +261,5 @@ async fn a_backlog_of_one_tenant_does_not_hold_back_another() {
         before < backlog.len() / 10,
         "{before} of tenant A's jobs started before tenant B's last"
     );
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    worker.stop().await;
 }
