@@ -228,6 +228,15 @@ pub struct ExportChoices {
     /// Result cache: `use` (default), `bypass` or `refresh`.
     #[arg(long, value_parser = ["use", "bypass", "refresh"])]
     cache: Option<String>,
+    /// Which waiting job goes first: `interactive`, `normal` (the server's default) or `bulk`.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        crate::model::Priority::ALL.map(crate::model::Priority::as_str)
+    ))]
+    priority: Option<String>,
+    /// A label for the jobs, `KEY=VALUE` (repeatable): `customer=acme`. Echoed in each job;
+    /// `GET /jobs?metadata.customer=acme` lists them.
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    metadata: Vec<String>,
 }
 
 impl ExportChoices {
@@ -246,6 +255,8 @@ impl ExportChoices {
         };
         Ok(ExportRequest {
             options: options_json(&self.options)?,
+            metadata: labels_json(&self.metadata)?,
+            priority: self.priority.clone(),
             password,
             cache: self.cache.clone(),
             format: self.format.clone(),
@@ -259,6 +270,9 @@ impl ExportChoices {
 pub struct ExportRequest {
     /// The `options` field, JSON.
     options: Option<String>,
+    /// The `metadata` field, JSON.
+    metadata: Option<String>,
+    priority: Option<String>,
     password: Option<zeroize::Zeroizing<String>>,
     cache: Option<String>,
     format: Option<String>,
@@ -292,8 +306,30 @@ impl ExportRequest {
         if let Some(px) = self.thumbnail {
             form = form.text("thumbnail", px.to_string());
         }
+        if let Some(metadata) = &self.metadata {
+            form = form.text("metadata", metadata.clone());
+        }
+        if let Some(priority) = &self.priority {
+            form = form.text("priority", priority.clone());
+        }
         form
     }
+}
+
+/// `KEY=VALUE` labels as the JSON object of the `metadata` field (values stay strings; the
+/// server checks the keys). `None` without labels.
+fn labels_json(pairs: &[String]) -> anyhow::Result<Option<String>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut labels = serde_json::Map::new();
+    for pair in pairs {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--metadata {pair:?}: expected KEY=VALUE"))?;
+        labels.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    Ok(Some(Value::Object(labels).to_string()))
 }
 
 /// `KEY=VALUE` pairs as the JSON object of the `options` field: `true`/`false` and whole

@@ -387,4 +387,45 @@ mod client {
         assert!(cancel.status.success(), "{}", text(&cancel.stderr));
         assert_eq!(acme.get_job(&id).await["status"], "cancelled");
     }
+
+    /// `--priority` and `--metadata` (#18) reach the job.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_sends_the_priority_and_labels() {
+        let app = spawn_app_with(Backend::Sqlite, offload::app::Role::Api, |_| {}).await;
+        let doc = sample("report3.docx");
+        let run = offload(&[
+            "submit",
+            doc.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "--priority",
+            "bulk",
+            "--metadata",
+            "customer=acme",
+            "--metadata",
+            "order=42",
+        ])
+        .await;
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let stdout = text(&run.stdout);
+        let id = stdout.split_whitespace().next().unwrap().to_string();
+        let job = app.get_job(&id).await;
+        assert_eq!(job["priority"], "bulk");
+        assert_eq!(job["metadata"], json!({"customer": "acme", "order": "42"}));
+        let bad = offload(&[
+            "submit",
+            doc.to_str().unwrap(),
+            "--server",
+            &app.base,
+            "--metadata",
+            "no-equals-sign",
+        ])
+        .await;
+        assert!(!bad.status.success());
+        assert!(
+            text(&bad.stderr).contains("KEY=VALUE"),
+            "{}",
+            text(&bad.stderr)
+        );
+    }
 }
