@@ -1,4 +1,4 @@
-//! offload's apalis backend on Postgres: apalis's tables, worker rows, heartbeats, orphan
+//! offload's claiming persistence on Postgres (driven by [`super::claiming::ClaimingStorage`]): apalis's tables, worker rows, heartbeats, orphan
 //! recovery, retry layers and board, with the hot path reshaped (#17). apalis-postgres 1.0's
 //! own backend spends per batch a fetch, a separate lock event, then per task our attempt's
 //! start, its end and apalis's ack — five commits and twenty-odd round trips for 64 jobs, and
@@ -13,12 +13,7 @@
 //!
 //! Registering, heartbeats and orphan recovery are apalis-postgres's own queries.
 
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use apalis_codec::json::JsonCodec;
-use apalis_core::backend::persistence::{Persisted, Persistence, TaskEvent, TaskPersistLayer};
-use apalis_core::backend::{Backend, BackendConfig, WireFormatBackend, finalize::Durable};
+use apalis_core::backend::persistence::{Persistence, TaskEvent};
 use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::status::Status;
@@ -29,8 +24,8 @@ use serde_json::Value;
 use sqlx::{PgPool, Row};
 use ulid::Ulid;
 
-use super::claims::Claims;
-use super::{JobRecord, TaskRef};
+use super::JobRecord;
+use super::claiming::{ClaimSource, Slots};
 
 /// Claims up to `$3` due tasks of queue `$2` for worker `$1` and starts the attempts of
 /// those whose job is waiting for them (`queued`, or `running` under this very task: its
@@ -116,9 +111,6 @@ FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(id, task_id, attempts)
 WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts
   AND j.status = 'running'";
 
-/// How long a claim waits for half a batch of free slots while other tasks run.
-const GATHER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
-
 /// Notes the tasks of dead workers that orphan recovery put back in the queue.
 fn log_recovered(recovered: u64, worker: &WorkerContext) {
     if recovered > 0 {
@@ -130,35 +122,31 @@ fn log_recovered(recovered: u64, worker: &WorkerContext) {
     }
 }
 
-/// The persistence behind [`ClaimingStorage`]: one per worker.
+/// The Postgres persistence behind a worker's [`ClaimingStorage`].
 #[derive(Clone)]
 pub(super) struct ClaimingPersistence {
-    pool: PgPool,
-    config: Config,
-    kind: &'static str,
-    concurrency: usize,
-    claims: Arc<Claims>,
+    pub pool: PgPool,
+    pub config: Config,
+    pub slots: Slots,
+}
+
+impl ClaimSource for ClaimingPersistence {
+    type Config = Config;
+
+    fn settings(&self) -> &Config {
+        &self.config
+    }
+
+    fn heartbeat_interval(&self) -> std::time::Duration {
+        self.config.heartbeat_interval
+    }
+
+    fn batch_size(&self) -> usize {
+        self.config.batch_size
+    }
 }
 
 impl ClaimingPersistence {
-    /// How many tasks the next claim may take: the free slots, at least one (apalis asks for
-    /// a task only when a slot is free) and at most a batch. While others run, it first waits
-    /// (briefly) for half a batch of slots: apalis asks again as soon as one slot frees, and
-    /// a claim per freed slot would cost a statement per job.
-    async fn room(&self) -> i64 {
-        let batch = self.config.batch_size.max(1);
-        let free = self
-            .claims
-            .room(
-                self.kind,
-                self.concurrency,
-                batch.div_ceil(2),
-                GATHER_PATIENCE,
-            )
-            .await;
-        free.clamp(1, batch) as i64
-    }
-
     fn task(&self, row: &sqlx::postgres::PgRow, worker: &str) -> Result<Task<Vec<u8>>, Error> {
         let id: String = row.try_get("claimed_id")?;
         let ulid = Ulid::from_string(&id).map_err(|e| {
@@ -170,7 +158,7 @@ impl ClaimingPersistence {
         let run_at: i64 = row.try_get("claimed_run_at")?;
         Ok(TaskBuilder::new(row.try_get::<Vec<u8>, _>("claimed_job")?)
             .task_id(TaskId::from_ulid(ulid))
-            .queue(self.kind.to_string().into())
+            .queue(self.slots.kind.to_string().into())
             .status(Status::Running)
             .attempt(attempts.max(0) as usize)
             .max_attempts(max_attempts.max(0) as usize)
@@ -190,10 +178,11 @@ impl Persistence for ClaimingPersistence {
         let mut tx = self.pool.begin().await?;
         let dead_for = self.config.orphaned_duration().as_secs();
         let recovered =
-            apalis_postgres::queries::reenqueue_orphaned(&mut *tx, self.kind, dead_for).await?;
+            apalis_postgres::queries::reenqueue_orphaned(&mut *tx, self.slots.kind, dead_for)
+                .await?;
         let done = sqlx::query(REGISTER)
             .bind(worker.name())
-            .bind(self.kind)
+            .bind(self.slots.kind)
             .bind("PgStorage")
             .bind(worker.get_service())
             .execute(&mut *tx)
@@ -202,7 +191,7 @@ impl Persistence for ClaimingPersistence {
             return Err(Error::WorkerAlreadyExists(worker.name().to_owned()));
         }
         tx.commit().await?;
-        self.claims.forget(self.kind);
+        self.slots.claims.forget(self.slots.kind);
         log_recovered(recovered, worker);
         Ok(())
     }
@@ -210,9 +199,10 @@ impl Persistence for ClaimingPersistence {
     async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
         let dead_for = self.config.orphaned_duration().as_secs();
-        apalis_postgres::queries::keep_alive(&mut *tx, self.kind, worker).await?;
+        apalis_postgres::queries::keep_alive(&mut *tx, self.slots.kind, worker).await?;
         let recovered =
-            apalis_postgres::queries::reenqueue_orphaned(&mut *tx, self.kind, dead_for).await?;
+            apalis_postgres::queries::reenqueue_orphaned(&mut *tx, self.slots.kind, dead_for)
+                .await?;
         tx.commit().await?;
         log_recovered(recovered, worker);
         Ok(())
@@ -221,8 +211,8 @@ impl Persistence for ClaimingPersistence {
     async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<Task<Vec<u8>>>, Error> {
         let rows = sqlx::query(CLAIM)
             .bind(worker.name())
-            .bind(self.kind)
-            .bind(self.room().await)
+            .bind(self.slots.kind)
+            .bind(self.slots.room(self.config.batch_size).await)
             .bind(super::now_micros())
             .fetch_all(&self.pool)
             .await?;
@@ -234,7 +224,9 @@ impl Persistence for ClaimingPersistence {
                 None => None,
             };
             let task_id: String = row.try_get("claimed_id")?;
-            self.claims.claimed(self.kind, &task_id, started);
+            self.slots
+                .claims
+                .claimed(self.slots.kind, &task_id, started);
             tasks.push(task);
         }
         Ok(tasks)
@@ -252,15 +244,19 @@ impl Persistence for ClaimingPersistence {
         let undo: Vec<JobRecord> = ids
             .iter()
             .filter_map(|id| {
-                let row = self.claims.take_started(id);
-                self.claims.released(id);
+                let row = self.slots.claims.take_started(id);
+                self.slots.claims.released(id);
                 row
             })
             .collect();
         let mut tx = self.pool.begin().await?;
-        let count =
-            apalis_postgres::queries::reenqueue_abandoned(&mut *tx, self.kind, worker.name(), &ids)
-                .await?;
+        let count = apalis_postgres::queries::reenqueue_abandoned(
+            &mut *tx,
+            self.slots.kind,
+            worker.name(),
+            &ids,
+        )
+        .await?;
         sqlx::query(UNDO_STARTS)
             .bind(undo.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
             .bind(undo.iter().map(|r| r.task_id.clone()).collect::<Vec<_>>())
@@ -283,7 +279,7 @@ impl Persistence for ClaimingPersistence {
                 TaskEvent::Complete(done) => Some(done),
                 _ => None,
             })
-            .filter(|done| !self.claims.take_acked(&done.task_id.to_string()))
+            .filter(|done| !self.slots.claims.take_acked(&done.task_id.to_string()))
             .map(|done| {
                 serde_json::json!({
                     "task_id": done.task_id.to_string(),
@@ -309,95 +305,8 @@ impl Persistence for ClaimingPersistence {
 
     async fn push_tasks(&mut self, tasks: Vec<Task<Vec<u8>>>) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
-        apalis_postgres::queries::push_tasks(&mut *tx, self.kind, tasks).await?;
+        apalis_postgres::queries::push_tasks(&mut *tx, self.slots.kind, tasks).await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-/// The apalis backend of one Postgres worker (see the module header).
-pub(super) struct ClaimingStorage {
-    persistence: Persisted<ClaimingPersistence>,
-    codec: JsonCodec,
-}
-
-impl ClaimingStorage {
-    pub fn new(
-        pool: PgPool,
-        config: Config,
-        kind: &'static str,
-        concurrency: usize,
-        claims: Arc<Claims>,
-    ) -> Self {
-        Self {
-            persistence: Persisted::new(ClaimingPersistence {
-                pool,
-                config,
-                kind,
-                concurrency,
-                claims,
-            }),
-            codec: JsonCodec::default(),
-        }
-    }
-}
-
-impl Backend for ClaimingStorage {
-    type Task = Task<Vec<u8>>;
-    type Error = Error;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut Context<'_>,
-        worker: &WorkerContext,
-    ) -> Poll<Result<(), Error>> {
-        let heartbeat = self.persistence.config.heartbeat_interval;
-        self.persistence.poll_ready(cx, worker, heartbeat)
-    }
-
-    fn poll_next(
-        &mut self,
-        cx: &mut Context<'_>,
-        worker: &WorkerContext,
-    ) -> Poll<Option<Result<Self::Task, Error>>> {
-        self.persistence.poll_next(cx, worker)
-    }
-
-    fn poll_close(
-        &mut self,
-        cx: &mut Context<'_>,
-        worker: &WorkerContext,
-    ) -> Poll<Result<(), Error>> {
-        self.persistence.poll_close(cx, worker)
-    }
-}
-
-impl BackendConfig for ClaimingStorage {
-    type Args = TaskRef;
-    type Kind = Durable;
-    type Id = Ulid;
-    type Config = Config;
-    type Layer = TaskPersistLayer<JsonCodec<Value>, Value>;
-
-    fn config(&self) -> &Config {
-        &self.persistence.config
-    }
-
-    fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
-        let batch = self.persistence.config.batch_size;
-        // Results are persisted (the ack); no lock event: the claim set `Running` already.
-        self.persistence
-            .layer(JsonCodec::<Value>::default(), batch)
-            .persist_results(true)
-            .lock_tasks(false)
-    }
-}
-
-impl WireFormatBackend for ClaimingStorage {
-    type Codec = JsonCodec;
-    type Compact = Vec<u8>;
-
-    fn codec(&self) -> &JsonCodec {
-        &self.codec
     }
 }

@@ -38,6 +38,7 @@ macro_rules! on_db {
 mod attempts;
 mod cache;
 mod claim;
+mod claiming;
 mod claims;
 mod config;
 mod conn;
@@ -50,6 +51,7 @@ mod retention;
 mod row;
 mod sql;
 mod sqlite;
+mod sqlite_claim;
 mod submit;
 mod workers;
 mod workflow;

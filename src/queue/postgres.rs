@@ -9,7 +9,8 @@ use apalis_postgres::{Config, PostgresStorage, Pubsub};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::claim::ClaimingStorage;
+use super::claim::ClaimingPersistence;
+use super::claiming::{ClaimingStorage, Slots};
 use super::config::WorkerPlan;
 use super::{Db, Dialect, Queue, QueueError, TaskRef};
 
@@ -100,7 +101,7 @@ pub(super) fn task_source(
     queue: &Queue,
     plan: &WorkerPlan,
     restarts: usize,
-) -> PollWith<ClaimingStorage, Strategy> {
+) -> PollWith<ClaimingStorage<ClaimingPersistence>, Strategy> {
     let Db::Postgres(pool) = &queue.db else {
         unreachable!("a Postgres queue")
     };
@@ -114,12 +115,14 @@ pub(super) fn task_source(
         .stream(Pubsub::new(pool.clone(), plan.kind.to_string()))
         .stream(queue.wakers.stream(plan.kind))
         .interval(queue.config.poll_interval);
-    ClaimingStorage::new(
-        pool,
+    ClaimingStorage::new(ClaimingPersistence {
+        pool: pool.clone(),
         config,
-        plan.kind,
-        plan.concurrency,
-        queue.claims.clone(),
-    )
+        slots: Slots {
+            kind: plan.kind,
+            concurrency: plan.concurrency,
+            claims: queue.claims.clone(),
+        },
+    })
     .poll_with_strategy(strategy)
 }

@@ -14,7 +14,9 @@ use apalis_sqlite::{Config, SqliteStorage};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::claiming::{ClaimingStorage, Slots};
 use super::config::WorkerPlan;
+use super::sqlite_claim::SqliteClaims;
 use super::{Db, Dialect, Queue, QueueError, TaskRef};
 
 /// apalis's side of the queue in SQLite. Placeholders are numbered like Postgres's so the
@@ -99,7 +101,7 @@ pub(super) fn task_source(
     queue: &Queue,
     plan: &WorkerPlan,
     restarts: usize,
-) -> PollWith<SqliteStorage<TaskRef>, Strategy> {
+) -> PollWith<ClaimingStorage<SqliteClaims>, Strategy> {
     let Db::Sqlite(pool) = &queue.db else {
         unreachable!("a SQLite queue")
     };
@@ -112,7 +114,14 @@ pub(super) fn task_source(
     let strategy = Strategy::new()
         .stream(queue.wakers.stream(plan.kind))
         .interval(queue.config.poll_interval);
-    SqliteStorage::<TaskRef>::new(&pool)
-        .with_config(config)
-        .poll_with_strategy(strategy)
+    ClaimingStorage::new(SqliteClaims {
+        pool: pool.clone(),
+        config,
+        slots: Slots {
+            kind: plan.kind,
+            concurrency: plan.concurrency,
+            claims: queue.claims.clone(),
+        },
+    })
+    .poll_with_strategy(strategy)
 }

@@ -269,16 +269,28 @@ async fn write(
                         .await?,
                 );
             }
+            let mut acked = Vec::new();
             if !finishes.is_empty() {
-                rows.extend(
-                    sqlx::query_as::<_, JobRecord>(SQLITE_FINISH_MANY)
-                        .bind(serde_json::to_string(finishes).expect("serializes"))
-                        .bind(now)
+                let ended = sqlx::query_as::<_, JobRecord>(SQLITE_FINISH_MANY)
+                    .bind(serde_json::to_string(finishes).expect("serializes"))
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let succeeded: Vec<serde_json::Value> = ended
+                    .iter()
+                    .filter(|r| r.status == super::JobStatus::Succeeded)
+                    .map(|r| json!({ "task_id": r.task_id, "attempts": r.attempts }))
+                    .collect();
+                if !succeeded.is_empty() {
+                    acked = sqlx::query_scalar::<_, String>(SQLITE_ACK_SUCCEEDED)
+                        .bind(serde_json::Value::Array(succeeded).to_string())
                         .fetch_all(&mut *tx)
-                        .await?,
-                );
+                        .await?;
+                }
+                rows.extend(ended);
             }
             tx.commit().await?;
+            claims.acked(acked);
         }
     }
     Ok(rows)
@@ -296,7 +308,7 @@ RETURNING j.*";
 // the JSON array once per row (re-parsing it each time): cost backlog × batch, which made a
 // 10,000-job drain crawl at under 100 jobs/s. The unary `+` takes the status index out of the
 // running, so the array drives and each element is one primary-key lookup.
-const SQLITE_BEGIN_MANY: &str = "\
+pub(super) const SQLITE_BEGIN_MANY: &str = "\
 UPDATE offload_jobs
 SET status = 'running', attempts = attempts + 1, progress_percent = 0,
     progress_message = 'started', started_at = COALESCE(started_at, ?2), updated_at = ?2
@@ -360,6 +372,16 @@ fn pg_finish_many(
         .bind(now)
         .bind(col(rows, |r| r.result_parts.clone()))
 }
+
+/// Acks, in the transaction that ended their attempts, the tasks of succeeded jobs that a
+/// claim set `Running` (`sqlite_claim`); returns their ids.
+const SQLITE_ACK_SUCCEEDED: &str = "\
+UPDATE Jobs SET status = 'Done', attempts = v.attempts, last_result = '{\"Ok\":null}',
+    done_at = strftime('%s', 'now')
+FROM (SELECT value ->> 'task_id' AS task_id, value ->> 'attempts' AS attempts
+      FROM json_each(?1)) AS v
+WHERE Jobs.id = v.task_id AND Jobs.status = 'Running'
+RETURNING Jobs.id";
 
 const SQLITE_FINISH_MANY: &str = "\
 UPDATE offload_jobs

@@ -17,6 +17,7 @@ on_both_backends!(
     a_tenant_reaches_none_of_another_tenants_jobs,
     equal_idempotency_keys_of_two_tenants_make_two_jobs,
     the_queued_cap_and_the_upload_rate_are_each_tenants_own,
+    a_backlog_of_one_tenant_does_not_hold_back_another,
 );
 
 async fn two_tenants(backend: Backend) -> TestApp {
@@ -198,12 +199,10 @@ async fn the_queued_cap_and_the_upload_rate_are_each_tenants_own(backend: Backen
     );
 }
 
-/// Fair claims (Postgres): tenant A queues 2,000 jobs, then tenant B 20; once a worker starts,
-/// all of B's jobs start before a tenth of A's backlog has — read from `started_at`, not
-/// from any clock. (SQLite's workers still claim oldest first: see the README.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_of_one_tenant_does_not_hold_back_another() {
-    let app = spawn_app_with(Backend::Postgres, Role::Api, |s| {
+/// Fair claims: tenant A queues 2,000 jobs, then tenant B 20; once a worker starts, all of B's
+/// jobs start before a tenth of A's backlog has — read from `started_at`, not from any clock.
+async fn a_backlog_of_one_tenant_does_not_hold_back_another(backend: Backend) {
+    let app = spawn_app_with(backend, Role::Api, |s| {
         s.http.api_keys = format!("acme:{ACME},globex:{GLOBEX}").parse().unwrap();
         s.worker.demo_kinds = offload::settings::DemoKinds::On;
     })

@@ -1,0 +1,142 @@
+//! The apalis backend that offload's claiming persistences drive — [`super::claim`] on
+//! Postgres, [`super::sqlite_claim`] on SQLite — and what they share: a worker's [`Slots`].
+//! Built on apalis-core's public `Persistence` trait and its `Persisted` driver, which run
+//! registration, heartbeats, fetches and completion events in order; a persistence only says
+//! how each is done.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis_codec::json::JsonCodec;
+use apalis_core::backend::persistence::{Persisted, Persistence, TaskPersistLayer};
+use apalis_core::backend::{Backend, BackendConfig, WireFormatBackend, finalize::Durable};
+use apalis_core::task::Task;
+use apalis_core::worker::context::WorkerContext;
+use serde_json::Value;
+use ulid::Ulid;
+
+use super::TaskRef;
+use super::claims::Claims;
+
+/// How long a claim waits for half a batch of free slots while other tasks run.
+const GATHER_PATIENCE: Duration = Duration::from_millis(5);
+
+/// A persistence whose fetch claims tasks and starts their attempts.
+pub(super) trait ClaimSource:
+    Persistence<Compact = Vec<u8>, Response = Value> + Clone + Send + 'static
+{
+    /// The engine's apalis configuration (what the board and builder read).
+    type Config;
+    fn settings(&self) -> &Self::Config;
+    fn heartbeat_interval(&self) -> Duration;
+    fn batch_size(&self) -> usize;
+}
+
+/// One worker's slots: how many of its kind's tasks it runs at once, and what its claims
+/// handed over.
+#[derive(Clone)]
+pub(super) struct Slots {
+    pub kind: &'static str,
+    pub concurrency: usize,
+    pub claims: Arc<Claims>,
+}
+
+impl Slots {
+    /// How many tasks the next claim may take: the free slots, at least one (apalis asks for
+    /// a task only when a slot is free) and at most `batch`. While others run, it first waits
+    /// (briefly) for half a batch of slots: apalis asks again as soon as one slot frees, and
+    /// a claim per freed slot would cost a statement per job.
+    pub async fn room(&self, batch: usize) -> i64 {
+        let batch = batch.max(1);
+        let free = self
+            .claims
+            .room(
+                self.kind,
+                self.concurrency,
+                batch.div_ceil(2),
+                GATHER_PATIENCE,
+            )
+            .await;
+        free.clamp(1, batch) as i64
+    }
+}
+
+/// The apalis backend of one worker: its persistence driven by apalis-core.
+pub(super) struct ClaimingStorage<P: ClaimSource> {
+    persistence: Persisted<P>,
+    codec: JsonCodec,
+}
+
+impl<P: ClaimSource> ClaimingStorage<P> {
+    pub fn new(persistence: P) -> Self {
+        Self {
+            persistence: Persisted::new(persistence),
+            codec: JsonCodec::default(),
+        }
+    }
+}
+
+impl<P> Backend for ClaimingStorage<P>
+where
+    P: ClaimSource,
+    P::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Task = Task<Vec<u8>>;
+    type Error = P::Error;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Result<(), P::Error>> {
+        let heartbeat = self.persistence.heartbeat_interval();
+        self.persistence.poll_ready(cx, worker, heartbeat)
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Option<Result<Self::Task, P::Error>>> {
+        self.persistence.poll_next(cx, worker)
+    }
+
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Result<(), P::Error>> {
+        self.persistence.poll_close(cx, worker)
+    }
+}
+
+impl<P: ClaimSource> BackendConfig for ClaimingStorage<P> {
+    type Args = TaskRef;
+    type Kind = Durable;
+    type Id = Ulid;
+    type Config = P::Config;
+    type Layer = TaskPersistLayer<JsonCodec<Value>, Value>;
+
+    fn config(&self) -> &P::Config {
+        self.persistence.settings()
+    }
+
+    fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
+        let batch = self.persistence.batch_size();
+        // Results are persisted (the ack); no lock event: the claim set `Running` already.
+        self.persistence
+            .layer(JsonCodec::<Value>::default(), batch)
+            .persist_results(true)
+            .lock_tasks(false)
+    }
+}
+
+impl<P: ClaimSource> WireFormatBackend for ClaimingStorage<P> {
+    type Codec = JsonCodec;
+    type Compact = Vec<u8>;
+
+    fn codec(&self) -> &JsonCodec {
+        &self.codec
+    }
+}
