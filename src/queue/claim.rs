@@ -122,7 +122,7 @@ fn log_recovered(recovered: u64, worker: &WorkerContext) {
     }
 }
 
-/// The Postgres persistence behind a worker's [`ClaimingStorage`].
+/// The Postgres persistence behind a worker's [`super::claiming::ClaimingStorage`].
 #[derive(Clone)]
 pub(super) struct ClaimingPersistence {
     pub pool: PgPool,
@@ -137,12 +137,8 @@ impl ClaimSource for ClaimingPersistence {
         &self.config
     }
 
-    fn heartbeat_interval(&self) -> std::time::Duration {
-        self.config.heartbeat_interval
-    }
-
-    fn batch_size(&self) -> usize {
-        self.config.batch_size
+    fn slots(&self) -> &Slots {
+        &self.slots
     }
 }
 
@@ -212,7 +208,7 @@ impl Persistence for ClaimingPersistence {
         let rows = sqlx::query(CLAIM)
             .bind(worker.name())
             .bind(self.slots.kind)
-            .bind(self.slots.room(self.config.batch_size).await)
+            .bind(self.slots.room().await)
             .bind(super::now_micros())
             .fetch_all(&self.pool)
             .await?;
@@ -241,14 +237,7 @@ impl Persistence for ClaimingPersistence {
             .iter()
             .filter_map(|t| t.task_id().map(|id| id.to_string()))
             .collect();
-        let undo: Vec<JobRecord> = ids
-            .iter()
-            .filter_map(|id| {
-                let row = self.slots.claims.take_started(id);
-                self.slots.claims.released(id);
-                row
-            })
-            .collect();
+        let undo = self.slots.abandon(&ids);
         let mut tx = self.pool.begin().await?;
         let count = apalis_postgres::queries::reenqueue_abandoned(
             &mut *tx,
@@ -273,13 +262,10 @@ impl Persistence for ClaimingPersistence {
         events: Vec<TaskEvent<Value>>,
         worker: &WorkerContext,
     ) -> Result<(), Error> {
-        let acks: Vec<Value> = events
+        let acks: Vec<Value> = self
+            .slots
+            .unacked(events)
             .into_iter()
-            .filter_map(|event| match event {
-                TaskEvent::Complete(done) => Some(done),
-                _ => None,
-            })
-            .filter(|done| !self.slots.claims.take_acked(&done.task_id.to_string()))
             .map(|done| {
                 serde_json::json!({
                     "task_id": done.task_id.to_string(),

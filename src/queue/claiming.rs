@@ -26,11 +26,10 @@ const GATHER_PATIENCE: Duration = Duration::from_millis(5);
 pub(super) trait ClaimSource:
     Persistence<Compact = Vec<u8>, Response = Value> + Clone + Send + 'static
 {
-    /// The engine's apalis configuration (what the board and builder read).
+    /// The engine's apalis configuration (what the builder reads).
     type Config;
     fn settings(&self) -> &Self::Config;
-    fn heartbeat_interval(&self) -> Duration;
-    fn batch_size(&self) -> usize;
+    fn slots(&self) -> &Slots;
 }
 
 /// One worker's slots: how many of its kind's tasks it runs at once, and what its claims
@@ -39,16 +38,60 @@ pub(super) trait ClaimSource:
 pub(super) struct Slots {
     pub kind: &'static str,
     pub concurrency: usize,
+    /// Most tasks one claim takes.
+    pub batch: usize,
+    pub heartbeat: Duration,
     pub claims: Arc<Claims>,
 }
 
 impl Slots {
+    /// The slots of a worker of `plan` on `queue`.
+    pub fn of(queue: &super::Queue, plan: &super::WorkerPlan) -> Self {
+        Self {
+            kind: plan.kind,
+            concurrency: plan.concurrency,
+            batch: plan.batch_size,
+            heartbeat: queue.config.heartbeat(),
+            claims: queue.claims.clone(),
+        }
+    }
+
+    /// The tasks a clean shutdown gives back before their handlers ran: forgotten here, with
+    /// the attempts their claim started (to be undone).
+    pub fn abandon(&self, task_ids: &[String]) -> Vec<super::JobRecord> {
+        task_ids
+            .iter()
+            .filter_map(|id| {
+                let row = self.claims.take_started(id);
+                self.claims.released(id);
+                row
+            })
+            .collect()
+    }
+
+    /// The completions among `events` that still need their ack (the rest were acked with
+    /// their attempts' ends).
+    pub fn unacked(
+        &self,
+        events: Vec<apalis_core::backend::persistence::TaskEvent<Value>>,
+    ) -> Vec<apalis_core::backend::TaskResult<Value>> {
+        use apalis_core::backend::persistence::TaskEvent;
+        events
+            .into_iter()
+            .filter_map(|event| match event {
+                TaskEvent::Complete(done) => Some(done),
+                _ => None,
+            })
+            .filter(|done| !self.claims.take_acked(&done.task_id.to_string()))
+            .collect()
+    }
+
     /// How many tasks the next claim may take: the free slots, at least one (apalis asks for
     /// a task only when a slot is free) and at most `batch`. While others run, it first waits
     /// (briefly) for half a batch of slots: apalis asks again as soon as one slot frees, and
     /// a claim per freed slot would cost a statement per job.
-    pub async fn room(&self, batch: usize) -> i64 {
-        let batch = batch.max(1);
+    pub async fn room(&self) -> i64 {
+        let batch = self.batch.max(1);
         let free = self
             .claims
             .room(
@@ -90,7 +133,7 @@ where
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Result<(), P::Error>> {
-        let heartbeat = self.persistence.heartbeat_interval();
+        let heartbeat = self.persistence.slots().heartbeat;
         self.persistence.poll_ready(cx, worker, heartbeat)
     }
 
@@ -123,7 +166,7 @@ impl<P: ClaimSource> BackendConfig for ClaimingStorage<P> {
     }
 
     fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
-        let batch = self.persistence.batch_size();
+        let batch = self.persistence.slots().batch;
         // Results are persisted (the ack); no lock event: the claim set `Running` already.
         self.persistence
             .layer(JsonCodec::<Value>::default(), batch)

@@ -118,11 +118,7 @@ pub(super) fn task_source(
     ClaimingStorage::new(ClaimingPersistence {
         pool: pool.clone(),
         config,
-        slots: Slots {
-            kind: plan.kind,
-            concurrency: plan.concurrency,
-            claims: queue.claims.clone(),
-        },
+        slots: Slots::of(queue, plan),
     })
     .poll_with_strategy(strategy)
 }

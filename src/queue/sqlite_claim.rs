@@ -85,12 +85,8 @@ impl ClaimSource for SqliteClaims {
         &self.config
     }
 
-    fn heartbeat_interval(&self) -> std::time::Duration {
-        self.config.heartbeat_interval
-    }
-
-    fn batch_size(&self) -> usize {
-        self.config.batch_size
+    fn slots(&self) -> &Slots {
+        &self.slots
     }
 }
 
@@ -162,7 +158,7 @@ impl Persistence for SqliteClaims {
     }
 
     async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<Task<Vec<u8>>>, Error> {
-        let room = self.slots.room(self.config.batch_size).await as usize;
+        let room = self.slots.room().await as usize;
         let (kind, now) = (self.slots.kind, chrono::Utc::now().timestamp());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let tenants: Vec<String> = sqlx::query_scalar(WAITING_TENANTS)
@@ -236,13 +232,10 @@ impl Persistence for SqliteClaims {
             .iter()
             .filter_map(|t| t.task_id().map(|id| id.to_string()))
             .collect();
-        let undo: Vec<Value> = ids
-            .iter()
-            .filter_map(|id| {
-                let row = self.slots.claims.take_started(id);
-                self.slots.claims.released(id);
-                row
-            })
+        let undo: Vec<Value> = self
+            .slots
+            .abandon(&ids)
+            .into_iter()
             .map(|r| serde_json::json!({"id": r.id, "task_id": r.task_id, "attempts": r.attempts}))
             .collect();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -262,14 +255,7 @@ impl Persistence for SqliteClaims {
         events: Vec<TaskEvent<Value>>,
         worker: &WorkerContext,
     ) -> Result<(), Error> {
-        let acks: Vec<apalis::AckPayload> = events
-            .into_iter()
-            .filter_map(|event| match event {
-                TaskEvent::Complete(done) => Some(done),
-                _ => None,
-            })
-            .filter(|done| !self.slots.claims.take_acked(&done.task_id.to_string()))
-            .collect();
+        let acks: Vec<apalis::AckPayload> = self.slots.unacked(events);
         if acks.is_empty() {
             return Ok(());
         }
