@@ -274,6 +274,10 @@ fn queue_config(settings: &Settings) -> QueueConfig {
             kind: kinds::webhook::NAME,
             max_attempts: kinds::webhook::attempts(settings.worker.max_attempts),
         },
+        running_caps: crate::queue::RunningCaps {
+            default: settings.worker.max_running_jobs_per_tenant,
+            exceptions: settings.worker.tenant_max_running_jobs.clone(),
+        },
     }
 }
 

@@ -119,7 +119,7 @@ pub struct HttpSettings {
 
     /// Per-tenant exceptions to `MAX_QUEUED_JOBS`: `acme=500000,trial=100`.
     #[arg(long, env = "TENANT_MAX_QUEUED_JOBS", default_value = "")]
-    pub tenant_max_queued_jobs: crate::api::limits::TenantCaps,
+    pub tenant_max_queued_jobs: crate::model::tenant::TenantCaps,
 
     /// Uploads (`POST /exports`) one client may make per minute — one API key when keys are
     /// on, else one address (0: no limit).
@@ -159,6 +159,14 @@ pub struct WorkerSettings {
     #[arg(long = "concurrency", env = "WORKER_CONCURRENCY", default_value_t = 2,
           value_parser = at_least::<usize, 1>)]
     pub concurrency: usize,
+
+    /// Most jobs one tenant may have running at once across every worker (0: no cap).
+    #[arg(long, env = "MAX_RUNNING_JOBS_PER_TENANT", default_value_t = 0)]
+    pub max_running_jobs_per_tenant: u64,
+
+    /// Per-tenant exceptions to `MAX_RUNNING_JOBS_PER_TENANT`: `acme=50,trial=2`.
+    #[arg(long, env = "TENANT_MAX_RUNNING_JOBS", default_value = "")]
+    pub tenant_max_running_jobs: crate::model::tenant::TenantCaps,
 
     /// Most pages one image export renders (png, jpeg, webp); pages beyond it are left out
     /// and the job's progress says so.

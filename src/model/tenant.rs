@@ -73,9 +73,64 @@ impl std::fmt::Display for Tenant {
     }
 }
 
+/// Per-tenant exceptions to a cap (`acme=500000,trial=100`), parsed once at the edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantCaps(std::collections::BTreeMap<Tenant, u64>);
+
+impl TenantCaps {
+    /// `tenant`'s cap: its exception, else `default`.
+    pub fn cap(&self, tenant: &Tenant, default: u64) -> u64 {
+        self.0.get(tenant).copied().unwrap_or(default)
+    }
+}
+
+impl std::str::FromStr for TenantCaps {
+    type Err = String;
+
+    fn from_str(setting: &str) -> Result<Self, String> {
+        let mut caps = std::collections::BTreeMap::new();
+        for entry in setting.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, cap) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("{entry:?}: expected tenant=number"))?;
+            let tenant: Tenant = name.trim().parse()?;
+            let cap = cap
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{entry:?}: {cap:?} is not a number"))?;
+            caps.insert(tenant, cap);
+        }
+        Ok(Self(caps))
+    }
+}
+
+impl TenantCaps {
+    /// The exceptions, as a JSON object `{tenant: cap}` (for a statement to read).
+    pub fn to_json(&self) -> String {
+        let map: std::collections::BTreeMap<&str, u64> =
+            self.0.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+        serde_json::to_string(&map).expect("a map of numbers serializes")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_caps_parse_and_fall_back_to_the_default() {
+        let caps: TenantCaps = "acme=5, trial=0".parse().unwrap();
+        assert_eq!(caps.cap(&"acme".parse().unwrap(), 100), 5);
+        assert_eq!(caps.cap(&"trial".parse().unwrap(), 100), 0);
+        assert_eq!(caps.cap(&Tenant::default_tenant(), 100), 100);
+        assert!("acme".parse::<TenantCaps>().is_err());
+        assert!("Acme=1".parse::<TenantCaps>().is_err());
+        assert!("acme=x".parse::<TenantCaps>().is_err());
+    }
 
     #[test]
     fn names_are_checked_and_keys_of_two_tenants_never_meet() {

@@ -35,7 +35,9 @@ use super::claiming::{ClaimSource, Slots};
 /// `offload_fair_claim` index (one probe per tenant, however long its queue); each offers its
 /// next tasks in apalis's order (priority, then due time) — about an equal share of the batch,
 /// locked `SKIP LOCKED` — and the claim takes them by priority, then turn by turn across
-/// tenants, so one tenant's backlog never holds another's jobs behind it. Locks taken and not
+/// tenants, so one tenant's backlog never holds another's jobs behind it. A tenant with a
+/// running cap (`$5`: `{tenant: cap}`, `$6`: everyone else's, 0 for none) offers no more than
+/// its cap leaves beside its running jobs. Locks taken and not
 /// claimed end with the statement. The claimed tasks are updated by primary key (see
 /// `get_jobs.sql` for why not by a join).
 pub const CLAIM: &str = "\
@@ -50,9 +52,15 @@ WITH RECURSIVE waiting(tenant) AS (
             ORDER BY j.tenant LIMIT 1)
     FROM waiting w WHERE w.tenant IS NOT NULL
 ), tenants AS (
-    SELECT tenant FROM waiting WHERE tenant IS NOT NULL
+    SELECT w.tenant,
+           CASE WHEN COALESCE(($5::jsonb ->> w.tenant)::bigint, $6) = 0 THEN $3
+                ELSE GREATEST(COALESCE(($5::jsonb ->> w.tenant)::bigint, $6)
+                              - (SELECT COUNT(*) FROM offload_jobs r
+                                 WHERE r.status = 'running' AND r.tenant = w.tenant), 0)
+           END AS room_left
+    FROM waiting w WHERE w.tenant IS NOT NULL
 ), offered AS (
-    SELECT c.id, c.priority, c.run_at,
+    SELECT c.id, c.priority, c.run_at, tn.room_left,
            row_number() OVER (PARTITION BY tn.tenant ORDER BY c.priority DESC, c.run_at) AS turn
     FROM tenants tn CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM apalis.jobs
@@ -64,7 +72,8 @@ WITH RECURSIVE waiting(tenant) AS (
     UPDATE apalis.jobs t
     SET status = 'Running', lock_by = $1, lock_at = now()
     WHERE t.id = ANY(ARRAY(
-        SELECT id FROM offered ORDER BY priority DESC, turn, run_at LIMIT $3))
+        SELECT id FROM offered WHERE turn <= room_left
+        ORDER BY priority DESC, turn, run_at LIMIT $3))
     RETURNING t.id, t.job, t.attempts, t.max_attempts, t.priority,
               EXTRACT(EPOCH FROM t.run_at)::bigint AS run_at_secs
 ),
@@ -205,13 +214,29 @@ impl Persistence for ClaimingPersistence {
     }
 
     async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<Task<Vec<u8>>>, Error> {
-        let rows = sqlx::query(CLAIM)
+        let room = self.slots.room().await;
+        let caps = &self.slots.caps;
+        let claim = sqlx::query(CLAIM)
             .bind(worker.name())
             .bind(self.slots.kind)
-            .bind(self.slots.room().await)
+            .bind(room)
             .bind(super::now_micros())
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(caps.exceptions.to_json())
+            .bind(i64::try_from(caps.default).unwrap_or(i64::MAX));
+        let rows = if caps.active() {
+            // Claims take turns, and each counts running jobs after the one before it
+            // committed (a statement's snapshot is taken when it starts: after the lock), so
+            // two workers cannot both give a tenant its last free place.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('offload.claim'))")
+                .execute(&mut *tx)
+                .await?;
+            let rows = claim.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        } else {
+            claim.fetch_all(&self.pool).await?
+        };
         let mut tasks = Vec::with_capacity(rows.len());
         for row in &rows {
             let task = self.task(row, worker.name())?;

@@ -42,6 +42,8 @@ pub(super) struct Slots {
     pub batch: usize,
     pub heartbeat: Duration,
     pub claims: Arc<Claims>,
+    /// Running-job caps per tenant.
+    pub caps: super::RunningCaps,
 }
 
 impl Slots {
@@ -53,6 +55,7 @@ impl Slots {
             batch: plan.batch_size,
             heartbeat: queue.config.heartbeat(),
             claims: queue.claims.clone(),
+            caps: queue.config.running_caps.clone(),
         }
     }
 

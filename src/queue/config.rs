@@ -77,6 +77,29 @@ pub struct QueueConfig {
     /// How often idle workers look for due tasks.
     pub poll_interval: Duration,
     pub callbacks: Callbacks,
+    /// How many jobs of one tenant may run at once across the cluster.
+    pub running_caps: RunningCaps,
+}
+
+/// Per-tenant caps of running jobs (#18): `default` for every tenant (0: none), with
+/// exceptions. Claims take no more of a tenant's tasks than its cap leaves.
+#[derive(Debug, Clone, Default)]
+pub struct RunningCaps {
+    pub default: u64,
+    pub exceptions: crate::model::tenant::TenantCaps,
+}
+
+impl RunningCaps {
+    /// Whether any tenant has a cap (claims then serialize, so that two workers' counts
+    /// cannot both admit the same free place).
+    pub fn active(&self) -> bool {
+        self.default > 0 || !self.exceptions.is_empty()
+    }
+
+    /// `tenant`'s cap (0: none).
+    pub fn cap(&self, tenant: &crate::model::Tenant) -> u64 {
+        self.exceptions.cap(tenant, self.default)
+    }
 }
 
 impl QueueConfig {

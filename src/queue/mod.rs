@@ -70,7 +70,7 @@ pub use crate::model::{
 };
 pub use attempts::Failure;
 pub use cache::CacheEntry;
-pub use config::{Callbacks, DatabaseUrl, Engine, QueueConfig, WorkerPlan};
+pub use config::{Callbacks, DatabaseUrl, Engine, QueueConfig, RunningCaps, WorkerPlan};
 pub use follow::{Follow, Seen};
 pub use reads::ListFilter;
 pub use submit::Enqueued;

@@ -52,6 +52,10 @@ WHERE job_type = ?1 AND status = 'Pending' AND tenant = ?3 AND lock_by IS NULL A
 ORDER BY priority DESC, run_at ASC
 LIMIT ?4";
 
+/// Jobs of tenant `?1` running anywhere.
+const RUNNING_OF_TENANT: &str =
+    "SELECT COUNT(*) FROM offload_jobs WHERE status = 'running' AND tenant = ?1";
+
 /// Claims the tasks named in `?1` (a JSON array) for worker `?2`.
 const CLAIM: &str = "\
 UPDATE Jobs SET status = 'Running', lock_by = ?2, lock_at = strftime('%s', 'now')
@@ -170,11 +174,29 @@ impl Persistence for SqliteClaims {
         let share = (room / tenants.len().max(1)) as i64 + 1;
         let mut offers = Vec::with_capacity(tenants.len());
         for tenant in &tenants {
+            // A running cap leaves what its running jobs do not take (the write lock makes the
+            // count exact: no other claim runs meanwhile).
+            let cap = self
+                .slots
+                .caps
+                .cap(&crate::model::Tenant::stored(tenant.clone()));
+            let limit = if cap == 0 {
+                share
+            } else {
+                let running: i64 = sqlx::query_scalar(RUNNING_OF_TENANT)
+                    .bind(tenant)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                share.min((cap as i64 - running).max(0))
+            };
+            if limit == 0 {
+                continue;
+            }
             let list: Vec<Offer> = sqlx::query_as(TENANT_QUEUE)
                 .bind(kind)
                 .bind(now)
                 .bind(tenant)
-                .bind(share)
+                .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
             offers.push(list);

@@ -18,6 +18,7 @@ on_both_backends!(
     equal_idempotency_keys_of_two_tenants_make_two_jobs,
     the_queued_cap_and_the_upload_rate_are_each_tenants_own,
     a_backlog_of_one_tenant_does_not_hold_back_another,
+    a_tenants_running_cap_holds_across_two_workers,
 );
 
 async fn two_tenants(backend: Backend) -> TestApp {
@@ -261,4 +262,86 @@ async fn a_backlog_of_one_tenant_does_not_hold_back_another(backend: Backend) {
         "{before} of tenant A's jobs started before tenant B's last"
     );
     worker.stop().await;
+}
+
+/// A running cap (`TENANT_MAX_RUNNING_JOBS=acme=2`) holds across two worker processes: at no
+/// moment the rows record (`started_at` … `finished_at`) do more than two of acme's jobs
+/// overlap, while another tenant's run beside them.
+async fn a_tenants_running_cap_holds_across_two_workers(backend: Backend) {
+    let app = spawn_app_with(backend, Role::Api, |s| {
+        s.http.api_keys = format!("acme:{ACME},globex:{GLOBEX}").parse().unwrap();
+        s.worker.demo_kinds = offload::settings::DemoKinds::On;
+        s.worker.tenant_max_running_jobs = "acme=2".parse().unwrap();
+    })
+    .await;
+    let (acme, globex) = (
+        Api::with_key(&app.api.base, ACME),
+        Api::with_key(&app.api.base, GLOBEX),
+    );
+    let sleeps = |n: usize| json!({"jobs": (0..n).map(|_| json!({"kind": "sleep", "args": {"seconds": 0.2}})).collect::<Vec<_>>()});
+    let ids = |created: Value| -> Vec<String> {
+        created["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let capped = ids(acme
+        .post_json("/api/v1/jobs/batch", &sleeps(12))
+        .await
+        .json()
+        .await
+        .unwrap());
+    let free = ids(globex
+        .post_json("/api/v1/jobs/batch", &sleeps(6))
+        .await
+        .json()
+        .await
+        .unwrap());
+    let (one, two) = (app.start_worker().await, app.start_worker().await);
+    let at = |job: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(job[field].as_str().unwrap())
+            .unwrap()
+            .timestamp_micros()
+    };
+    let mut spans = Vec::new();
+    for id in &capped {
+        let job = acme.wait_final(id).await;
+        assert_eq!(job["status"], "succeeded");
+        spans.push((at(&job, "started_at"), at(&job, "finished_at")));
+    }
+    let mut globex_spans = Vec::new();
+    for id in &free {
+        let job = globex.wait_final(id).await;
+        assert_eq!(job["status"], "succeeded");
+        globex_spans.push((at(&job, "started_at"), at(&job, "finished_at")));
+    }
+    // The most spans open at once: ends before starts at the same instant.
+    let most_at_once = |spans: &[(i64, i64)]| {
+        let mut edges: Vec<(i64, i32)> = spans
+            .iter()
+            .flat_map(|&(start, end)| [(start, 1), (end, -1)])
+            .collect();
+        edges.sort();
+        edges
+            .iter()
+            .scan(0, |open, &(_, step)| {
+                *open += step;
+                Some(*open)
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(
+        most_at_once(&spans) <= 2,
+        "acme ran {} at once",
+        most_at_once(&spans)
+    );
+    assert!(
+        most_at_once(&globex_spans) > 2,
+        "the control: an uncapped tenant runs more at once"
+    );
+    one.stop().await;
+    two.stop().await;
 }
