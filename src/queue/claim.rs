@@ -15,28 +15,26 @@
 
 use apalis_core::backend::persistence::{Persistence, TaskEvent};
 use apalis_core::task::Task;
-use apalis_core::task::builder::TaskBuilder;
-use apalis_core::task::status::Status;
-use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::context::WorkerContext;
 use apalis_postgres::{Config, Error};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
-use ulid::Ulid;
 
 use super::JobRecord;
-use super::claiming::{ClaimSource, Slots};
+use super::claiming::{ClaimSource, Claimed, Slots};
 
 /// Claims up to `$3` due tasks of queue `$2` for worker `$1` and starts the attempts of
 /// those whose job is waiting for them (`queued`, or `running` under this very task: its
-/// worker was lost and orphan recovery handed the task on), stamped `$4`.
+/// worker was lost and orphan recovery handed the task on), stamped when the statement
+/// runs (`clock_timestamp()`: a claim that waited for the claim lock does not date its jobs'
+/// start back to before it got it).
 ///
 /// Fair across tenants (#18): the tenants with due tasks are found by a skip scan of the
 /// `offload_fair_claim` index (one probe per tenant, however long its queue); each offers its
 /// next tasks in apalis's order (priority, then due time) — about an equal share of the batch,
 /// locked `SKIP LOCKED` — and the claim takes them by priority, then turn by turn across
 /// tenants, so one tenant's backlog never holds another's jobs behind it. A tenant with a
-/// running cap (`$5`: `{tenant: cap}`, `$6`: everyone else's, 0 for none) offers no more than
+/// running cap (`$4`: `{tenant: cap}`, `$5`: everyone else's, 0 for none) offers no more than
 /// its cap leaves beside its running jobs. Locks taken and not
 /// claimed end with the statement. The claimed tasks are updated by primary key (see
 /// `get_jobs.sql` for why not by a join).
@@ -53,8 +51,8 @@ WITH RECURSIVE waiting(tenant) AS (
     FROM waiting w WHERE w.tenant IS NOT NULL
 ), tenants AS (
     SELECT w.tenant,
-           CASE WHEN COALESCE(($5::jsonb ->> w.tenant)::bigint, $6) = 0 THEN $3
-                ELSE GREATEST(COALESCE(($5::jsonb ->> w.tenant)::bigint, $6)
+           CASE WHEN COALESCE(($4::jsonb ->> w.tenant)::bigint, $5) = 0 THEN $3
+                ELSE GREATEST(COALESCE(($4::jsonb ->> w.tenant)::bigint, $5)
                               - (SELECT COUNT(*) FROM offload_jobs r
                                  WHERE r.status = 'running' AND r.tenant = w.tenant), 0)
            END AS room_left
@@ -80,8 +78,9 @@ WITH RECURSIVE waiting(tenant) AS (
 started AS (
     UPDATE offload_jobs j
     SET status = 'running', attempts = j.attempts + 1, progress_percent = 0,
-        progress_message = 'started', started_at = COALESCE(j.started_at, $4), updated_at = $4
-    FROM claimed c
+        progress_message = 'started', started_at = COALESCE(j.started_at, n.now), updated_at = n.now
+    FROM claimed c,
+         (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint AS now) AS n
     WHERE j.id = convert_from(c.job, 'UTF8')::jsonb ->> 'job_id'
       AND j.task_id = c.id AND j.status IN ('queued', 'running')
     RETURNING j.*
@@ -153,24 +152,19 @@ impl ClaimSource for ClaimingPersistence {
 
 impl ClaimingPersistence {
     fn task(&self, row: &sqlx::postgres::PgRow, worker: &str) -> Result<Task<Vec<u8>>, Error> {
-        let id: String = row.try_get("claimed_id")?;
-        let ulid = Ulid::from_string(&id).map_err(|e| {
-            Error::Database(sqlx::Error::Decode(format!("task id {id:?}: {e}").into()))
-        })?;
-        let attempts: i32 = row.try_get("claimed_attempts")?;
-        let max_attempts: i32 = row.try_get("claimed_max_attempts")?;
-        let priority: i32 = row.try_get("claimed_priority")?;
-        let run_at: i64 = row.try_get("claimed_run_at")?;
-        Ok(TaskBuilder::new(row.try_get::<Vec<u8>, _>("claimed_job")?)
-            .task_id(TaskId::from_ulid(ulid))
-            .queue(self.slots.kind.to_string().into())
-            .status(Status::Running)
-            .attempt(attempts.max(0) as usize)
-            .max_attempts(max_attempts.max(0) as usize)
-            .priority(priority.max(0) as usize)
-            .run_at_timestamp(run_at.max(0) as u64)
-            .lock_by(Some(worker.to_string()))
-            .build())
+        let wide =
+            |c: &str| -> Result<i64, sqlx::Error> { Ok(i64::from(row.try_get::<i32, _>(c)?)) };
+        let claimed = Claimed {
+            id: row.try_get("claimed_id")?,
+            job: row.try_get("claimed_job")?,
+            attempts: wide("claimed_attempts")?,
+            max_attempts: wide("claimed_max_attempts")?,
+            priority: wide("claimed_priority")?,
+            run_at: row.try_get("claimed_run_at")?,
+        };
+        claimed
+            .into_task(self.slots.kind, worker)
+            .map_err(|why| Error::Database(sqlx::Error::Decode(why.into())))
     }
 }
 
@@ -220,7 +214,6 @@ impl Persistence for ClaimingPersistence {
             .bind(worker.name())
             .bind(self.slots.kind)
             .bind(room)
-            .bind(super::now_micros())
             .bind(caps.exceptions.to_json())
             .bind(i64::try_from(caps.default).unwrap_or(i64::MAX));
         let rows = if caps.active() {

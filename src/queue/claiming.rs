@@ -12,6 +12,9 @@ use apalis_codec::json::JsonCodec;
 use apalis_core::backend::persistence::{Persisted, Persistence, TaskPersistLayer};
 use apalis_core::backend::{Backend, BackendConfig, WireFormatBackend, finalize::Durable};
 use apalis_core::task::Task;
+use apalis_core::task::builder::TaskBuilder;
+use apalis_core::task::status::Status;
+use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::context::WorkerContext;
 use serde_json::Value;
 use ulid::Ulid;
@@ -105,6 +108,37 @@ impl Slots {
             )
             .await;
         free.clamp(1, batch) as i64
+    }
+}
+
+/// A task as a claim read it back, on either engine.
+pub(super) struct Claimed {
+    pub id: String,
+    pub job: Vec<u8>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub priority: i64,
+    /// Unix seconds.
+    pub run_at: i64,
+}
+
+impl Claimed {
+    /// The apalis task a worker of `kind` named `worker` now holds; `Err` names an id that is
+    /// no ULID.
+    pub fn into_task(self, kind: &str, worker: &str) -> Result<Task<Vec<u8>>, String> {
+        let ulid =
+            Ulid::from_string(&self.id).map_err(|e| format!("task id {:?}: {e}", self.id))?;
+        let count = |n: i64| n.max(0) as usize;
+        Ok(TaskBuilder::new(self.job)
+            .task_id(TaskId::from_ulid(ulid))
+            .queue(kind.to_string().into())
+            .status(Status::Running)
+            .attempt(count(self.attempts))
+            .max_attempts(count(self.max_attempts))
+            .priority(count(self.priority))
+            .run_at_timestamp(self.run_at.max(0) as u64)
+            .lock_by(Some(worker.to_string()))
+            .build())
     }
 }
 

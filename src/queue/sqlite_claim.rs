@@ -11,17 +11,13 @@
 use apalis_core::backend::WorkerFilter;
 use apalis_core::backend::persistence::{Persistence, TaskEvent};
 use apalis_core::task::Task;
-use apalis_core::task::builder::TaskBuilder;
-use apalis_core::task::status::Status;
-use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::context::WorkerContext;
 use apalis_sqlite::queries as apalis;
 use apalis_sqlite::{Config, Error};
 use serde_json::Value;
 use sqlx::{FromRow, Row, SqlitePool};
-use ulid::Ulid;
 
-use super::claiming::{ClaimSource, Slots};
+use super::claiming::{ClaimSource, Claimed, Slots};
 use super::{JobRecord, TaskRef};
 
 /// The tenants with due tasks of queue `?1` at `?2` (unix seconds): a skip scan of the
@@ -114,23 +110,17 @@ fn fair_pick(offers: Vec<Vec<Offer>>, room: usize) -> Vec<String> {
 
 impl SqliteClaims {
     fn task(&self, row: &sqlx::sqlite::SqliteRow, worker: &str) -> Result<Task<Vec<u8>>, Error> {
-        let id: String = row.try_get("id")?;
-        let ulid = Ulid::from_string(&id).map_err(|e| {
-            Error::Database(sqlx::Error::Decode(format!("task id {id:?}: {e}").into()))
-        })?;
-        let count = |c: &str| -> Result<usize, sqlx::Error> {
-            Ok(row.try_get::<i64, _>(c)?.max(0) as usize)
+        let claimed = Claimed {
+            id: row.try_get("id")?,
+            job: row.try_get("job")?,
+            attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
+            priority: row.try_get("priority")?,
+            run_at: row.try_get("run_at")?,
         };
-        Ok(TaskBuilder::new(row.try_get::<Vec<u8>, _>("job")?)
-            .task_id(TaskId::from_ulid(ulid))
-            .queue(self.slots.kind.to_string().into())
-            .status(Status::Running)
-            .attempt(count("attempts")?)
-            .max_attempts(count("max_attempts")?)
-            .priority(count("priority")?)
-            .run_at_timestamp(count("run_at")? as u64)
-            .lock_by(Some(worker.to_string()))
-            .build())
+        claimed
+            .into_task(self.slots.kind, worker)
+            .map_err(|why| Error::Database(sqlx::Error::Decode(why.into())))
     }
 }
 

@@ -269,7 +269,7 @@ impl Worker {
     }
 }
 
-/// The ids of a page of jobs (`GET /jobs`), in its order.
+/// The ids of a page of jobs (`GET /jobs`) or of a batch's answer, in their order.
 pub fn job_ids(page: &Value) -> Vec<String> {
     page["jobs"]
         .as_array()

@@ -218,23 +218,10 @@ async fn a_backlog_of_one_tenant_does_not_hold_back_another(backend: Backend) {
     for _ in 0..2 {
         let resp = acme.post_json("/api/v1/jobs/batch", &batch(1000)).await;
         assert_eq!(resp.status(), 202);
-        let created: Value = resp.json().await.unwrap();
-        backlog.extend(
-            created["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|j| j["id"].as_str().unwrap().to_string()),
-        );
+        backlog.extend(job_ids(&resp.json().await.unwrap()));
     }
     let resp = globex.post_json("/api/v1/jobs/batch", &batch(20)).await;
-    let created: Value = resp.json().await.unwrap();
-    let small: Vec<String> = created["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap().to_string())
-        .collect();
+    let small = job_ids(&resp.json().await.unwrap());
 
     let worker = app.start_worker().await;
     let started = |job: &Value| {
@@ -279,14 +266,7 @@ async fn a_tenants_running_cap_holds_across_two_workers(backend: Backend) {
         Api::with_key(&app.api.base, GLOBEX),
     );
     let sleeps = |n: usize| json!({"jobs": (0..n).map(|_| json!({"kind": "sleep", "args": {"seconds": 0.2}})).collect::<Vec<_>>()});
-    let ids = |created: Value| -> Vec<String> {
-        created["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|j| j["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = |created: Value| job_ids(&created);
     let capped = ids(acme
         .post_json("/api/v1/jobs/batch", &sleeps(12))
         .await
