@@ -62,11 +62,13 @@
   }
 
   // XMLHttpRequest, not fetch: only it reports upload progress (bytes sent). `files` go up in
-  // one request: one file is one export; several (with merge) become one merged PDF.
-  function upload(files) {
+  // one request: one file is one export; several become one merged PDF (`merge`) or a batch
+  // of exports followed as one list.
+  function upload(files, merge) {
     const label = files.map((f) => f.name).join(" + ");
     const size = files.reduce((n, f) => n + f.size, 0);
-    const file = { name: files.length > 1 ? `${label} (merged)` : label };
+    const kind = merge ? "merged" : "batch";
+    const file = { name: files.length > 1 ? `${label} (${kind})` : label };
     const li = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = file.name;
@@ -92,10 +94,11 @@
           body = JSON.parse(xhr.responseText);
         } catch {}
         if (xhr.status === 202 && body) {
-          offload.remember(body);
+          // Several files without merge: a batch of jobs.
+          for (const job of body.batch ? body.batch.jobs : [body]) offload.remember(job);
           state.replaceChildren();
           const link = document.createElement("a");
-          link.href = `/jobs/${body.id}`;
+          link.href = body.batch ? `/batches/${body.batch.id}` : `/jobs/${body.id}`;
           link.textContent = "uploaded — follow it";
           state.append(link);
           offload.announce(`${file.name} uploaded`);
@@ -114,13 +117,13 @@
       };
       const form = new FormData();
       for (const f of files) form.append("file", f, f.name);
-      if (files.length > 1) form.append("merge", "true");
+      if (merge) form.append("merge", "true");
       // Someone is watching this page: the upload goes before other tenants' backfills.
       form.append("priority", "interactive");
       // A merge joins PDFs: it is always one.
-      const format = files.length > 1 ? "pdf" : document.getElementById("format").value;
+      const format = merge ? "pdf" : document.getElementById("format").value;
       if (format !== "pdf") form.append("format", format);
-      if (files.length === 1 && format === "pdf") form.append("thumbnail", String(THUMBNAIL_PX));
+      if (!merge && format === "pdf") form.append("thumbnail", String(THUMBNAIL_PX));
       const options = chosenOptions(format);
       if (Object.keys(options).length > 0) form.append("options", JSON.stringify(options));
       const password = document.getElementById("opt-password").value;
@@ -129,16 +132,15 @@
     });
   }
 
+  // One request for all the files: one job, a merge, or a batch; then straight to its live
+  // progress page.
   async function uploadAll(list) {
     const files = [...list];
+    if (files.length === 0) return;
     const merge = document.getElementById("merge").checked && files.length > 1;
-    const requests = merge ? [files] : files.map((f) => [f]);
-    const jobs = (await Promise.all(requests.map(upload))).filter(Boolean);
+    const answer = await upload(files, merge);
     renderRecent();
-    // One job: go straight to its live progress page.
-    if (requests.length === 1 && jobs.length === 1) {
-      location.assign(`/jobs/${jobs[0].id}`);
-    }
+    if (answer) location.assign(answer.batch ? `/batches/${answer.batch.id}` : `/jobs/${answer.id}`);
   }
 
   input.addEventListener("change", () => uploadAll(input.files));

@@ -350,6 +350,8 @@ fn limits(settings: &Settings) -> Limits {
         upload_timeout: Duration::from_secs(http.upload_timeout_secs),
         max_json_bytes: http.max_json_bytes,
         max_upload_bytes: http.max_upload_bytes,
+        max_stored_bytes: http.max_stored_bytes,
+        tenant_max_stored_bytes: http.tenant_max_stored_bytes.clone(),
     }
 }
 

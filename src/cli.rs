@@ -130,6 +130,10 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[command(flatten)]
         server: Server,
+        /// Upload every file in one request, as one batch (one job per file, followed as one:
+        /// `offload status --batch ID`); prints the batch's id first.
+        #[arg(long)]
+        batch: bool,
         /// Follow each job until it ends and download its result.
         #[arg(long)]
         wait: bool,
@@ -139,9 +143,12 @@ pub enum Command {
         #[command(flatten)]
         export: crate::client::ExportChoices,
     },
-    /// Show a job.
+    /// Show a job (with --batch, a batch).
     Status {
         id: Uuid,
+        /// ID is a batch's: show its counts and its jobs.
+        #[arg(long)]
+        batch: bool,
         #[command(flatten)]
         server: Server,
     },

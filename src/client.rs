@@ -77,34 +77,55 @@ impl Remote {
         format!("{}{path}", self.base)
     }
 
-    /// Uploads `path` as an export (with `export`'s options) and returns the accepted job.
-    pub async fn upload(&self, path: &Path, export: &ExportRequest) -> anyhow::Result<Value> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let size = file.metadata().await?.len();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let progress = bar(size, "{msg:20} [{bar:30}] {bytes}/{total_bytes}");
-        progress.set_message(format!("uploading {name}"));
-        let counter = progress.clone();
-        let stream =
-            ReaderStream::new(file).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
-        let part =
-            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
-                .file_name(name);
-        let form = export.add_to(reqwest::multipart::Form::new().part("file", part));
+    /// Uploads `paths` in one request (several without merge make a batch) as exports with
+    /// `export`'s options, and returns the server's answer (a job, or `{batch}`).
+    pub async fn upload(&self, paths: &[PathBuf], export: &ExportRequest) -> anyhow::Result<Value> {
+        let mut form = reqwest::multipart::Form::new();
+        let mut sizes = Vec::with_capacity(paths.len());
+        for path in paths {
+            let file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            sizes.push((file.metadata().await?.len(), file));
+        }
+        let total = sizes.iter().map(|(size, _)| size).sum();
+        let progress = bar(total, "{msg:20} [{bar:30}] {bytes}/{total_bytes}");
+        progress.set_message(match paths {
+            [one] => format!("uploading {}", file_name(one)),
+            many => format!("uploading {} files", many.len()),
+        });
+        for (path, (size, file)) in paths.iter().zip(sizes) {
+            let counter = progress.clone();
+            let stream =
+                ReaderStream::new(file).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+            let part = reqwest::multipart::Part::stream_with_length(
+                reqwest::Body::wrap_stream(stream),
+                size,
+            )
+            .file_name(file_name(path));
+            form = form.part("file", part);
+        }
         let resp = self
             .http
             .post(self.url("/api/v1/exports"))
-            .multipart(form)
+            .multipart(export.add_to(form))
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
         progress.finish_and_clear();
         if resp.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(api_error(resp).await);
+        }
+        Ok(resp.json().await?)
+    }
+
+    pub async fn batch(&self, id: Uuid) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/api/v1/batches/{id}")))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
             return Err(api_error(resp).await);
         }
         Ok(resp.json().await?)
@@ -368,11 +389,13 @@ fn options_json(pairs: &[String]) -> anyhow::Result<Option<String>> {
     Ok(Some(Value::Object(options).to_string()))
 }
 
-/// `offload submit`: upload each file; with `wait` (or an output), follow it and download the
-/// result. Fails (non-zero exit) when any job fails, with the job's error message.
+/// `offload submit`: upload each file (with `batch`, all of them in one request, as one batch);
+/// with `wait` (or an output), follow each job and download its result. Fails (non-zero exit)
+/// when any job fails, with the job's error message.
 pub async fn submit(
     remote: &Remote,
     files: &[PathBuf],
+    batch: bool,
     wait: bool,
     output: Option<&Path>,
     export: &ExportRequest,
@@ -390,17 +413,23 @@ pub async fn submit(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
     }
-    let mut failures = 0;
-    for path in files {
-        let job = remote.upload(path, export).await?;
-        let id: Uuid = job["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .context("the server sent no job id")?;
-        println!("{id} {}", path.display());
-        if !wait && output.is_none() {
-            continue;
+    let accepted = if batch && files.len() > 1 {
+        upload_batch(remote, files, export).await?
+    } else {
+        let mut accepted = Vec::with_capacity(files.len());
+        for path in files {
+            let job = remote.upload(std::slice::from_ref(path), export).await?;
+            let id = job_id(&job["id"])?;
+            println!("{id} {}", path.display());
+            accepted.push((id, path));
         }
+        accepted
+    };
+    if !wait && output.is_none() {
+        return Ok(());
+    }
+    let mut failures = 0;
+    for (id, _) in accepted {
         let done = remote.follow(id).await?;
         match done["status"].as_str() {
             Some("succeeded") if export.makes_pages() => {
@@ -452,6 +481,46 @@ pub async fn submit(
     Ok(())
 }
 
+/// Uploads `files` as one batch; prints the batch's id, then each job's id with its file.
+async fn upload_batch<'a>(
+    remote: &Remote,
+    files: &'a [PathBuf],
+    export: &ExportRequest,
+) -> anyhow::Result<Vec<(Uuid, &'a PathBuf)>> {
+    let answer = remote.upload(files, export).await?;
+    let batch = &answer["batch"];
+    println!("batch {}", job_id(&batch["id"])?);
+    let jobs = batch["jobs"].as_array().cloned().unwrap_or_default();
+    if jobs.len() != files.len() {
+        bail!(
+            "the server made {} jobs of {} files",
+            jobs.len(),
+            files.len()
+        );
+    }
+    let mut accepted = Vec::with_capacity(files.len());
+    for (job, path) in jobs.iter().zip(files) {
+        let id = job_id(&job["id"])?;
+        println!("{id} {}", path.display());
+        accepted.push((id, path));
+    }
+    Ok(accepted)
+}
+
+/// The id in an answer's `id` field.
+fn job_id(value: &Value) -> anyhow::Result<Uuid> {
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .context("the server sent no id")
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Where the thumbnail of a result saved at `target` goes: beside it, `<stem>-thumbnail.png`.
 fn thumbnail_path(target: &Path) -> PathBuf {
     let stem = target
@@ -459,6 +528,34 @@ fn thumbnail_path(target: &Path) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "result".into());
     target.with_file_name(format!("{stem}-thumbnail.png"))
+}
+
+/// `offload status --batch`: the batch's counts, then one line per job.
+pub async fn batch_status(remote: &Remote, id: Uuid) -> anyhow::Result<()> {
+    let batch = remote.batch(id).await?;
+    let counts = &batch["counts"];
+    println!("batch:    {id}");
+    println!(
+        "ended:    {}",
+        if batch["ended"] == true { "yes" } else { "no" }
+    );
+    println!(
+        "counts:   {} queued, {} running, {} succeeded, {} failed, {} cancelled",
+        counts["queued"],
+        counts["running"],
+        counts["succeeded"],
+        counts["failed"],
+        counts["cancelled"]
+    );
+    for job in batch["jobs"].as_array().into_iter().flatten() {
+        let name = job["input"]["filename"].as_str().unwrap_or("");
+        println!(
+            "{} {:9} {name}",
+            job["id"].as_str().unwrap_or("?"),
+            job["status"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
 }
 
 /// `offload status`: one line per field that matters.

@@ -58,25 +58,28 @@ impl Feed {
 
     /// The changes of `job`, from now until the returned watch is dropped.
     pub fn watch(&self, job: Uuid) -> JobWatch {
+        self.watch_all(vec![job])
+    }
+
+    /// The changes of every job of `jobs` (a batch's), on one watch.
+    pub fn watch_all(&self, jobs: Vec<Uuid>) -> JobWatch {
         let (tx, rx) = watch_mpsc::unbounded_channel();
-        self.watchers
-            .lock()
-            .expect("watchers lock")
-            .entry(job)
-            .or_default()
-            .push(tx);
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        for job in &jobs {
+            watchers.entry(*job).or_default().push(tx.clone());
+        }
         JobWatch {
-            job,
+            jobs,
             rx,
             watchers: self.watchers.clone(),
         }
     }
 }
 
-/// See [`Feed::watch`]; unregisters itself on drop.
+/// See [`Feed::watch`] and [`Feed::watch_all`]; unregisters itself on drop.
 #[derive(Debug)]
 pub struct JobWatch {
-    job: Uuid,
+    jobs: Vec<Uuid>,
     rx: watch_mpsc::UnboundedReceiver<Change>,
     watchers: Watchers,
 }
@@ -87,16 +90,23 @@ impl JobWatch {
     pub async fn next(&mut self) -> Option<Change> {
         self.rx.recv().await
     }
+
+    /// Drops the changes already waiting (a reader about to re-read every job at once).
+    pub fn skip_waiting(&mut self) {
+        while self.rx.try_recv().is_ok() {}
+    }
 }
 
 impl Drop for JobWatch {
     fn drop(&mut self) {
         self.rx.close();
         let mut watchers = self.watchers.lock().expect("watchers lock");
-        if let Some(list) = watchers.get_mut(&self.job) {
-            list.retain(|tx| !tx.is_closed());
-            if list.is_empty() {
-                watchers.remove(&self.job);
+        for job in &self.jobs {
+            if let Some(list) = watchers.get_mut(job) {
+                list.retain(|tx| !tx.is_closed());
+                if list.is_empty() {
+                    watchers.remove(job);
+                }
             }
         }
     }

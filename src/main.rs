@@ -32,16 +32,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Submit {
             files,
             server,
+            batch,
             wait,
             output,
             export,
         }) => {
             let export = export.request()?;
             let remote = server.remote()?;
-            return client::submit(&remote, &files, wait, output.as_deref(), &export).await;
+            let output = output.as_deref();
+            return client::submit(&remote, &files, batch, wait, output, &export).await;
         }
-        Some(Command::Status { id, server }) => {
-            return client::status(&server.remote()?, id).await;
+        Some(Command::Status { id, server, batch }) => {
+            let remote = server.remote()?;
+            return match batch {
+                true => client::batch_status(&remote, id).await,
+                false => client::status(&remote, id).await,
+            };
         }
         Some(Command::Cancel { id, server }) => {
             return client::cancel(&server.remote()?, id).await;

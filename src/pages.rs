@@ -1,5 +1,5 @@
-//! The people's pages, embedded in the binary from `frontend/`: `/` (upload) and `/jobs/{id}`
-//! (live progress), their assets under `/assets/`, and `/board` (a redirect to the board's
+//! The people's pages, embedded in the binary from `frontend/`: `/` (upload), `/jobs/{id}`
+//! and `/batches/{id}` (live progress), their assets under `/assets/`, and `/board` (a redirect to the board's
 //! own listener).
 
 use poem::http::{StatusCode, header};
@@ -39,6 +39,11 @@ fn index() -> Response {
 #[handler]
 fn job_page() -> Response {
     file("job.html")
+}
+
+#[handler]
+fn batch_page() -> Response {
+    file("batch.html")
 }
 
 #[handler]
@@ -92,6 +97,7 @@ pub fn add_routes(route: Route, link: BoardLink) -> Route {
     route
         .at("/", index)
         .at("/jobs/:id", job_page)
+        .at("/batches/:id", batch_page)
         .at("/assets/:name", asset)
         .at("/board", board.data(link))
 }

@@ -121,6 +121,15 @@ pub struct HttpSettings {
     #[arg(long, env = "TENANT_MAX_QUEUED_JOBS", default_value = "")]
     pub tenant_max_queued_jobs: crate::model::tenant::TenantCaps,
 
+    /// Most bytes of documents and results one tenant may keep stored (jobs not yet past
+    /// `RESULT_RETENTION`); its uploads beyond it get 413 `storage_quota` (0: no quota).
+    #[arg(long, env = "MAX_STORED_BYTES", default_value_t = 0)]
+    pub max_stored_bytes: u64,
+
+    /// Per-tenant exceptions to `MAX_STORED_BYTES`: `acme=10000000000,trial=100000000`.
+    #[arg(long, env = "TENANT_MAX_STORED_BYTES", default_value = "")]
+    pub tenant_max_stored_bytes: crate::model::tenant::TenantCaps,
+
     /// Uploads (`POST /exports`) one client may make per minute — one API key when keys are
     /// on, else one address (0: no limit).
     #[arg(long, env = "UPLOADS_PER_MINUTE", default_value_t = 120)]

@@ -1,6 +1,6 @@
 //! Bulk actions (#18; `DELETE /jobs` is declared with the other `/jobs` operations in
 //! [`super::jobs`], since one path belongs to one API block): cancel, retry or delete every job of the caller's tenant that matches a
-//! filter — status, kind, labels, creation time — in pages of at most 10,000 jobs with a
+//! filter — status, kind, batch, labels, creation time — in pages of at most 10,000 jobs with a
 //! cursor, so one call cannot hold the database for minutes. Each job goes through the same
 //! single-job path as `POST /jobs/{id}/cancel` and friends (its own short transaction, its
 //! files and cached results deleted with it), and the answer counts what matched, what the
@@ -45,6 +45,9 @@ pub struct JobFilter {
     /// Only jobs created before this time (RFC 3339).
     #[serde(default, deserialize_with = "super::body::non_null")]
     pub created_before: Option<DateTime<Utc>>,
+    /// Only the jobs of this batch.
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub batch_id: Option<uuid::Uuid>,
 }
 
 /// A bulk action's filter and page.
@@ -137,25 +140,18 @@ impl BulkApi {
 
 /// `DELETE /jobs` (an operation of [`super::jobs::JobsApi`], which owns the `/jobs` path):
 /// the filter comes as the listing's query parameters.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn delete_matching(
     state: &ApiState,
     caller: &Caller,
     req: &poem::Request,
-    status: Option<JobStatus>,
-    kind: Option<String>,
-    created_before: Option<DateTime<Utc>>,
+    mut filter: JobFilter,
     limit: Option<u32>,
     cursor: Option<String>,
 ) -> Result<BulkResult, ApiError> {
     let labels: BTreeMap<String, String> = metadata_filters(req)?.into_iter().collect();
+    filter.metadata = (!labels.is_empty()).then_some(labels);
     let request = BulkRequest {
-        filter: JobFilter {
-            status,
-            kind,
-            metadata: (!labels.is_empty()).then_some(labels),
-            created_before,
-        },
+        filter,
         limit,
         cursor,
     };
@@ -202,6 +198,7 @@ fn filter_of(
         limit: limit + 1,
         before: request.cursor.as_deref().map(parse_cursor).transpose()?,
         created_before: f.created_before.map(|t| t.timestamp_micros()),
+        batch: f.batch_id,
     })
 }
 

@@ -37,6 +37,8 @@ pub enum ApiErrorCode {
     NotFound,
     /// No job with that id.
     JobNotFound,
+    /// No batch with that id.
+    BatchNotFound,
     /// The job's kind makes no result file.
     NoResult,
     /// The route does not accept that method.
@@ -77,6 +79,9 @@ pub enum ApiErrorCode {
     Unauthorized,
     /// This key may not use this route (a tenant's key on an operator's route).
     Forbidden,
+    /// The upload would take the tenant over its stored-bytes quota (`MAX_STORED_BYTES`):
+    /// delete finished jobs, or wait for their retention to end.
+    StorageQuota,
     /// The request took too long.
     RequestTimeout,
     /// Unexpected failure; the cause is in the server's log.
@@ -153,7 +158,12 @@ impl ApiError {
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::TooLarge(body(ApiErrorCode::TooLarge, message))
+        Self::too_large_as(ApiErrorCode::TooLarge, message)
+    }
+
+    /// A 413 with another code than `too_large` (a quota, say).
+    pub fn too_large_as(code: ApiErrorCode, message: impl Into<String>) -> Self {
+        Self::TooLarge(body(code, message))
     }
 
     pub fn unsupported_type(message: impl Into<String>) -> Self {
@@ -179,6 +189,13 @@ impl ApiError {
 
     pub fn job_not_found(id: impl std::fmt::Display) -> Self {
         Self::not_found(ApiErrorCode::JobNotFound, format!("no job with id {id}"))
+    }
+
+    pub fn batch_not_found(id: impl std::fmt::Display) -> Self {
+        Self::not_found(
+            ApiErrorCode::BatchNotFound,
+            format!("no batch with id {id}"),
+        )
     }
 }
 

@@ -19,6 +19,7 @@ use crate::jobs::cache::CacheKey;
 use crate::jobs::kinds::export::{ExportArgs, THUMBNAIL_PIXELS};
 use crate::jobs::kinds::{Export, Merge};
 use crate::metrics::CacheOutcome;
+use crate::model::batch::{Batch, NewBatch};
 use crate::model::options::{CacheMode, ExportOptions};
 use crate::model::view::Job;
 use crate::queue::{InputFile, NewJob};
@@ -30,8 +31,9 @@ use crate::storage;
 #[oai(deny_unknown_fields)]
 pub struct ExportForm {
     /// The document: pptx, ppt, odp, docx, doc, odt, rtf, xlsx, xls or ods. Its type is read
-    /// from its content, not from its name. Several `file` parts (up to 20) need
-    /// `merge=true`.
+    /// from its content, not from its name. Several `file` parts make a **batch** (up to 100:
+    /// one job per file, answered as `{batch}`), or with `merge=true` one merged PDF (up to
+    /// 20). All files together stay within `max_upload_bytes`.
     file: Vec<Upload>,
     /// Output format (default `pdf`): `pdf`; page images `png`, `jpeg` or `webp` (one per
     /// page; a zip of them is the result when there are several, and each is in
@@ -62,9 +64,12 @@ pub struct ExportForm {
     /// With several files: convert them in parallel and join the PDFs, in upload order, into
     /// one. The answer is the merge job; its `parts` are the per-file jobs.
     merge: Option<bool>,
-    /// Where to POST the job (signed) when it ends; needs `WEBHOOK_SECRET` on the service and
-    /// a public address (or one `OUTBOUND_ALLOW` names).
+    /// Where to POST the job (signed) when it ends — in a batch, each job; needs
+    /// `WEBHOOK_SECRET` on the service and a public address (or one `OUTBOUND_ALLOW` names).
     callback_url: Option<String>,
+    /// With several files and no merge: where to POST the batch (signed, like job webhooks,
+    /// `Offload-Event: batch.ended`) once, when every job in it has ended.
+    batch_callback_url: Option<String>,
     /// Run no earlier than this (RFC 3339, e.g. `2026-11-22T18:00:00Z`); the job waits in
     /// `queued` until then.
     run_at: Option<String>,
@@ -72,6 +77,8 @@ pub struct ExportForm {
 
 /// Most files one merge job joins.
 const MAX_PARTS: usize = 20;
+/// Most files one batch upload takes (all of them within the request's body limit).
+const MAX_BATCH_FILES: usize = 100;
 
 /// A job was accepted (or, for a repeated `Idempotency-Key`, found).
 #[derive(ApiResponse)]
@@ -88,15 +95,51 @@ impl Accepted {
     }
 }
 
+/// What `POST /exports` accepted: one job (one file, or a merge of several), or a batch
+/// (several files without `merge`).
+#[derive(Debug, poem_openapi::Union)]
+#[oai(one_of)]
+pub enum ExportAnswer {
+    Job(Box<Job>),
+    Batch(BatchAccepted),
+}
+
+/// A batch was accepted (or, for a repeated `Idempotency-Key`, found).
+#[derive(Debug, poem_openapi::Object)]
+pub struct BatchAccepted {
+    pub batch: Batch,
+}
+
+/// See [`ExportAnswer`].
+#[derive(ApiResponse)]
+pub enum ExportAccepted {
+    /// Accepted: the job, or `{batch}` for several files without `merge`; follow it at
+    /// `Location`.
+    #[oai(status = 202)]
+    Accepted(Json<ExportAnswer>, #[oai(header = "Location")] String),
+}
+
+impl ExportAccepted {
+    fn job(job: Job) -> Self {
+        let location = format!("/api/v1/jobs/{}", job.id);
+        ExportAccepted::Accepted(Json(ExportAnswer::Job(Box::new(job))), location)
+    }
+
+    pub fn batch(batch: Batch) -> Self {
+        let location = format!("/api/v1/batches/{}", batch.id);
+        ExportAccepted::Accepted(Json(ExportAnswer::Batch(BatchAccepted { batch })), location)
+    }
+}
+
 pub struct ExportsApi;
 
 operation_errors!(
     /// Errors of `POST /exports`.
     CreateExportError {
-        BadRequest = 400 "Malformed form (no `file` part, several without `merge=true`), an empty file, an invalid `run_at` or `Idempotency-Key`.",
-        TooLarge = 413 "The file is larger than `max_upload_bytes` (see `GET /api/v1/formats`).",
+        BadRequest = 400 "Malformed form (no `file` part, more files than a merge or a batch takes), an empty file, an invalid `run_at` or `Idempotency-Key`.",
+        TooLarge = 413 "The files are larger than `max_upload_bytes` (see `GET /api/v1/formats`), or would take the tenant over its stored-bytes quota (`storage_quota`).",
         UnsupportedType = 415 "The file is not a document type this service converts, or the request is not `multipart/form-data`.",
-        Invalid = 422 "Unsupported output `format`, an invalid `options` or `cache` value, a `password` this service cannot keep, or a `callback_url` this service may not call.",
+        Invalid = 422 "Unsupported output `format`, an invalid `options` or `cache` value, a `password` this service cannot keep, or a `callback_url` (`batch_callback_url`) this service may not call.",
     }
 );
 
@@ -296,7 +339,7 @@ impl ExportsApi {
         /// returns the job the first request created instead of creating another.
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         idempotency_key: Header<Option<String>>,
-    ) -> Result<Accepted, CreateExportError> {
+    ) -> Result<ExportAccepted, CreateExportError> {
         let key = super::idempotency_key(idempotency_key.0, &caller)?;
         let output = match form.format.unwrap_or(FormField::Known(OutputFormat::Pdf)) {
             FormField::Known(format) => format,
@@ -381,6 +424,9 @@ impl ExportsApi {
             .into());
         }
         let files = checked_files(form.file, merge, state.max_upload_bytes)?;
+        let incoming: u64 = files.iter().map(|f| f.size() as u64).sum();
+        state.check_stored_bytes(&caller.tenant, incoming).await?;
+        let batch = files.len() > 1 && !merge;
         // An HTML form sends fields left blank as empty strings: those mean "not given".
         let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
         let run_at = given(form.run_at)
@@ -390,8 +436,22 @@ impl ExportsApi {
         let callback_url = state
             .callback_url(given(form.callback_url), "field callback_url")
             .await?;
-        if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
-            return Ok(Accepted::job(existing));
+        let batch_callback_url = state
+            .callback_url(given(form.batch_callback_url), "field batch_callback_url")
+            .await?;
+        if batch_callback_url.is_some() && !batch {
+            return Err(ApiError::invalid(
+                ApiErrorCode::InvalidArguments,
+                "field batch_callback_url: only a batch (several files without merge) has one",
+            )
+            .into());
+        }
+        if batch {
+            if let Some(existing) = state.find_idempotent_batch(key.as_deref()).await? {
+                return Ok(ExportAccepted::batch(existing));
+            }
+        } else if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
+            return Ok(ExportAccepted::job(existing));
         }
         let export = ExportArgs {
             format: output.name().to_string(),
@@ -413,6 +473,33 @@ impl ExportsApi {
         for upload in files {
             parts.push(store_upload(&state, upload, &plan).await?);
         }
+        for job in parts.iter_mut() {
+            job.run_at = run_at;
+            job.tenant = caller.tenant.clone();
+            job.priority = priority;
+            job.metadata = metadata.clone();
+        }
+        let ids: Vec<uuid::Uuid> = parts.iter().map(|j| j.id).collect();
+        if batch {
+            for job in parts.iter_mut() {
+                job.callback_url = callback_url.clone();
+            }
+            let mut new = NewBatch::new(caller.tenant.clone());
+            new.callback_url = batch_callback_url;
+            new.idempotency_key = key;
+            let made = match state.queue.enqueue_batch(new, parts).await {
+                Ok(made) => made,
+                Err(e) => {
+                    forget_files(&state, &ids).await;
+                    return Err(ApiError::from(e).into());
+                }
+            };
+            if !made.created {
+                // Lost a race on the idempotency key: the other request's batch stands.
+                forget_files(&state, &ids).await;
+            }
+            return Ok(ExportAccepted::batch(Batch::of(made.batch, made.jobs)));
+        }
         let mut jobs = if parts.len() == 1 {
             parts
         } else {
@@ -427,16 +514,14 @@ impl ExportsApi {
             for (i, part) in parts.iter_mut().enumerate() {
                 part.part_of = Some((merge.id, i as i64));
             }
+            merge.run_at = run_at;
+            merge.tenant = caller.tenant.clone();
+            merge.priority = priority;
+            merge.metadata = metadata.clone();
             std::iter::once(merge).chain(parts).collect()
         };
         jobs[0].idempotency_key = key;
         jobs[0].callback_url = callback_url;
-        for job in jobs.iter_mut() {
-            job.run_at = run_at;
-            job.tenant = caller.tenant.clone();
-            job.priority = priority;
-            job.metadata = metadata.clone();
-        }
         let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
         let enqueued = match state.queue.enqueue(jobs).await {
             Ok(e) => e,
@@ -450,7 +535,7 @@ impl ExportsApi {
             // Lost a race on the idempotency key: the other request's job stands.
             forget_files(&state, &ids).await;
         }
-        Ok(Accepted::job(state.queue.view(first.job).await?))
+        Ok(ExportAccepted::job(state.queue.view(first.job).await?))
     }
 }
 
@@ -481,7 +566,7 @@ async fn forget_files(state: &ApiState, ids: &[uuid::Uuid]) {
     }
 }
 
-/// The uploads of a form: at least one, several only with `merge`, none too large.
+/// The uploads of a form: at least one, at most a merge's or a batch's worth, none too large.
 fn checked_files(files: Vec<Upload>, merge: bool, limit: u64) -> Result<Vec<Upload>, ApiError> {
     let bad = |message: String| ApiError::bad_request(ApiErrorCode::InvalidForm, message);
     // A blank file input of a form arrives as an empty part without a filename: not a file.
@@ -496,12 +581,13 @@ fn checked_files(files: Vec<Upload>, merge: bool, limit: u64) -> Result<Vec<Uplo
             ));
         }
         1 => {}
-        n if !merge => {
+        n if !merge && n > MAX_BATCH_FILES => {
             return Err(bad(format!(
-                "field file: {n} files sent; add merge=true to join them into one PDF, or send one"
+                "field file: {n} files; a batch takes at most {MAX_BATCH_FILES} (send several \
+                 requests, or POST /api/v1/jobs/batch for argument-only jobs)"
             )));
         }
-        n if n > MAX_PARTS => {
+        n if merge && n > MAX_PARTS => {
             return Err(bad(format!(
                 "field file: {n} files; a merge takes at most {MAX_PARTS}"
             )));

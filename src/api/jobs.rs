@@ -67,11 +67,18 @@ pub struct BatchRequest {
     /// 1 to 1,000 jobs.
     #[oai(validator(min_items = 1, max_items = 1000))]
     pub jobs: Vec<NewJobRequest>,
+    /// Where to POST the batch (signed, like job webhooks, `Offload-Event: batch.ended`)
+    /// once, when every job in it has ended.
+    #[serde(default, deserialize_with = "super::body::non_null")]
+    pub batch_callback_url: Option<String>,
 }
 
-/// The jobs a batch created, in request order.
+/// The batch created, with its jobs in request order.
 #[derive(Debug, Object)]
 pub struct BatchCreated {
+    /// Follow it at `GET /api/v1/batches/{id}` (or its `events`).
+    pub batch: crate::model::batch::Batch,
+    /// The same jobs as `batch.jobs`.
     pub jobs: Vec<Job>,
 }
 
@@ -86,9 +93,18 @@ pub struct JobPage {
 
 #[derive(ApiResponse)]
 pub enum BatchAccepted {
-    /// All jobs were created.
+    /// All jobs were created (or, for a repeated `Idempotency-Key`, found); follow the batch at
+    /// `Location`.
     #[oai(status = 202)]
-    Accepted(Json<BatchCreated>),
+    Accepted(Json<BatchCreated>, #[oai(header = "Location")] String),
+}
+
+impl BatchAccepted {
+    fn of(batch: crate::model::batch::Batch) -> Self {
+        let location = format!("/api/v1/batches/{}", batch.id);
+        let jobs = batch.jobs.clone();
+        BatchAccepted::Accepted(Json(BatchCreated { batch, jobs }), location)
+    }
 }
 
 #[derive(ApiResponse)]
@@ -195,9 +211,9 @@ operation_errors!(
 operation_errors!(
     /// Errors of `POST /jobs/batch`.
     CreateBatchError {
-        BadRequest = 400 "Malformed JSON body.",
+        BadRequest = 400 "Malformed JSON body, or an invalid `Idempotency-Key`.",
         UnsupportedType = 415 "The body is not `application/json`.",
-        Invalid = 422 "Not 1 to 1,000 jobs, or one of them is invalid (the message names it); nothing was created.",
+        Invalid = 422 "Not 1 to 1,000 jobs, one of them is invalid (the message names it), or a `batch_callback_url` this service may not call; nothing was created.",
     }
 );
 operation_errors!(
@@ -275,7 +291,9 @@ impl JobsApi {
 
     /// Submit many argument-only jobs at once
     ///
-    /// Up to 1,000 jobs in one transaction: all are created or none.
+    /// Up to 1,000 jobs in one transaction, all created or none, as one **batch**: follow it
+    /// at `GET /batches/{id}`, act on it with the bulk actions' `batch_id` filter, and have
+    /// `batch_callback_url` called once when every job in it has ended.
     #[oai(
         path = "/jobs/batch",
         method = "post",
@@ -287,8 +305,13 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         caller: Data<&Caller>,
         body: JsonBody<BatchRequest>,
+        /// Retrying a request with the same key returns the batch the first one created.
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
+        idempotency_key: Header<Option<String>>,
     ) -> Result<BatchAccepted, CreateBatchError> {
-        let n = body.0.jobs.len();
+        let key = super::idempotency_key(idempotency_key.0, &caller)?;
+        let request = body.0;
+        let n = request.jobs.len();
         if n == 0 || n > MAX_BATCH {
             return Err(ApiError::invalid(
                 ApiErrorCode::InvalidArguments,
@@ -296,18 +319,27 @@ impl JobsApi {
             )
             .into());
         }
+        let callback = state
+            .callback_url(request.batch_callback_url, "body.batch_callback_url")
+            .await?;
+        if let Some(existing) = state.find_idempotent_batch(key.as_deref()).await? {
+            return Ok(BatchAccepted::of(existing));
+        }
         let mut jobs = Vec::with_capacity(n);
-        for (i, req) in body.0.jobs.into_iter().enumerate() {
+        for (i, req) in request.jobs.into_iter().enumerate() {
             jobs.push(
                 state
                     .new_job(req, &format!("body.jobs[{i}]"), &caller)
                     .await?,
             );
         }
-        let created = state.queue.enqueue(jobs).await?;
-        Ok(BatchAccepted::Accepted(Json(BatchCreated {
-            jobs: created.into_iter().map(|e| e.job.into()).collect(),
-        })))
+        let mut batch = crate::model::batch::NewBatch::new(caller.tenant.clone());
+        batch.callback_url = callback;
+        batch.idempotency_key = key;
+        let made = state.queue.enqueue_batch(batch, jobs).await?;
+        Ok(BatchAccepted::of(crate::model::batch::Batch::of(
+            made.batch, made.jobs,
+        )))
     }
 
     /// Get a job
@@ -331,7 +363,7 @@ impl JobsApi {
 
     /// List jobs
     ///
-    /// Newest first, optionally filtered by status, kind and labels
+    /// Newest first, optionally filtered by status, kind, batch and labels
     /// (`metadata.<key>=<value>`, up to 4). Page with `cursor`.
     #[oai(
         path = "/jobs",
@@ -350,6 +382,8 @@ impl JobsApi {
         status: Query<Option<JobStatus>>,
         /// Only jobs of this kind.
         kind: Query<Option<String>>,
+        /// Only the jobs of this batch.
+        batch_id: Query<Option<Uuid>>,
         /// Page size, 1 to 500 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
@@ -382,6 +416,7 @@ impl JobsApi {
             limit: limit + 1,
             before: cursor.0.as_deref().map(parse_cursor).transpose()?,
             created_before: None,
+            batch: batch_id.0,
         };
         let mut rows = state.queue.list(&filter).await?;
         let next_cursor = if rows.len() > limit as usize {
@@ -571,7 +606,7 @@ impl JobsApi {
     /// Delete many jobs
     ///
     /// Deletes your jobs that match the filter — the same parameters as listing jobs
-    /// (`status`, `kind`, `metadata.<key>=<value>`) plus `created_before` — with their files,
+    /// (`status`, `kind`, `batch_id`, `metadata.<key>=<value>`) plus `created_before` — with their files,
     /// up to `limit` per call (default 1,000, at most 10,000); go on with `next_cursor`.
     /// Parts of a merge job are skipped (they go with it).
     #[oai(
@@ -593,23 +628,23 @@ impl JobsApi {
         kind: Query<Option<String>>,
         /// Only jobs created before this time (RFC 3339).
         created_before: Query<Option<chrono::DateTime<chrono::Utc>>>,
+        /// Only the jobs of this batch.
+        batch_id: Query<Option<Uuid>>,
         /// Most jobs this call takes, 1 to 10,000 (default 1,000).
         #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous call.
         cursor: Query<Option<String>>,
     ) -> Result<Json<super::bulk::BulkResult>, super::bulk::BulkError> {
-        let done = super::bulk::delete_matching(
-            &state,
-            &caller,
-            req,
-            status.0,
-            kind.0,
-            created_before.0,
-            limit.0,
-            cursor.0,
-        )
-        .await?;
+        let filter = super::bulk::JobFilter {
+            status: status.0,
+            kind: kind.0,
+            created_before: created_before.0,
+            batch_id: batch_id.0,
+            metadata: None,
+        };
+        let done =
+            super::bulk::delete_matching(&state, &caller, req, filter, limit.0, cursor.0).await?;
         Ok(Json(done))
     }
 

@@ -43,6 +43,10 @@ pub struct Limits {
     pub upload_timeout: Duration,
     pub max_json_bytes: u64,
     pub max_upload_bytes: u64,
+    /// Most bytes of documents and results stored per tenant (0: no quota), unless
+    /// `tenant_max_stored_bytes` says otherwise.
+    pub max_stored_bytes: u64,
+    pub tenant_max_stored_bytes: TenantCaps,
 }
 
 /// The multipart envelope around a file of `max_upload_bytes` needs a little room.
@@ -192,6 +196,37 @@ impl Guards {
             limits,
             queued: Default::default(),
         }
+    }
+
+    /// `Err(message)` when `incoming` more bytes would take `tenant` over its stored-bytes
+    /// quota. Counts the documents and main results of jobs whose files are kept, summed per
+    /// upload (uploads are rare beside submits, and a cached sum would hold a deletion back);
+    /// a result made later counts from then on, so results of jobs already accepted (and
+    /// uploads racing each other) can overshoot the quota a little.
+    pub async fn stored_full(
+        &self,
+        queue: &crate::queue::Queue,
+        tenant: &Tenant,
+        incoming: u64,
+    ) -> Result<(), String> {
+        let limits = &self.limits;
+        let quota = limits
+            .tenant_max_stored_bytes
+            .cap(tenant, limits.max_stored_bytes);
+        if quota == 0 {
+            return Ok(());
+        }
+        // A failing sum must not block uploads; the queue itself reports the outage.
+        let stored = queue.stored_bytes(tenant).await.unwrap_or(0);
+        let stored = u64::try_from(stored).unwrap_or(0);
+        if stored.saturating_add(incoming) <= quota {
+            return Ok(());
+        }
+        Err(format!(
+            "tenant {tenant} stores {stored} bytes of its quota of {quota}; {incoming} more do \
+             not fit (delete finished jobs, e.g. DELETE /api/v1/jobs?status=succeeded, or wait \
+             for their retention to end)"
+        ))
     }
 
     /// `Some(response)` (429) when `tenant` already has its cap of queued jobs.

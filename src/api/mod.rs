@@ -6,6 +6,7 @@
 //! become statuses.
 
 pub mod auth;
+pub mod batches;
 pub mod body;
 pub mod bulk;
 pub mod deadline;
@@ -103,6 +104,42 @@ impl ApiState {
             .find_by_idempotency_key(key)
             .await?
             .map(Job::from))
+    }
+
+    /// Batch `id` with its jobs, if it is `caller`'s (another tenant's is as unknown).
+    async fn batch(
+        &self,
+        id: uuid::Uuid,
+        caller: &auth::Caller,
+    ) -> Result<crate::model::batch::Batch, ApiError> {
+        self.queue
+            .batch(id)
+            .await?
+            .filter(|(batch, _)| batch.tenant == caller.tenant)
+            .map(|(batch, jobs)| crate::model::batch::Batch::of(batch, jobs))
+            .ok_or_else(|| ApiError::batch_not_found(id))
+    }
+
+    /// The batch an earlier request with this idempotency key created, if any.
+    async fn find_idempotent_batch(
+        &self,
+        key: Option<&str>,
+    ) -> Result<Option<crate::model::batch::Batch>, ApiError> {
+        let Some(key) = key else { return Ok(None) };
+        let found = self.queue.batch_by_key(key).await?;
+        Ok(found.map(|(batch, jobs)| crate::model::batch::Batch::of(batch, jobs)))
+    }
+
+    /// A 413 `storage_quota` when `incoming` bytes would take `tenant` over its quota.
+    async fn check_stored_bytes(
+        &self,
+        tenant: &crate::model::Tenant,
+        incoming: u64,
+    ) -> Result<(), ApiError> {
+        self.guards
+            .stored_full(&self.queue, tenant, incoming)
+            .await
+            .map_err(|why| ApiError::too_large_as(ApiErrorCode::StorageQuota, why))
     }
 
     /// Validates an argument-only job request; `field` names it in errors.
@@ -205,6 +242,7 @@ pub type Operations = (
     exports::ExportsApi,
     jobs::JobsApi,
     bulk::BulkApi,
+    batches::BatchesApi,
     health::HealthApi,
 );
 
@@ -216,6 +254,7 @@ pub fn service() -> OpenApiService<Operations, ()> {
             exports::ExportsApi,
             jobs::JobsApi,
             bulk::BulkApi,
+            batches::BatchesApi,
             health::HealthApi,
         ),
         "offload",

@@ -177,26 +177,39 @@ fn complete(doc: &mut Value, registry: &Registry) {
     set_ref(schemas, "/Job/properties/kind", "JobKind");
     set_ref(schemas, "/JobErrorInfo/properties/code", "JobErrorCode");
     // poem-openapi describes an event stream as an array of its items; each server-sent event
-    // is an object whose `data` is one Job as JSON.
-    if let Some(stream) = doc.pointer_mut(
-        "/paths/~1api~1v1~1jobs~1{id}~1events/get/responses/200/content/text~1event-stream",
-    ) {
-        stream["schema"] = json!({
-            "type": "object",
-            "required": ["data"],
-            "description": "One server-sent event per change of the job; the stream ends after a final status.",
-            "properties": {
-                "data": {
-                    "type": "string",
-                    "description": "The job (a `Job` object) as JSON.",
-                    "contentMediaType": "application/json",
-                    "contentSchema": {"$ref": "#/components/schemas/Job"},
+    // is an object whose `data` is one Job (one Batch) as JSON.
+    for (path, item, what) in [
+        (
+            "/paths/~1api~1v1~1jobs~1{id}~1events",
+            "Job",
+            "One server-sent event per change of the job; the stream ends after a final status.",
+        ),
+        (
+            "/paths/~1api~1v1~1batches~1{id}~1events",
+            "Batch",
+            "One server-sent event per change of the batch's jobs; the stream ends once every \
+             job in it has ended.",
+        ),
+    ] {
+        let pointer = format!("{path}/get/responses/200/content/text~1event-stream");
+        if let Some(stream) = doc.pointer_mut(&pointer) {
+            stream["schema"] = json!({
+                "type": "object",
+                "required": ["data"],
+                "description": what,
+                "properties": {
+                    "data": {
+                        "type": "string",
+                        "description": format!("The {} (a `{item}` object) as JSON.", item.to_lowercase()),
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": format!("#/components/schemas/{item}")},
+                    },
+                    "event": {"type": "string"},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer"},
                 },
-                "event": {"type": "string"},
-                "id": {"type": "string"},
-                "retry": {"type": "integer"},
-            },
-        });
+            });
+        }
     }
     // Request objects refuse fields they do not list (400 naming the field); say so.
     for pointer in [
@@ -212,7 +225,11 @@ fn complete(doc: &mut Value, registry: &Registry) {
     if let Some(form) = doc.pointer_mut(
         "/paths/~1api~1v1~1exports/post/requestBody/content/multipart~1form-data/schema/properties",
     ) {
-        for (field, format) in [("run_at", "date-time"), ("callback_url", "uri")] {
+        for (field, format) in [
+            ("run_at", "date-time"),
+            ("callback_url", "uri"),
+            ("batch_callback_url", "uri"),
+        ] {
             if let Some(schema) = form.get_mut(field) {
                 schema["format"] = json!(format);
                 schema["example"] = json!("");

@@ -280,6 +280,17 @@ impl JobContext {
         self.inner.queue.get(id).await.map_err(JobError::internal)
     }
 
+    /// Batch `id` as the API shows it, if it still exists.
+    pub async fn batch(&self, id: Uuid) -> Result<Option<crate::model::batch::Batch>, JobError> {
+        let found = self
+            .inner
+            .queue
+            .batch(id)
+            .await
+            .map_err(JobError::internal)?;
+        Ok(found.map(|(batch, jobs)| crate::model::batch::Batch::of(batch, jobs)))
+    }
+
     /// This job's parts (a merge job's), in upload order.
     pub async fn parts(&self) -> Result<Vec<JobRecord>, JobError> {
         self.parts_of(self.job_id()).await

@@ -57,6 +57,8 @@ pub struct JobRecord {
     pub secret: Option<Sealed>,
     /// Answered from the result cache: succeeded at submit, nothing converted.
     pub cache_hit: bool,
+    /// The batch it was submitted in.
+    pub batch: Option<super::batch::BatchRef>,
 }
 
 impl JobRecord {
@@ -205,6 +207,8 @@ pub struct NewJob {
     /// Already converted (a result-cache hit): the job is created `succeeded` with this
     /// result, and gets no task.
     pub cached: Option<ResultFile>,
+    /// Its batch (set by the queue when it creates the batch).
+    pub batch: Option<super::batch::BatchRef>,
 }
 
 impl NewJob {
@@ -227,6 +231,7 @@ impl NewJob {
             waiting_parts: None,
             secret: None,
             cached: None,
+            batch: None,
         }
     }
 

@@ -11,8 +11,10 @@
 //! - [`options`]: what a user may tune in an export ([`ExportOptions`]);
 //! - [`tenant`]: whose job a job is ([`Tenant`]); [`priority`]: which waiting job goes first;
 //!   [`metadata`]: the caller's own labels ([`Metadata`]);
+//! - [`batch`]: jobs submitted together and followed as one ([`batch::Batch`]);
 //! - [`view`]: the public Job JSON (HTTP answers, SSE events and webhook bodies alike).
 
+pub mod batch;
 pub mod codes;
 pub mod formats;
 pub mod job;

@@ -155,6 +155,9 @@ pub struct Job {
     pub parent_id: Option<Uuid>,
     /// For a merge job: its parts in merge order (empty for other jobs).
     pub parts: Vec<PartInfo>,
+    /// The batch it was submitted in (`GET /api/v1/batches/{id}`).
+    #[oai(nullable)]
+    pub batch_id: Option<Uuid>,
     /// Where the job is POSTed when it ends (see the README for the signature).
     #[oai(nullable)]
     pub callback_url: Option<String>,
@@ -265,6 +268,7 @@ impl From<JobRecord> for Job {
             steps,
             parent_id: r.parent_id,
             parts: Vec::new(),
+            batch_id: r.batch.map(|b| b.id),
             callback_url: r.callback_url,
             run_at: r.run_at.map(timestamp),
             options,
@@ -348,6 +352,7 @@ impl poem_openapi::types::Example for Job {
                 .collect(),
             parent_id: None,
             parts: Vec::new(),
+            batch_id: None,
             callback_url: None,
             run_at: None,
             options: None,

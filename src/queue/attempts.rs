@@ -134,7 +134,7 @@ impl Queue {
         list: &[Step],
     ) -> Result<Option<JobRecord>, QueueError> {
         let (now, lease) = (now_micros(), started.lease());
-        let effects = started.parent_id.is_some() || started.callback_url.is_some();
+        let effects = has_effects(started);
         if !effects {
             return self
                 .finish_batched(Finish {
@@ -181,8 +181,7 @@ impl Queue {
         failure: &Failure<'_>,
     ) -> Result<Option<JobRecord>, QueueError> {
         let (now, lease) = (now_micros(), started.lease());
-        let effects =
-            failure.is_final && (started.parent_id.is_some() || started.callback_url.is_some());
+        let effects = failure.is_final && has_effects(started);
         let (status, finished, message) = if failure.is_final {
             (JobStatus::Failed, Some(now), "failed")
         } else {
@@ -245,4 +244,12 @@ impl Queue {
             .await?;
         Ok(row.and_then(|r| latest(&changed, r.id)))
     }
+}
+
+/// Whether a job's end moves more than its own row — a merge job, a webhook, a batch's
+/// callback — and so takes a transaction of its own rather than the group commit.
+fn has_effects(started: &JobRecord) -> bool {
+    started.parent_id.is_some()
+        || started.callback_url.is_some()
+        || started.batch.is_some_and(|b| b.notify)
 }

@@ -3,10 +3,13 @@
 //! to expand them once per engine. Statements are our portable SQL ([`super::sql`]) or a
 //! [`super::Dialect`] statement; their parameters are [`Arg`]s, bound in order.
 
-use sqlx::SqlStr;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, SqlStr};
 
 use super::insert::InsertJobs;
 use super::{JobRecord, NewJob};
+use crate::model::batch::BatchRecord;
 
 /// One bound parameter.
 #[derive(Debug, Clone)]
@@ -86,20 +89,39 @@ macro_rules! bind_all {
 }
 
 impl Conn<'_> {
-    /// The rows a statement returns.
-    pub async fn rows(&mut self, sql: SqlStr, args: &[Arg]) -> sqlx::Result<Vec<JobRecord>> {
+    /// The rows a statement returns, as `T`.
+    pub async fn fetch<T>(&mut self, sql: SqlStr, args: &[Arg]) -> sqlx::Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
         match self {
             Conn::Postgres(c) => {
-                bind_all!(sqlx::query_as::<_, JobRecord>(sql), args)
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
                     .fetch_all(&mut **c)
                     .await
             }
             Conn::Sqlite(c) => {
-                bind_all!(sqlx::query_as::<_, JobRecord>(sql), args)
+                bind_all!(sqlx::query_as::<_, T>(sql), args)
                     .fetch_all(&mut **c)
                     .await
             }
         }
+    }
+
+    /// The job rows a statement returns.
+    pub async fn rows(&mut self, sql: SqlStr, args: &[Arg]) -> sqlx::Result<Vec<JobRecord>> {
+        self.fetch(sql, args).await
+    }
+
+    /// The batch row a statement returns, if any.
+    pub async fn batch(&mut self, sql: SqlStr, args: &[Arg]) -> sqlx::Result<Option<BatchRecord>> {
+        Ok(self.fetch(sql, args).await?.into_iter().next())
+    }
+
+    /// The number a `SELECT count(*)` returns.
+    pub async fn count(&mut self, sql: SqlStr, args: &[Arg]) -> sqlx::Result<i64> {
+        let rows: Vec<(i64,)> = self.fetch(sql, args).await?;
+        Ok(rows.first().map_or(0, |r| r.0))
     }
 
     /// The row a statement returns, if any.

@@ -30,6 +30,9 @@ struct NewRow<'a> {
     waiting_parts: Option<i64>,
     input_sha256: Option<&'a str>,
     secret: Option<&'a str>,
+    batch_id: Option<String>,
+    batch_index: Option<i64>,
+    batch_notify: Option<i64>,
 }
 
 impl<'a> NewRow<'a> {
@@ -59,6 +62,9 @@ impl<'a> NewRow<'a> {
             waiting_parts: job.waiting_parts,
             input_sha256: input.and_then(|i| i.sha256.as_deref()),
             secret: job.secret.as_ref().map(|s| s.as_str()),
+            batch_id: job.batch.map(|b| b.id.to_string()),
+            batch_index: job.batch.map(|b| b.index),
+            batch_notify: job.batch.map(|b| i64::from(b.notify)),
         }
     }
 }
@@ -169,6 +175,9 @@ async fn insert_jobs_pg(
         .bind(col(&rows, |r| r.priority))
         .bind(jobs.iter().map(|j| j.priority.rank()).collect::<Vec<_>>())
         .bind(col(&rows, |r| r.metadata.as_deref()))
+        .bind(col(&rows, |r| r.batch_id.as_deref()))
+        .bind(col(&rows, |r| r.batch_index))
+        .bind(col(&rows, |r| r.batch_notify))
         .fetch_all(&mut *tx)
         .await?;
     Ok(inserted)
@@ -205,20 +214,24 @@ WITH v AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[],
         $12::text[], $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[],
-        $18::bigint[], $19::text[], $20::text[], $22::bool[], $23::text[], $24::text[], $25::int[], $26::text[])
+        $18::bigint[], $19::text[], $20::text[], $22::bool[], $23::text[], $24::text[], $25::int[], $26::text[],
+        $27::text[], $28::bigint[], $29::bigint[])
     AS v(id, kind, args, task_id, max_attempts, message, input_key, input_filename,
          input_content_type, input_size, input_format, idempotency_key, steps, callback_url,
-         run_at, parent_id, part_index, waiting_parts, input_sha256, secret, queue, tenant, priority, rank, metadata)
+         run_at, parent_id, part_index, waiting_parts, input_sha256, secret, queue, tenant, priority, rank, metadata,
+         batch_id, batch_index, batch_notify)
 ), ins AS (
     INSERT INTO offload_jobs (
         id, kind, status, args, task_id, attempts, max_attempts, progress_percent,
         progress_message, input_key, input_filename, input_content_type, input_size,
         input_format, idempotency_key, created_at, updated_at, steps, callback_url, run_at,
-        parent_id, part_index, waiting_parts, input_sha256, secret, tenant, priority, metadata)
+        parent_id, part_index, waiting_parts, input_sha256, secret, tenant, priority, metadata,
+        batch_id, batch_index, batch_notify)
     SELECT v.id, v.kind, 'queued', v.args, v.task_id, 0, v.max_attempts, 0, v.message,
         v.input_key, v.input_filename, v.input_content_type, v.input_size, v.input_format,
         v.idempotency_key, $21, $21, v.steps, v.callback_url, v.run_at, v.parent_id,
-        v.part_index, v.waiting_parts, v.input_sha256, v.secret, v.tenant, v.priority, v.metadata
+        v.part_index, v.waiting_parts, v.input_sha256, v.secret, v.tenant, v.priority, v.metadata,
+        v.batch_id, v.batch_index, v.batch_notify
     FROM v
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
@@ -239,7 +252,7 @@ INSERT INTO offload_jobs (
     input_key, input_filename, input_content_type, input_size, input_format,
     idempotency_key, created_at, updated_at,
     steps, callback_url, run_at, parent_id, part_index, waiting_parts, input_sha256, secret,
-    tenant, priority, metadata)
+    tenant, priority, metadata, batch_id, batch_index, batch_notify)
 SELECT value ->> 'id', value ->> 'kind', 'queued', value ->> 'args', value ->> 'task_id', 0,
     value ->> 'max_attempts', 0, value ->> 'message',
     value ->> 'input_key', value ->> 'input_filename', value ->> 'input_content_type',
@@ -247,7 +260,7 @@ SELECT value ->> 'id', value ->> 'kind', 'queued', value ->> 'args', value ->> '
     value ->> 'steps', value ->> 'callback_url', value ->> 'run_at', value ->> 'parent_id',
     value ->> 'part_index', value ->> 'waiting_parts', value ->> 'input_sha256',
     value ->> 'secret', value ->> 'tenant', value ->> 'priority',
-    value ->> 'metadata'
+    value ->> 'metadata', value ->> 'batch_id', value ->> 'batch_index', value ->> 'batch_notify'
 FROM json_each(?1) WHERE true
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *";

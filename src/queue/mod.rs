@@ -18,7 +18,8 @@
 //! start and end of every attempt — are multi-row statements; attempt starts and ends from
 //! concurrent workers share one commit ([`writer`]).
 //!
-//! By concern: [`submit`] (creating jobs), [`reads`], [`attempts`] (an attempt's own fenced
+//! By concern: [`submit`] (creating jobs), [`batches`] (jobs submitted together, their
+//! once-only callback), [`reads`], [`attempts`] (an attempt's own fenced
 //! writes), [`workflow`] (cancel, retry, delete, and the moves that follow a job's end),
 //! [`retention`] (for the sweeper), [`follow`] (one job's changes), [`workers`] (apalis workers
 //! from plain plans); [`row`] decodes rows once, [`conn`] runs statements in a transaction on
@@ -36,6 +37,7 @@ macro_rules! on_db {
 }
 
 mod attempts;
+mod batches;
 mod cache;
 mod claim;
 mod claiming;
@@ -69,9 +71,10 @@ pub use crate::model::{
     AttemptError, InputFile, JobRecord, JobStatus, Lease, NewJob, ResultFile, now_micros,
 };
 pub use attempts::Failure;
+pub use batches::BatchEnqueued;
 pub use cache::CacheEntry;
 pub use config::{Callbacks, DatabaseUrl, Engine, QueueConfig, RunningCaps, WorkerPlan};
-pub use follow::{Follow, Seen};
+pub use follow::{BatchFollow, Follow, Seen};
 pub use reads::ListFilter;
 pub use submit::Enqueued;
 pub use workers::{AttemptEnd, Attempts};

@@ -18,6 +18,8 @@ pub struct ListFilter {
     pub before: Option<(i64, String)>,
     /// Only jobs created before this time (unix microseconds).
     pub created_before: Option<i64>,
+    /// Only the jobs of this batch.
+    pub batch: Option<Uuid>,
 }
 
 impl ListFilter {
@@ -58,7 +60,11 @@ impl Queue {
     }
 
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, QueueError> {
-        let q = self.sql(sql::LIST);
+        let q = match filter.batch {
+            None => self.sql(sql::LIST),
+            Some(_) => self.sql(sql::LIST_IN_BATCH),
+        };
+        let batch = filter.batch.map(|b| b.to_string());
         assert!(
             filter.metadata.len() <= ListFilter::MAX_METADATA,
             "checked by the caller"
@@ -84,6 +90,7 @@ impl Queue {
             .bind(patterns.get(2))
             .bind(patterns.get(3))
             .bind(filter.created_before)
+            .bind(batch.as_deref())
             .fetch_all(pool)
             .await)?;
         Ok(rows)
@@ -110,6 +117,16 @@ impl Queue {
     /// Jobs of `tenant` waiting for a worker.
     pub async fn queued_count(&self, tenant: &crate::model::Tenant) -> Result<i64, QueueError> {
         let q = self.sql(sql::QUEUED_COUNT);
+        let n = on_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(q)
+            .bind(tenant.as_str())
+            .fetch_one(pool)
+            .await)?;
+        Ok(n)
+    }
+
+    /// Bytes of documents and main results `tenant` keeps (jobs whose files are not expired).
+    pub async fn stored_bytes(&self, tenant: &crate::model::Tenant) -> Result<i64, QueueError> {
+        let q = self.sql(sql::STORED_BYTES);
         let n = on_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(q)
             .bind(tenant.as_str())
             .fetch_one(pool)

@@ -32,7 +32,8 @@ impl Queue {
     }
 
     /// Deletes up to `limit` job rows that finished before `before` (microseconds), with their
-    /// apalis tasks, and apalis's own finished tasks older than that; returns the deleted rows.
+    /// apalis tasks, apalis's own finished tasks older than that and batches created before it
+    /// with no job left; returns the deleted job rows.
     pub async fn prune(&self, before: i64, limit: u32) -> Result<Vec<JobRecord>, QueueError> {
         let (q, d) = (self.sql(sql::PRUNE), self.dialect());
         let rows = on_db!(&self.db, pool => {
@@ -46,6 +47,7 @@ impl Queue {
                 sqlx::query(d.delete_task).bind(&row.task_id).execute(&mut *tx).await?;
             }
             sqlx::query(d.prune_done_tasks).bind(before / 1_000_000).execute(&mut *tx).await?;
+            sqlx::query(self.sql(sql::PRUNE_BATCHES)).bind(before).execute(&mut *tx).await?;
             tx.commit().await?;
             rows
         });

@@ -6,6 +6,7 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
+use crate::model::batch::{BatchRecord, BatchRef};
 use crate::model::{InputFile, JobRecord, JobStatus, ResultFile};
 
 fn bad(column: &str, why: impl std::fmt::Display) -> sqlx::Error {
@@ -105,6 +106,37 @@ where
             run_at: maybe_number("run_at")?,
             secret: maybe_text("secret")?.map(crate::model::Sealed::new),
             cache_hit: maybe_number("cache_hit")?.is_some_and(|n| n != 0),
+            batch: match maybe_text("batch_id")? {
+                None => None,
+                Some(id) => Some(BatchRef {
+                    id: uuid("batch_id", &id)?,
+                    index: maybe_number("batch_index")?.unwrap_or(0),
+                    notify: maybe_number("batch_notify")?.is_some_and(|n| n != 0),
+                }),
+            },
+        })
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for BatchRecord
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let text = |c: &'r str| row.try_get::<String, _>(c);
+        let maybe_text = |c: &'r str| row.try_get::<Option<String>, _>(c);
+        Ok(BatchRecord {
+            id: uuid("id", &text("id")?)?,
+            tenant: crate::model::Tenant::stored(text("tenant")?),
+            size: row.try_get("size")?,
+            callback_url: maybe_text("callback_url")?,
+            delivery_id: maybe_text("delivery_id")?
+                .map(|d| uuid("delivery_id", &d))
+                .transpose()?,
+            created_at: row.try_get("created_at")?,
         })
     }
 }

@@ -22,7 +22,19 @@ pub(super) const STATUS: &str = "SELECT status FROM offload_jobs WHERE id = $1";
 
 pub(super) const LIST: &str = "\
 SELECT * FROM offload_jobs
-WHERE tenant = $6 AND ($1 IS NULL OR status = $1)
+WHERE tenant = $6 AND ($1 IS NULL OR status = $1) AND ($12 IS NULL OR batch_id = $12)
+  AND ($7 IS NULL OR metadata LIKE $7 ESCAPE '!') AND ($8 IS NULL OR metadata LIKE $8 ESCAPE '!')
+  AND ($9 IS NULL OR metadata LIKE $9 ESCAPE '!') AND ($10 IS NULL OR metadata LIKE $10 ESCAPE '!')
+  AND ($11 IS NULL OR created_at < $11)
+  AND ($2 IS NULL OR kind = $2)
+  AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))
+ORDER BY created_at DESC, id DESC
+LIMIT $5";
+
+/// [`LIST`] within one batch (`$12`), read by the batch's index rather than the tenant's rows.
+pub(super) const LIST_IN_BATCH: &str = "\
+SELECT * FROM offload_jobs
+WHERE batch_id = $12 AND tenant = $6 AND ($1 IS NULL OR status = $1)
   AND ($7 IS NULL OR metadata LIKE $7 ESCAPE '!') AND ($8 IS NULL OR metadata LIKE $8 ESCAPE '!')
   AND ($9 IS NULL OR metadata LIKE $9 ESCAPE '!') AND ($10 IS NULL OR metadata LIKE $10 ESCAPE '!')
   AND ($11 IS NULL OR created_at < $11)
@@ -149,6 +161,12 @@ WHERE id IN (
   ORDER BY j.finished_at LIMIT $2)
 RETURNING *";
 
+/// Batches created before `$1` whose jobs are all gone.
+pub(super) const PRUNE_BATCHES: &str = "\
+DELETE FROM offload_batches
+WHERE created_at < $1
+  AND NOT EXISTS (SELECT 1 FROM offload_jobs j WHERE j.batch_id = offload_batches.id)";
+
 /// Takes (or renews an expired) named lease; returns a row only to the winner.
 pub(super) const ACQUIRE_LEASE: &str = "\
 INSERT INTO offload_leases (name, holder, until) VALUES ($1, $2, $3)
@@ -161,6 +179,10 @@ SET status = 'queued', progress_message = 'interrupted by a worker shutdown; wai
     updated_at = $4
 WHERE id = $1 AND task_id = $2 AND attempts = $3 AND status = 'running'
 RETURNING *";
+
+pub(super) const STORED_BYTES: &str = "\
+SELECT CAST(COALESCE(SUM(COALESCE(input_size, 0) + COALESCE(result_size, 0)), 0) AS BIGINT)
+FROM offload_jobs WHERE tenant = $1 AND expired_at IS NULL";
 
 pub(super) const QUEUED_COUNT: &str =
     "SELECT COUNT(*) FROM offload_jobs WHERE status = 'queued' AND tenant = $1";

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use super::conn::Conn;
-use super::insert::InsertJobs;
 use super::{Db, JobRecord, NewJob, Queue, QueueError, ResultFile, now_micros, sql};
 use crate::model::steps::{self, StepStatus};
 
@@ -29,23 +28,42 @@ pub struct Enqueued {
 impl Queue {
     /// Creates jobs (one transaction for all of them) and their apalis tasks.
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, QueueError> {
+        let created = self
+            .submit(&jobs, now_micros(), async |_| Ok(Some(())))
+            .await?;
+        Ok(created.map(|(_, out)| out).unwrap_or_default())
+    }
+
+    /// Creates `jobs` and their apalis tasks in one transaction, after `first` (a statement of
+    /// the same transaction: a batch's row) answered `Some`; its `None` rolls back and creates
+    /// nothing.
+    pub(super) async fn submit<T>(
+        &self,
+        jobs: &[NewJob],
+        now: i64,
+        first: impl AsyncFnOnce(&mut Conn<'_>) -> Result<Option<T>, QueueError>,
+    ) -> Result<Option<(T, Vec<Enqueued>)>, QueueError> {
         let by_key = self.sql(sql::BY_IDEMPOTENCY_KEY);
         let d = self.dialect();
-        let now = now_micros();
         let mut out = Vec::with_capacity(jobs.len());
         // Rows that cached jobs' ends changed (merge jobs moved on, webhooks queued).
         let mut finished = Vec::new();
-        on_db!(&self.db, pool => {
+        let made = on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(d.begin_write).await?;
-            let mut created: HashMap<String, JobRecord> = InsertJobs::insert_jobs(&mut *tx, &jobs, now)
+            let mut conn = Conn::from(&mut *tx);
+            let Some(made) = first(&mut conn).await? else {
+                return Ok(None);
+            };
+            let mut created: HashMap<String, JobRecord> = conn
+                .insert_jobs(jobs, now)
                 .await?
                 .into_iter()
                 .map(|r| (r.id.to_string(), r))
                 .collect();
-            for job in &jobs {
+            for job in jobs {
                 if let (Some(result), Some(row)) = (&job.cached, created.get(&job.id.to_string())) {
                     let done = self
-                        .complete_cached(&mut Conn::from(&mut *tx), row, result, now, &mut finished)
+                        .complete_cached(&mut conn, row, result, now, &mut finished)
                         .await?;
                     created.insert(job.id.to_string(), done);
                 }
@@ -56,21 +74,22 @@ impl Queue {
                     *slot = row.clone();
                 }
             }
-            for job in &jobs {
+            for job in jobs {
                 let enqueued = match created.remove(&job.id.to_string()) {
                     Some(row) => Enqueued { job: row, created: true },
                     // The idempotency key was used before: hand back that job.
                     None => Enqueued {
-                        job: sqlx::query_as::<_, JobRecord>(by_key.clone())
-                            .bind(job.idempotency_key.as_deref())
-                            .fetch_one(&mut *tx)
-                            .await?,
+                        job: conn
+                            .row(by_key.clone(), &[job.idempotency_key.clone().into()])
+                            .await?
+                            .ok_or(QueueError::NotFound)?,
                         created: false,
                     },
                 };
                 out.push(enqueued);
             }
             tx.commit().await?;
+            made
         });
         let created: Vec<JobRecord> = out
             .iter()
@@ -79,7 +98,7 @@ impl Queue {
             .collect();
         self.announce(&created);
         self.announce(&finished);
-        Ok(out)
+        Ok(Some((made, out)))
     }
 
     /// Marks `row` (just inserted) succeeded with the cached `result`, in the submit's

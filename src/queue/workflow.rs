@@ -43,8 +43,9 @@ fn notified(row: &JobRecord, delivery: Uuid, now: i64) -> String {
 }
 
 impl Queue {
-    /// In the transaction that ended `row` (a final status): moves a part's merge job on, and
-    /// queues the completion webhook of every job that ended here and asked for one. Pushes
+    /// In the transaction that ended `row` (a final status): moves a part's merge job on,
+    /// queues the completion webhook of every job that ended here and asked for one, and its
+    /// batch's callback when it was the batch's last unfinished job. Pushes
     /// every row it wrote onto `changed`.
     pub(super) async fn after_final(
         &self,
@@ -63,6 +64,9 @@ impl Queue {
             {
                 ended.push(merge);
             }
+        }
+        for batch in ended.iter().filter_map(|r| r.batch.filter(|b| b.notify)) {
+            self.batch_job_ended(conn, batch.id, now, changed).await?;
         }
         for row in ended {
             match row.callback_url.clone() {
@@ -288,7 +292,8 @@ impl Queue {
     /// deleted rows so the caller can remove their stored files. `Ok(vec![])`: no such job.
     /// A running attempt finds its lease gone and stops.
     pub async fn delete(&self, id: Uuid) -> Result<Vec<JobRecord>, QueueError> {
-        let d = self.dialect();
+        let (d, now) = (self.dialect(), now_micros());
+        let mut changed = Vec::new();
         let rows = on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(d.begin_write).await?;
             let current = sqlx::query_as::<_, JobRecord>(self.sql(sql::GET))
@@ -314,9 +319,15 @@ impl Queue {
             for row in &rows {
                 sqlx::query(d.delete_task).bind(&row.task_id).execute(&mut *tx).await?;
             }
+            // Deleting a batch's last unfinished job ends the batch.
+            if let Some(batch) = current.batch.filter(|b| b.notify) {
+                self.batch_job_ended(&mut Conn::from(&mut *tx), batch.id, now, &mut changed)
+                    .await?;
+            }
             tx.commit().await?;
             rows
         });
+        self.announce(&changed);
         for row in &rows {
             self.feed.publish(crate::events::Change {
                 job: row.id,
@@ -388,6 +399,7 @@ mod tests {
             run_at: None,
             secret: None,
             cache_hit: false,
+            batch: None,
         }
     }
 }

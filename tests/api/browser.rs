@@ -41,6 +41,6 @@ async fn the_pages_work_in_a_real_browser() {
         "browser steps failed:\n{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(report.matches("ok - ").count(), 10, "{report}");
+    assert_eq!(report.matches("ok - ").count(), 11, "{report}");
     assert!(!report.contains("not ok"), "{report}");
 }

@@ -265,6 +265,47 @@ mod client {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_batch_sends_one_batch_and_status_shows_it() {
+        require_libreoffice();
+        let app = spawn_app(Backend::Sqlite).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (deck, report) = (sample("deck5.pptx"), sample("report3.docx"));
+        let (deck, report) = (deck.to_str().unwrap(), report.to_str().unwrap());
+        let out = format!("{}/", dir.path().display());
+        let run = offload(&[
+            "submit", "--batch", deck, report, "--server", &app.base, "-o", &out,
+        ])
+        .await;
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let stdout = text(&run.stdout);
+        let first = stdout.lines().next().unwrap();
+        let batch = first.strip_prefix("batch ").expect("the batch's id first");
+        let answer = app.json(&format!("/api/v1/batches/{batch}")).await;
+        let jobs = job_ids(&answer);
+        assert_eq!(
+            jobs.len(),
+            2,
+            "one request made one batch of both: {answer}"
+        );
+        assert!(stdout.contains(&format!("{} {deck}", jobs[0])), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{} {report}", jobs[1])),
+            "{stdout}"
+        );
+        assert_eq!(
+            pdf_pages(&std::fs::read(dir.path().join("deck5.pdf")).unwrap()),
+            5
+        );
+
+        let status = offload(&["status", "--batch", batch, "--server", &app.base]).await;
+        assert!(status.status.success(), "{}", text(&status.stderr));
+        let shown = text(&status.stdout);
+        assert!(shown.contains("ended:    yes"), "{shown}");
+        assert!(shown.contains("2 succeeded"), "{shown}");
+        assert!(shown.contains("report3.docx"), "{shown}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn submit_fails_with_the_jobs_error_message() {
         let app = spawn_app(Backend::Sqlite).await;
         let corrupt = sample("corrupt_truncated.pptx");

@@ -482,6 +482,12 @@ impl Api {
         events_at(&self.client, &self.base, id, stop).await
     }
 
+    /// Every event of batch `id`'s SSE stream until the server ends it (the batch ended).
+    pub async fn batch_events(&self, id: &str) -> Vec<Value> {
+        let url = self.url(&format!("/api/v1/batches/{id}/events"));
+        sse_at(&self.client, &url, |_| false).await
+    }
+
     /// Waits (on the event stream) for a final status and returns the job.
     pub async fn wait_final(&self, id: &str) -> Value {
         wait_final_at(&self.client, &self.base, id).await
@@ -550,11 +556,19 @@ pub async fn events_at(
     id: &str,
     stop: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
-    let resp = client
-        .get(format!("{base}/api/v1/jobs/{id}/events"))
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{base}/api/v1/jobs/{id}/events");
+    sse_at(client, &url, stop).await
+}
+
+/// The SSE events at `url` (a job's or a batch's stream) until the stream ends or `stop`
+/// accepts one (which is included).
+pub async fn sse_at(
+    client: &reqwest::Client,
+    url: &str,
+    stop: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let id = url;
+    let resp = client.get(url).send().await.unwrap();
 
     assert_eq!(resp.status(), 200);
     let mut body = resp.bytes_stream();
@@ -580,7 +594,7 @@ pub async fn events_at(
     };
     if tokio::time::timeout(PATIENCE, read).await.is_err() {
         panic!(
-            "job {id}: no end of its event stream within {PATIENCE:?}; last events: {:?}",
+            "{id}: no end of the event stream within {PATIENCE:?}; last events: {:?}",
             events.last()
         );
     }

@@ -93,11 +93,13 @@ fn corpus() -> Vec<Case> {
             Outcome::Fails("document_corrupt"),
         ),
         upload_case(
-            "two file parts",
-            multipart(&[
-                (b"name=\"file\"; filename=\"a.pptx\"", &deck),
-                (b"name=\"file\"; filename=\"b.pptx\"", &deck),
-            ]),
+            "more file parts than a batch takes",
+            multipart(
+                &[(
+                    b"name=\"file\"; filename=\"a.pptx\"".as_slice(),
+                    b"x".as_slice(),
+                ); 101],
+            ),
             Outcome::Refused(400, "invalid_form"),
         ),
         upload_case(

@@ -1,5 +1,6 @@
 //! The integration suite: one binary, real parts (Postgres, SQLite files, LibreOffice, HTTP).
 
+mod batches;
 mod browser;
 mod bulk;
 mod cache;

@@ -19,6 +19,7 @@ on_both_backends!(
     the_queued_cap_and_the_upload_rate_are_each_tenants_own,
     a_backlog_of_one_tenant_does_not_hold_back_another,
     a_tenants_running_cap_holds_across_two_workers,
+    the_stored_bytes_quota_is_each_tenants_own,
 );
 
 async fn two_tenants(backend: Backend) -> TestApp {
@@ -31,20 +32,32 @@ async fn two_tenants(backend: Backend) -> TestApp {
     .await
 }
 
-/// Every operation of the spec that names a job, with `id` filled in.
-async fn job_operations(app: &TestApp, id: &str) -> Vec<(Method, String)> {
+/// Every operation of the spec that names a job or a batch, with the id filled in (`job` or
+/// `batch`), and the code an unknown id answers.
+async fn job_operations(
+    app: &TestApp,
+    job: &str,
+    batch: &str,
+) -> Vec<(Method, String, &'static str)> {
     let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
     let mut ops = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         if !path.contains("{id}") {
             continue;
         }
+        let (id, code) = match path.starts_with("/api/v1/batches/") {
+            true => (batch, "batch_not_found"),
+            false => (job, "job_not_found"),
+        };
         for method in item.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            ops.push((method, path.replace("{id}", id).replace("{n}", "1")));
+            ops.push((method, path.replace("{id}", id).replace("{n}", "1"), code));
         }
     }
-    assert!(ops.len() >= 8, "the spec's job operations: {ops:?}");
+    assert!(
+        ops.len() >= 10,
+        "the spec's job and batch operations: {ops:?}"
+    );
     ops
 }
 
@@ -57,8 +70,12 @@ async fn a_tenant_reaches_none_of_another_tenants_jobs(backend: Backend) {
     let job = acme.create_job("noop", json!({})).await;
     let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(acme.wait_final(&id).await["status"], "succeeded");
+    let batch = acme.create_batch(vec![json!({"kind": "noop"})]).await;
+    let batch_id = batch["batch"]["id"].as_str().unwrap().to_string();
+    let batch_job = job_ids(&batch)[0].clone();
+    acme.wait_final(&batch_job).await;
 
-    for (method, path) in job_operations(&app, &id).await {
+    for (method, path, code) in job_operations(&app, &id, &batch_id).await {
         let resp = globex
             .client
             .request(method.clone(), globex.url(&path))
@@ -67,8 +84,19 @@ async fn a_tenant_reaches_none_of_another_tenants_jobs(backend: Backend) {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
         let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["code"], "job_not_found", "{method} {path}: {body}");
+        assert_eq!(body["code"], code, "{method} {path}: {body}");
     }
+    // Nor do the batch filters of the listing and the bulk actions reach into it.
+    let by_batch = format!("batch_id={batch_id}");
+    assert!(job_ids(&globex.list_jobs(&by_batch).await).is_empty());
+    let cancel = globex
+        .post_json(
+            "/api/v1/jobs/cancel",
+            &json!({"filter": {"batch_id": batch_id}}),
+        )
+        .await;
+    assert_eq!(cancel.json::<Value>().await.unwrap()["matched"], 0);
+    assert_eq!(job_ids(&acme.list_jobs(&by_batch).await), vec![batch_job]);
     // The job is still there, whole, for its own tenant.
     assert_eq!(acme.get_job(&id).await["status"], "succeeded");
     assert!(job_ids(&acme.list_jobs("").await).contains(&id));
@@ -324,4 +352,37 @@ async fn a_tenants_running_cap_holds_across_two_workers(backend: Backend) {
     );
     one.stop().await;
     two.stop().await;
+}
+
+async fn the_stored_bytes_quota_is_each_tenants_own(backend: Backend) {
+    let bytes = std::fs::read(sample("report3.docx")).unwrap();
+    let size = bytes.len() as u64;
+    // Room for one document of acme's, not two; globex has no quota. No worker: no results.
+    let app = spawn_app_with(backend, Role::Api, |s| {
+        s.http.api_keys = format!("acme:{ACME},globex:{GLOBEX}").parse().unwrap();
+        s.http.tenant_max_stored_bytes = format!("acme={}", size * 3 / 2).parse().unwrap();
+    })
+    .await;
+    let upload = |key: &'static str| {
+        let (base, bytes) = (app.api.base.clone(), bytes.clone());
+        async move {
+            let api = Api::with_key(&base, key);
+            upload_at(&api.client, &base, "report3.docx", bytes).await
+        }
+    };
+    let first = upload(ACME).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let refused = upload(ACME).await;
+    assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "storage_quota", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("acme"), "{body}");
+    for _ in 0..2 {
+        assert_eq!(upload(GLOBEX).await.status(), 202, "another tenant's quota");
+    }
+    // Deleting the stored job frees its bytes at once.
+    let acme = Api::with_key(&app.api.base, ACME);
+    assert_eq!(acme.delete_job(&id_of(&first)).await.status(), 204);
+    assert_eq!(upload(ACME).await.status(), 202);
 }

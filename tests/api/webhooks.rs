@@ -22,16 +22,18 @@ pub const SECRET: &str = "test-webhook-secret";
 pub struct Delivery {
     signature: String,
     idempotency_key: String,
+    /// `Offload-Event`.
+    pub event: String,
     pub body: Vec<u8>,
 }
 
 impl Delivery {
-    fn job(&self) -> Value {
+    pub fn job(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 
     /// Checks `Offload-Signature` the way a receiver should (see the README).
-    fn signature_is_valid(&self) -> bool {
+    pub fn signature_is_valid(&self) -> bool {
         let mut fields = self.signature.split(',');
         let t = fields.next().and_then(|f| f.strip_prefix("t="));
         let v1 = fields.next().and_then(|f| f.strip_prefix("v1="));
@@ -50,7 +52,7 @@ impl Delivery {
 
 pub struct Receiver {
     pub url: String,
-    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
 }
 
 #[derive(Clone)]
@@ -66,6 +68,7 @@ async fn receive(req: &Request, body: Vec<u8>, state: Data<&ReceiverState>) -> p
     let _ = state.seen.send(Delivery {
         signature: header("offload-signature"),
         idempotency_key: header("idempotency-key"),
+        event: header("offload-event"),
         body,
     });
     let mut script = state.script.lock().unwrap();
@@ -107,7 +110,11 @@ impl Receiver {
 }
 
 pub async fn app_with_webhooks() -> TestApp {
-    spawn_app_with(Backend::Sqlite, Role::Serve, |s| {
+    app_with_webhooks_on(Backend::Sqlite).await
+}
+
+pub async fn app_with_webhooks_on(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Role::Serve, |s| {
         s.webhooks.webhook_secret = SECRET.into();
         s.webhooks.outbound_allow = "127.0.0.1".parse().unwrap();
     })
@@ -119,7 +126,7 @@ async fn submit(app: &TestApp, body: Value) -> reqwest::Response {
 }
 
 /// Waits until every webhook delivery job has ended (so no more requests are coming).
-async fn deliveries_settled(app: &TestApp) -> Vec<Value> {
+pub async fn deliveries_settled(app: &TestApp) -> Vec<Value> {
     let page: Value = app
         .get("/api/v1/jobs?kind=webhook&limit=100")
         .await

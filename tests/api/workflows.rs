@@ -285,26 +285,6 @@ async fn cancelling_or_deleting_a_merge_takes_its_parts_along() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_files_without_merge_are_refused() {
-    let app = spawn_app_with(Backend::Sqlite, Role::Api, |_| {}).await;
-    let mut form = reqwest::multipart::Form::new();
-    for name in ["deck5.pptx", "report3.docx"] {
-        form = form.part(
-            "file",
-            reqwest::multipart::Part::bytes(std::fs::read(sample(name)).unwrap()).file_name(name),
-        );
-    }
-    let resp = app.post_form(form).await;
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["code"], "invalid_form");
-    assert!(
-        body["message"].as_str().unwrap().contains("merge=true"),
-        "{body}"
-    );
-}
-
 async fn a_delayed_job_waits_for_its_time(backend: Backend) {
     let app = spawn_app(backend).await;
     let at = chrono::Utc::now() + chrono::Duration::seconds(2);

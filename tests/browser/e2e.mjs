@@ -91,6 +91,22 @@ await step("merge two documents from the upload page and watch their parts", asy
   await page.screenshot({ path: `${shots}/job-merged.png`, fullPage: true });
 });
 
+await step("two documents without merge become a batch, followed as one list", async () => {
+  await page.goto(base + "/");
+  await page.setInputFiles("#file", [docPath, deckPath]);
+  await page.waitForURL(/\/batches\/[0-9a-f-]{36}$/, { timeout: LONG });
+  await page.locator("#jobs li").nth(1).waitFor({ timeout: LONG });
+  const names = await page.locator("#jobs li > a:first-child").allTextContents();
+  check(names.join(",") === "report3.docx,deck50.pptx", `one row per document, in upload order: ${names}`);
+  await page.locator("#live", { hasText: "Finished." }).waitFor({ timeout: LONG });
+  const badges = await page.locator("#jobs .badge").allTextContents();
+  check(badges.join(",") === "succeeded,succeeded", `both succeeded: ${badges}`);
+  check(await page.locator("#jobs li a", { hasText: "Download" }).count() === 2, "each result can be downloaded");
+  check((await page.textContent("#counts")).startsWith("2 succeeded"), "the counts say so");
+  check(await page.isHidden("#cancel"), "nothing is left to cancel");
+  await page.screenshot({ path: `${shots}/batch-ended.png`, fullPage: true });
+});
+
 await step("the upload page's options reach the export", async () => {
   await page.goto(base + "/");
   await page.click("#options summary");

@@ -3,7 +3,9 @@
 //! answers 2xx (at least once; the `Idempotency-Key` header, this delivery's id, is the same
 //! on every try so the receiver can drop repeats).
 //!
-//! The body is the Job JSON as `GET /api/v1/jobs/{id}` shows it at delivery time. The
+//! The body is the Job JSON as `GET /api/v1/jobs/{id}` shows it at delivery time
+//! (`Offload-Event: job.<status>`), or for a batch's callback the Batch JSON as
+//! `GET /api/v1/batches/{id}` shows it (`Offload-Event: batch.ended`). The
 //! `Offload-Signature` header is `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
 //! keyed with `WEBHOOK_SECRET`. The address is checked against the outbound policy again
 //! here, and the request goes only to the addresses that passed.
@@ -60,10 +62,20 @@ impl Webhook {
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookArgs {
-    /// The job that ended.
-    pub job_id: String,
+    /// The job that ended (a job's delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The batch whose jobs have all ended (a batch's delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
     /// Where to POST it.
     pub url: String,
+}
+
+/// What a delivery sends: its body and its `Offload-Event`.
+struct Event {
+    body: Vec<u8>,
+    name: String,
 }
 
 /// `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`.
@@ -98,19 +110,17 @@ impl JobKind for Webhook {
                 "WEBHOOK_SECRET is not set on this worker; deliveries are never sent unsigned",
             ));
         }
-        let job_id = Uuid::parse_str(&args.job_id)
-            .map_err(|e| JobError::fatal(codes::INVALID_ARGUMENTS, format!("job_id: {e}")))?;
-        let row = ctx.job(job_id).await?.ok_or_else(|| {
-            JobError::fatal(WEBHOOK_REFUSED, "the job was deleted before its delivery")
-        })?;
-        let parts = if row.is_parent() {
-            ctx.parts_of(job_id).await?
-        } else {
-            Vec::new()
+        let event = match (&args.job_id, &args.batch_id) {
+            (Some(job), None) => job_event(&ctx, job).await?,
+            (None, Some(batch)) => batch_event(&ctx, batch).await?,
+            _ => {
+                return Err(JobError::fatal(
+                    codes::INVALID_ARGUMENTS,
+                    "a delivery names one job_id or one batch_id",
+                ));
+            }
         };
-        let status = row.status;
-        let body = serde_json::to_vec(&Job::with_parts(row, parts).to_json())
-            .map_err(JobError::internal)?;
+        let body = event.body;
         let destination = self
             .outbound
             .check(&args.url)
@@ -132,7 +142,7 @@ impl JobKind for Webhook {
                 "user-agent",
                 concat!("offload-webhook/", env!("CARGO_PKG_VERSION")),
             )
-            .header("offload-event", format!("job.{status}"))
+            .header("offload-event", event.name)
             .header("offload-signature", signature(&self.secret, unix, &body))
             .header("idempotency-key", ctx.job_id().to_string())
             .body(body)
@@ -152,6 +162,38 @@ impl JobKind for Webhook {
         .await?;
         Ok(JobOutput::none())
     }
+}
+
+/// The Job JSON of job `id` as `GET /api/v1/jobs/{id}` shows it now; `job.<status>`.
+async fn job_event(ctx: &JobContext, id: &str) -> Result<Event, JobError> {
+    let id = Uuid::parse_str(id)
+        .map_err(|e| JobError::fatal(codes::INVALID_ARGUMENTS, format!("job_id: {e}")))?;
+    let row = ctx.job(id).await?.ok_or_else(|| {
+        JobError::fatal(WEBHOOK_REFUSED, "the job was deleted before its delivery")
+    })?;
+    let parts = if row.is_parent() {
+        ctx.parts_of(id).await?
+    } else {
+        Vec::new()
+    };
+    let name = format!("job.{}", row.status);
+    let body =
+        serde_json::to_vec(&Job::with_parts(row, parts).to_json()).map_err(JobError::internal)?;
+    Ok(Event { body, name })
+}
+
+/// The Batch JSON of batch `id` as `GET /api/v1/batches/{id}` shows it now; `batch.ended`.
+async fn batch_event(ctx: &JobContext, id: &str) -> Result<Event, JobError> {
+    let id = Uuid::parse_str(id)
+        .map_err(|e| JobError::fatal(codes::INVALID_ARGUMENTS, format!("batch_id: {e}")))?;
+    let batch = ctx.batch(id).await?.ok_or_else(|| {
+        JobError::fatal(WEBHOOK_REFUSED, "the batch was deleted before its delivery")
+    })?;
+    let body = serde_json::to_vec(&batch.to_json()).map_err(JobError::internal)?;
+    Ok(Event {
+        body,
+        name: "batch.ended".into(),
+    })
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ const created = await client.POST("/api/v1/exports", {
   },
 });
 check(created.response.status === 202 && created.data, `upload answered ${created.response.status}`);
+// One file answers a job; several without merge would answer `{batch}`.
+check(!("batch" in created.data), "one file makes one job, not a batch");
 let job: Job = created.data;
 check(job.kind === "export" && job.status === "queued", "a queued export");
 check(job.options?.page_range === "1-2" && job.options?.pdf_a === "2b", `options echoed: ${JSON.stringify(job.options)}`);
