@@ -7,8 +7,14 @@
   const uploads = document.getElementById("uploads");
   const recentList = document.getElementById("recent");
 
+  // The body limit of one upload request (all its files together), from the server.
+  let maxUploadBytes = Infinity;
+  // Most files one batch takes (the server's limit).
+  const MAX_BATCH_FILES = 100;
+
   offload.api("/api/v1/formats").then(
     (f) => {
+      maxUploadBytes = f.max_upload_bytes;
       document.getElementById("formats").textContent = f.inputs.map((i) => i.extension).join(", ");
       input.accept = f.inputs.map((i) => "." + i.extension).join(",");
     },
@@ -132,12 +138,19 @@
     });
   }
 
-  // One request for all the files: one job, a merge, or a batch; then straight to its live
-  // progress page.
+  // One request for all the files — one job, a merge, or a batch — then straight to its live
+  // progress page. Files that cannot go up together as a batch (over the request's size limit,
+  // or more than a batch takes) go up one request each, listed here.
   async function uploadAll(list) {
     const files = [...list];
     if (files.length === 0) return;
     const merge = document.getElementById("merge").checked && files.length > 1;
+    const total = files.reduce((n, f) => n + f.size, 0);
+    if (!merge && files.length > 1 && (total > maxUploadBytes || files.length > MAX_BATCH_FILES)) {
+      await Promise.all(files.map((f) => upload([f], false)));
+      renderRecent();
+      return;
+    }
     const answer = await upload(files, merge);
     renderRecent();
     if (answer) location.assign(answer.batch ? `/batches/${answer.batch.id}` : `/jobs/${answer.id}`);

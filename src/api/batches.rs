@@ -20,8 +20,9 @@ use super::{ApiState, Tag};
 use crate::model::batch::Batch;
 
 /// How often a batch's event stream re-reads it when no change arrives on this process's
-/// feed (changes written by other processes).
-const EVENTS_POLL: Duration = Duration::from_millis(250);
+/// feed (changes written by other processes). Slower than a job's stream: each read is the
+/// whole batch (up to 1,000 jobs).
+const EVENTS_POLL: Duration = Duration::from_secs(1);
 
 operation_errors!(
     /// Errors of operations on one batch.

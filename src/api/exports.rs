@@ -11,7 +11,7 @@ use poem_openapi::{ApiResponse, Multipart, OpenApi};
 
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::limits::guard_upload;
-use super::{ApiState, Tag};
+use super::{ApiState, Idempotent, Tag};
 use crate::convert::sniff::{self, SniffError};
 use crate::convert::{DocFormat, OutputFormat};
 use crate::jobs::JobKind;
@@ -136,7 +136,7 @@ pub struct ExportsApi;
 operation_errors!(
     /// Errors of `POST /exports`.
     CreateExportError {
-        BadRequest = 400 "Malformed form (no `file` part, more files than a merge or a batch takes), an empty file, an invalid `run_at` or `Idempotency-Key`.",
+        BadRequest = 400 "Malformed form (no `file` part, more files than a merge or a batch takes), an empty file, an invalid `run_at`, or an invalid `Idempotency-Key` (or one that named a job where this request makes a batch, or the other way round).",
         TooLarge = 413 "The files are larger than `max_upload_bytes` (see `GET /api/v1/formats`), or would take the tenant over its stored-bytes quota (`storage_quota`).",
         UnsupportedType = 415 "The file is not a document type this service converts, or the request is not `multipart/form-data`.",
         Invalid = 422 "Unsupported output `format`, an invalid `options` or `cache` value, a `password` this service cannot keep, or a `callback_url` (`batch_callback_url`) this service may not call.",
@@ -424,8 +424,6 @@ impl ExportsApi {
             .into());
         }
         let files = checked_files(form.file, merge, state.max_upload_bytes)?;
-        let incoming: u64 = files.iter().map(|f| f.size() as u64).sum();
-        state.check_stored_bytes(&caller.tenant, incoming).await?;
         let batch = files.len() > 1 && !merge;
         // An HTML form sends fields left blank as empty strings: those mean "not given".
         let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
@@ -446,13 +444,17 @@ impl ExportsApi {
             )
             .into());
         }
-        if batch {
-            if let Some(existing) = state.find_idempotent_batch(key.as_deref()).await? {
+        match state.find_idempotent_any(key.as_deref()).await? {
+            Some(Idempotent::Batch(existing)) if batch => {
                 return Ok(ExportAccepted::batch(existing));
             }
-        } else if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
-            return Ok(ExportAccepted::job(existing));
+            Some(Idempotent::Job(existing)) if !batch => return Ok(ExportAccepted::job(*existing)),
+            Some(other) => return Err(other.reused().into()),
+            None => {}
         }
+        // After the idempotency lookup: a retried upload is answered, not counted again.
+        let incoming: u64 = files.iter().map(|f| f.size() as u64).sum();
+        state.check_stored_bytes(&caller.tenant, incoming).await?;
         let export = ExportArgs {
             format: output.name().to_string(),
             options: options.clone(),

@@ -203,7 +203,7 @@ pub struct JobsApi;
 operation_errors!(
     /// Errors of `POST /jobs`.
     CreateJobError {
-        BadRequest = 400 "Malformed JSON body, or an invalid `Idempotency-Key`.",
+        BadRequest = 400 "Malformed JSON body, or an invalid `Idempotency-Key` (or one that named another kind of request: a batch, a job).",
         UnsupportedType = 415 "The body is not `application/json`.",
         Invalid = 422 "Unknown kind, a kind that takes a document, invalid arguments, or a `callback_url` this service may not call.",
     }
@@ -211,7 +211,7 @@ operation_errors!(
 operation_errors!(
     /// Errors of `POST /jobs/batch`.
     CreateBatchError {
-        BadRequest = 400 "Malformed JSON body, or an invalid `Idempotency-Key`.",
+        BadRequest = 400 "Malformed JSON body, or an invalid `Idempotency-Key` (or one that named another kind of request: a batch, a job).",
         UnsupportedType = 415 "The body is not `application/json`.",
         Invalid = 422 "Not 1 to 1,000 jobs, one of them is invalid (the message names it), or a `batch_callback_url` this service may not call; nothing was created.",
     }
@@ -280,8 +280,10 @@ impl JobsApi {
         idempotency_key: Header<Option<String>>,
     ) -> Result<Accepted, CreateJobError> {
         let key = super::idempotency_key(idempotency_key.0, &caller)?;
-        if let Some(existing) = state.find_idempotent(key.as_deref()).await? {
-            return Ok(Accepted::job(existing));
+        match state.find_idempotent_any(key.as_deref()).await? {
+            Some(super::Idempotent::Job(existing)) => return Ok(Accepted::job(*existing)),
+            Some(other) => return Err(other.reused().into()),
+            None => {}
         }
         let mut job = state.new_job(body.0, "body", &caller).await?;
         job.idempotency_key = key;
@@ -322,8 +324,10 @@ impl JobsApi {
         let callback = state
             .callback_url(request.batch_callback_url, "body.batch_callback_url")
             .await?;
-        if let Some(existing) = state.find_idempotent_batch(key.as_deref()).await? {
-            return Ok(BatchAccepted::of(existing));
+        match state.find_idempotent_any(key.as_deref()).await? {
+            Some(super::Idempotent::Batch(existing)) => return Ok(BatchAccepted::of(existing)),
+            Some(other) => return Err(other.reused().into()),
+            None => {}
         }
         let mut jobs = Vec::with_capacity(n);
         for (i, req) in request.jobs.into_iter().enumerate() {
@@ -382,8 +386,6 @@ impl JobsApi {
         status: Query<Option<JobStatus>>,
         /// Only jobs of this kind.
         kind: Query<Option<String>>,
-        /// Only the jobs of this batch.
-        batch_id: Query<Option<Uuid>>,
         /// Page size, 1 to 500 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
@@ -392,6 +394,8 @@ impl JobsApi {
             pattern = r"^[0-9]{1,20}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
         ))]
         cursor: Query<Option<String>>,
+        /// Only the jobs of this batch.
+        batch_id: Query<Option<Uuid>>,
     ) -> Result<Json<JobPage>, ListError> {
         if let Some(kind) = kind.0.as_deref()
             && state.registry.get(kind).is_none()
@@ -628,13 +632,13 @@ impl JobsApi {
         kind: Query<Option<String>>,
         /// Only jobs created before this time (RFC 3339).
         created_before: Query<Option<chrono::DateTime<chrono::Utc>>>,
-        /// Only the jobs of this batch.
-        batch_id: Query<Option<Uuid>>,
         /// Most jobs this call takes, 1 to 10,000 (default 1,000).
         #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous call.
         cursor: Query<Option<String>>,
+        /// Only the jobs of this batch.
+        batch_id: Query<Option<Uuid>>,
     ) -> Result<Json<super::bulk::BulkResult>, super::bulk::BulkError> {
         let filter = super::bulk::JobFilter {
             status: status.0,

@@ -120,6 +120,17 @@ impl ApiState {
             .ok_or_else(|| ApiError::batch_not_found(id))
     }
 
+    /// What an earlier request with this idempotency key created — a job or a batch — if any.
+    async fn find_idempotent_any(&self, key: Option<&str>) -> Result<Option<Idempotent>, ApiError> {
+        if let Some(job) = self.find_idempotent(key).await? {
+            return Ok(Some(Idempotent::Job(Box::new(job))));
+        }
+        Ok(self
+            .find_idempotent_batch(key)
+            .await?
+            .map(Idempotent::Batch))
+    }
+
     /// The batch an earlier request with this idempotency key created, if any.
     async fn find_idempotent_batch(
         &self,
@@ -223,6 +234,28 @@ impl ApiState {
         }
         self.outbound.check(&url).await.map_err(refuse)?;
         Ok(Some(url))
+    }
+}
+
+/// What an idempotency key named before: a job (one upload, a merge, `POST /jobs`) or a batch.
+enum Idempotent {
+    Job(Box<Job>),
+    Batch(crate::model::batch::Batch),
+}
+
+impl Idempotent {
+    /// The 400 for a key sent again to make the other kind of thing.
+    fn reused(&self) -> ApiError {
+        let what = match self {
+            Idempotent::Job(job) => format!("job {}", job.id),
+            Idempotent::Batch(batch) => format!("batch {}", batch.id),
+        };
+        ApiError::bad_request(
+            ApiErrorCode::InvalidIdempotencyKey,
+            format!(
+                "header Idempotency-Key: already used for {what}; use a new key for this request"
+            ),
+        )
     }
 }
 

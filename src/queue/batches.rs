@@ -38,7 +38,8 @@ RETURNING *";
 const UNFINISHED_IN_BATCH: &str = "\
 SELECT count(*) FROM offload_jobs WHERE batch_id = $1 AND status IN ('queued', 'running')";
 
-const SET_DELIVERY: &str = "UPDATE offload_batches SET delivery_id = $2 WHERE id = $1";
+/// `$1` the delivery job, `$2` the batch (in order of appearance: raw dialect text).
+const SET_DELIVERY: &str = "UPDATE offload_batches SET delivery_id = $1 WHERE id = $2";
 
 /// A batch just submitted (or, for a repeated idempotency key, found).
 #[derive(Debug, Clone)]
@@ -81,8 +82,12 @@ impl Queue {
                 Ok(conn.batch(insert, &args).await?)
             })
             .await?;
-        if let Some((batch, enqueued)) = created {
-            let jobs = enqueued.into_iter().map(|e| e.job).collect();
+        if let Some((inserted, enqueued)) = created {
+            // Read back: a batch answered all from the cache has its callback queued already.
+            let (batch, jobs) = match self.batch(inserted.id).await? {
+                Some(found) => found,
+                None => (inserted, enqueued.into_iter().map(|e| e.job).collect()),
+            };
             return Ok(BatchEnqueued {
                 batch,
                 jobs,
@@ -166,7 +171,7 @@ impl Queue {
             conn.insert_jobs(std::slice::from_ref(&delivery), now)
                 .await?,
         );
-        let args = [batch.to_string().into(), delivery.id.to_string().into()];
+        let args = [delivery.id.to_string().into(), batch.to_string().into()];
         conn.execute(SET_DELIVERY, &args).await?;
         Ok(())
     }

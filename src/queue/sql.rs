@@ -161,11 +161,14 @@ WHERE id IN (
   ORDER BY j.finished_at LIMIT $2)
 RETURNING *";
 
-/// Batches created before `$1` whose jobs are all gone.
+/// Batches created before `$1` whose jobs are all gone, and whose callback (if queued) has
+/// been delivered or given up on (its delivery reads the batch).
 pub(super) const PRUNE_BATCHES: &str = "\
 DELETE FROM offload_batches
 WHERE created_at < $1
-  AND NOT EXISTS (SELECT 1 FROM offload_jobs j WHERE j.batch_id = offload_batches.id)";
+  AND NOT EXISTS (SELECT 1 FROM offload_jobs j WHERE j.batch_id = offload_batches.id)
+  AND NOT EXISTS (SELECT 1 FROM offload_jobs d
+                  WHERE d.id = offload_batches.delivery_id AND d.finished_at IS NULL)";
 
 /// Takes (or renews an expired) named lease; returns a row only to the winner.
 pub(super) const ACQUIRE_LEASE: &str = "\

@@ -214,3 +214,42 @@ async fn a_batch_callback_is_only_for_a_batch() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_names_one_batch_and_nothing_else() {
+    let app = spawn_app_with(Backend::Sqlite, Role::Api, |_| {}).await;
+    let send = |path: &'static str, body: Value| {
+        let api = Api::at(&app.base);
+        async move {
+            api.client
+                .post(api.url(path))
+                .header("idempotency-key", "nightly-2026-12-01")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let two = json!({"jobs": [{"kind": "noop"}, {"kind": "noop"}]});
+    let first: Value = send("/api/v1/jobs/batch", two.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again: Value = send("/api/v1/jobs/batch", two).await.json().await.unwrap();
+    assert_eq!(again["batch"]["id"], first["batch"]["id"], "the same batch");
+    assert_eq!(job_ids(&again), job_ids(&first));
+    let job = send("/api/v1/jobs", json!({"kind": "noop"})).await;
+    assert_eq!(job.status(), 400);
+    let body: Value = job.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_idempotency_key", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("batch"),
+        "{body}"
+    );
+    assert_eq!(
+        job_ids(&app.list_jobs("").await).len(),
+        2,
+        "nothing else was made"
+    );
+}
