@@ -346,6 +346,7 @@ fn limits(settings: &Settings) -> Limits {
         max_queued_jobs: http.max_queued_jobs,
         tenant_max_queued_jobs: http.tenant_max_queued_jobs.clone(),
         uploads_per_minute: http.uploads_per_minute,
+        tenant_uploads_per_minute: http.tenant_uploads_per_minute.clone(),
         request_timeout: Duration::from_secs(http.request_timeout_secs),
         upload_timeout: Duration::from_secs(http.upload_timeout_secs),
         max_json_bytes: http.max_json_bytes,

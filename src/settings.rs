@@ -135,6 +135,11 @@ pub struct HttpSettings {
     #[arg(long, env = "UPLOADS_PER_MINUTE", default_value_t = 120)]
     pub uploads_per_minute: u32,
 
+    /// Per-tenant exceptions to `UPLOADS_PER_MINUTE` (per key of that tenant):
+    /// `acme=600,trial=10` (0: no limit for that tenant).
+    #[arg(long, env = "TENANT_UPLOADS_PER_MINUTE", default_value = "")]
+    pub tenant_uploads_per_minute: crate::model::tenant::TenantCaps,
+
     /// Longest a request may take to get its response started, in seconds (uploads excepted).
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30,
           value_parser = at_least::<u64, 1>)]

@@ -37,8 +37,10 @@ pub struct Limits {
     /// Most queued jobs per tenant (0: no cap), unless `tenant_max_queued_jobs` says otherwise.
     pub max_queued_jobs: u64,
     pub tenant_max_queued_jobs: TenantCaps,
-    /// Uploads per client (API key, or address without keys) per minute (0: no limit).
+    /// Uploads per client (API key, or address without keys) per minute (0: no limit),
+    /// unless `tenant_uploads_per_minute` says otherwise for the key's tenant.
     pub uploads_per_minute: u32,
+    pub tenant_uploads_per_minute: TenantCaps,
     pub request_timeout: Duration,
     pub upload_timeout: Duration,
     pub max_json_bytes: u64,
@@ -180,10 +182,38 @@ impl UploadRate {
     }
 }
 
+/// The upload buckets: one rate for every client, and their own for the tenants that have an
+/// exception (each such tenant's keys share its rate, a bucket per key).
+pub struct UploadRates {
+    default: UploadRate,
+    tenants: std::collections::HashMap<Tenant, UploadRate>,
+}
+
+impl UploadRates {
+    pub fn new(per_minute: u32, exceptions: &TenantCaps) -> Self {
+        let tenants = exceptions
+            .iter()
+            .map(|(tenant, rate)| {
+                let rate = u32::try_from(rate).unwrap_or(u32::MAX);
+                (tenant.clone(), UploadRate::new(rate))
+            })
+            .collect();
+        Self {
+            default: UploadRate::new(per_minute),
+            tenants,
+        }
+    }
+
+    /// The rate `tenant`'s uploads count against.
+    fn of(&self, tenant: &Tenant) -> &UploadRate {
+        self.tenants.get(tenant).unwrap_or(&self.default)
+    }
+}
+
 /// The limits with their state: the upload buckets and the cached queued-job counts.
 pub struct Guards {
     pub limits: Limits,
-    uploads: UploadRate,
+    uploads: UploadRates,
     /// Each tenant's queued-job count and when it was read: its submits check it at most
     /// every 250 ms.
     queued: tokio::sync::Mutex<std::collections::HashMap<Tenant, (Instant, i64)>>,
@@ -192,7 +222,7 @@ pub struct Guards {
 impl Guards {
     pub fn new(limits: Limits) -> Self {
         Self {
-            uploads: UploadRate::new(limits.uploads_per_minute),
+            uploads: UploadRates::new(limits.uploads_per_minute, &limits.tenant_uploads_per_minute),
             limits,
             queued: Default::default(),
         }
@@ -300,17 +330,19 @@ async fn guarded<E: Endpoint>(ep: &E, mut req: Request, guard: Guard) -> poem::R
         Some((limit, Ok(cut))) => Some((limit, cut)),
         None => None,
     };
-    if guard == Guard::Upload
-        && let Some(client) = client(&req, &state)
-        && let Err(wait) = g.uploads.take(&client)
-    {
-        return Ok(g.uploads.refusal(wait));
-    }
     let tenant = req
         .extensions()
         .get::<Caller>()
         .map(|c| c.tenant.clone())
         .unwrap_or_default();
+    if guard == Guard::Upload
+        && let Some(client) = client(&req, &state)
+    {
+        let rate = g.uploads.of(&tenant);
+        if let Err(wait) = rate.take(&client) {
+            return Ok(rate.refusal(wait));
+        }
+    }
     if guard != Guard::Read
         && let Some(full) = g.queue_full(&state.queue, &tenant).await
     {

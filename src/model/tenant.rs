@@ -115,6 +115,11 @@ impl TenantCaps {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Each tenant with an exception, and its cap.
+    pub fn iter(&self) -> impl Iterator<Item = (&Tenant, u64)> {
+        self.0.iter().map(|(t, c)| (t, *c))
+    }
 }
 
 #[cfg(test)]
