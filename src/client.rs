@@ -119,24 +119,17 @@ impl Remote {
         Ok(resp.json().await?)
     }
 
-    pub async fn batch(&self, id: Uuid) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/api/v1/batches/{id}")))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            return Err(api_error(resp).await);
-        }
-        Ok(resp.json().await?)
+    pub async fn job(&self, id: Uuid) -> anyhow::Result<Value> {
+        self.get_json(&format!("/api/v1/jobs/{id}")).await
     }
 
-    pub async fn job(&self, id: Uuid) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/api/v1/jobs/{id}")))
-            .send()
-            .await?;
+    pub async fn batch(&self, id: Uuid) -> anyhow::Result<Value> {
+        self.get_json(&format!("/api/v1/batches/{id}")).await
+    }
+
+    /// `GET path`: its JSON, or the API's error.
+    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self.http.get(self.url(path)).send().await?;
         if !resp.status().is_success() {
             return Err(api_error(resp).await);
         }

@@ -20,28 +20,30 @@ pub(super) const GET: &str = "SELECT * FROM offload_jobs WHERE id = $1";
 
 pub(super) const STATUS: &str = "SELECT status FROM offload_jobs WHERE id = $1";
 
-pub(super) const LIST: &str = "\
-SELECT * FROM offload_jobs
-WHERE tenant = $6 AND ($1 IS NULL OR status = $1) AND ($12 IS NULL OR batch_id = $12)
+/// The filters and page of [`LIST`] and [`LIST_IN_BATCH`]: `$1` status, `$2` kind, `$3`/`$4`
+/// the cursor, `$5` the page size, `$6` the tenant, `$7..$10` label patterns, `$11` created
+/// before, `$12` the batch.
+macro_rules! list_filters {
+    () => {
+        "tenant = $6 AND ($1 IS NULL OR status = $1) AND ($12 IS NULL OR batch_id = $12)
   AND ($7 IS NULL OR metadata LIKE $7 ESCAPE '!') AND ($8 IS NULL OR metadata LIKE $8 ESCAPE '!')
   AND ($9 IS NULL OR metadata LIKE $9 ESCAPE '!') AND ($10 IS NULL OR metadata LIKE $10 ESCAPE '!')
   AND ($11 IS NULL OR created_at < $11)
   AND ($2 IS NULL OR kind = $2)
   AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))
 ORDER BY created_at DESC, id DESC
-LIMIT $5";
+LIMIT $5"
+    };
+}
 
-/// [`LIST`] within one batch (`$12`), read by the batch's index rather than the tenant's rows.
-pub(super) const LIST_IN_BATCH: &str = "\
-SELECT * FROM offload_jobs
-WHERE batch_id = $12 AND tenant = $6 AND ($1 IS NULL OR status = $1)
-  AND ($7 IS NULL OR metadata LIKE $7 ESCAPE '!') AND ($8 IS NULL OR metadata LIKE $8 ESCAPE '!')
-  AND ($9 IS NULL OR metadata LIKE $9 ESCAPE '!') AND ($10 IS NULL OR metadata LIKE $10 ESCAPE '!')
-  AND ($11 IS NULL OR created_at < $11)
-  AND ($2 IS NULL OR kind = $2)
-  AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))
-ORDER BY created_at DESC, id DESC
-LIMIT $5";
+pub(super) const LIST: &str = concat!("SELECT * FROM offload_jobs WHERE ", list_filters!());
+
+/// [`LIST`] within one batch (`$12`), read by the batch's index rather than the tenant's rows
+/// (a generic plan of `$12 IS NULL OR ...` could not use it).
+pub(super) const LIST_IN_BATCH: &str = concat!(
+    "SELECT * FROM offload_jobs WHERE batch_id = $12 AND ",
+    list_filters!()
+);
 
 pub(super) const BY_IDEMPOTENCY_KEY: &str = "SELECT * FROM offload_jobs WHERE idempotency_key = $1";
 
