@@ -1,14 +1,11 @@
 // The live progress page of a batch (several documents uploaded together): one list of its
-// jobs from the batch's server-sent events, polling when they fail.
+// jobs from the batch's server-sent events, polling when they fail (`offload.live`).
 "use strict";
 
 (() => {
   const id = location.pathname.split("/").filter(Boolean).pop();
   const el = (name) => document.getElementById(name);
-  const POLL_MS = 2000;
   let batch = null;
-  let source = null;
-  let pollTimer = null;
   let announced = null;
 
   function render(next) {
@@ -35,10 +32,7 @@
       offload.announce(summary);
       announced = summary;
     }
-    if (batch.ended) {
-      stopUpdates();
-      el("live").textContent = "Finished.";
-    }
+    if (batch.ended) el("live").textContent = "Finished.";
   }
 
   // One row per job, in upload order: its name (to its own page), status, progress, download.
@@ -84,39 +78,13 @@
     el("elapsed").textContent = offload.duration(end - start);
   }
 
-  function stopUpdates() {
-    if (source) source.close();
-    source = null;
-    if (pollTimer) clearInterval(pollTimer);
-    pollTimer = null;
-  }
-
-  async function poll() {
-    try {
-      render(await offload.api(`/api/v1/batches/${id}`));
-    } catch (e) {
-      el("live").textContent = `Cannot reach the server (${e.message}); retrying…`;
-    }
-  }
-
-  function fallBackToPolling() {
-    if (source) source.close();
-    source = null;
-    if (pollTimer || (batch && batch.ended)) return;
-    el("live").textContent = "Live updates interrupted — checking every 2 seconds.";
-    poll();
-    pollTimer = setInterval(poll, POLL_MS);
-  }
-
-  function listen() {
-    if (!("EventSource" in window)) return fallBackToPolling();
-    source = new EventSource(`/api/v1/batches/${id}/events`);
-    source.onopen = () => (el("live").textContent = "Live.");
-    source.onmessage = (e) => render(JSON.parse(e.data));
-    source.onerror = () => {
-      if (!batch || !batch.ended) fallBackToPolling();
-    };
-  }
+  const updates = offload.live({
+    stream: `/api/v1/batches/${id}/events`,
+    url: `/api/v1/batches/${id}`,
+    render,
+    ended: (b) => b.ended,
+    status: el("live"),
+  });
 
   el("cancel").addEventListener("click", async () => {
     try {
@@ -126,7 +94,7 @@
         body: JSON.stringify({ filter: { batch_id: id } }),
       });
       offload.announce(`${done.affected} documents cancelled`);
-      await poll();
+      await updates.poll();
     } catch (e) {
       el("error").hidden = false;
       el("error").textContent = e.message;
@@ -136,8 +104,8 @@
   offload
     .api(`/api/v1/batches/${id}`)
     .then((first) => {
-      render(first);
-      if (!first.ended) listen();
+      updates.show(first);
+      updates.start();
     })
     .catch((e) => {
       el("title").textContent = e.status === 404 ? "No such batch" : "Batch";

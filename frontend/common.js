@@ -55,5 +55,54 @@ const offload = (() => {
     return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m ${s % 60}s`;
   }
 
-  return { api, recent, remember, forget, announce, duration, jobName, FINAL };
+  // Live updates of one resource (a job, a batch): its server-sent events at `stream`, each
+  // handed to `render` as JSON; when the stream fails (a proxy drops it, the network blinks),
+  // `url` is polled every 2 seconds instead — the work goes on on the server either way.
+  // `status` shows what is happening (an element's text); `ended(value)` says when to stop.
+  function live({ stream, url, render, ended, status }) {
+    const POLL_MS = 2000;
+    let source = null;
+    let timer = null;
+    let last = null;
+    const show = (value) => {
+      last = value;
+      render(value);
+      if (ended(value)) stop();
+    };
+    function stop() {
+      if (source) source.close();
+      source = null;
+      clearInterval(timer);
+      timer = null;
+    }
+    async function poll() {
+      try {
+        show(await api(url));
+      } catch (e) {
+        status.textContent = `Cannot reach the server (${e.message}); retrying…`;
+      }
+    }
+    function fallBack() {
+      if (source) source.close();
+      source = null;
+      if (timer || (last && ended(last))) return;
+      status.textContent = "Live updates interrupted — checking every 2 seconds.";
+      poll();
+      timer = setInterval(poll, POLL_MS);
+    }
+    // (Re)starts following, unless it already is or the resource has ended.
+    function start() {
+      if (source || timer || (last && ended(last))) return;
+      if (!("EventSource" in window)) return fallBack();
+      source = new EventSource(stream);
+      source.onopen = () => (status.textContent = "Live.");
+      source.onmessage = (e) => show(JSON.parse(e.data));
+      source.onerror = () => {
+        if (!last || !ended(last)) fallBack();
+      };
+    }
+    return { start, stop, show, poll };
+  }
+
+  return { api, recent, remember, forget, announce, duration, jobName, live, FINAL };
 })();

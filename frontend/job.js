@@ -4,10 +4,7 @@
 (() => {
   const id = location.pathname.split("/").filter(Boolean).pop();
   const el = (name) => document.getElementById(name);
-  const POLL_MS = 2000;
   let job = null;
-  let source = null;
-  let pollTimer = null;
   let lastStatus = null;
 
   function render(next) {
@@ -49,10 +46,7 @@
       offload.announce(`Job ${job.status}${job.error ? ": " + job.error.message : ""}`);
       lastStatus = job.status;
     }
-    if (offload.FINAL.has(job.status)) {
-      stopUpdates();
-      el("live").textContent = "Finished.";
-    }
+    if (offload.FINAL.has(job.status)) el("live").textContent = "Finished.";
   }
 
   // The result's images: every page of an image export (each links to its file), or the
@@ -142,47 +136,19 @@
     el("elapsed").textContent = offload.duration(end - start);
   }
 
-  function stopUpdates() {
-    if (source) source.close();
-    source = null;
-    clearInterval(pollTimer);
-    pollTimer = null;
-  }
-
-  async function poll() {
-    try {
-      render(await offload.api(`/api/v1/jobs/${id}`));
-    } catch (e) {
-      el("live").textContent = `Cannot reach the server (${e.message}); retrying…`;
-    }
-  }
-
-  // When the event stream fails (a proxy drops it, the network blinks), poll instead: the job
-  // runs on the server either way.
-  function fallBackToPolling() {
-    if (source) source.close();
-    source = null;
-    if (pollTimer || (job && offload.FINAL.has(job.status))) return;
-    el("live").textContent = "Live updates interrupted — checking every 2 seconds.";
-    poll();
-    pollTimer = setInterval(poll, POLL_MS);
-  }
-
-  function listen() {
-    if (!("EventSource" in window)) return fallBackToPolling();
-    source = new EventSource(`/api/v1/jobs/${id}/events`);
-    source.onopen = () => (el("live").textContent = "Live.");
-    source.onmessage = (e) => render(JSON.parse(e.data));
-    source.onerror = () => {
-      if (!job || !offload.FINAL.has(job.status)) fallBackToPolling();
-    };
-  }
+  const updates = offload.live({
+    stream: `/api/v1/jobs/${id}/events`,
+    url: `/api/v1/jobs/${id}`,
+    render,
+    ended: (j) => offload.FINAL.has(j.status),
+    status: el("live"),
+  });
 
   async function act(path, label) {
     try {
-      render(await offload.api(path, { method: "POST" }));
+      updates.show(await offload.api(path, { method: "POST" }));
       offload.announce(label);
-      if (!offload.FINAL.has(job.status) && !source && !pollTimer) listen();
+      updates.start();
     } catch (e) {
       el("error").hidden = false;
       el("error").textContent = e.message;
@@ -195,8 +161,8 @@
   offload
     .api(`/api/v1/jobs/${id}`)
     .then((first) => {
-      render(first);
-      if (!offload.FINAL.has(first.status)) listen();
+      updates.show(first);
+      updates.start();
     })
     .catch((e) => {
       el("title").textContent = e.status === 404 ? "No such job" : "Job";
