@@ -56,7 +56,8 @@ impl BatchesApi {
         caller: Data<&Caller>,
         #[oai(example = "batch_id_example")] id: Path<Uuid>,
     ) -> Result<Json<Batch>, BatchError> {
-        Ok(Json(state.batch(id.0, &caller).await?))
+        let (batch, jobs) = state.batch_rows(id.0, &caller).await?;
+        Ok(Json(Batch::of(batch, jobs)))
     }
 
     /// Follow a batch live
@@ -75,12 +76,7 @@ impl BatchesApi {
         caller: Data<&Caller>,
         #[oai(example = "batch_id_example")] id: Path<Uuid>,
     ) -> Result<EventStream<BoxStream<'static, Batch>>, BatchError> {
-        let (batch, jobs) = state
-            .queue
-            .batch(id.0)
-            .await?
-            .filter(|(batch, _)| batch.tenant == caller.tenant)
-            .ok_or_else(|| super::errors::ApiError::batch_not_found(id.0))?;
+        let (batch, jobs) = state.batch_rows(id.0, &caller).await?;
         let follow = state.queue.follow_batch(id.0, &jobs, EVENTS_POLL);
         let first = Batch::of(batch, jobs);
         // (the next state to send, the follow — `None` once an ended state went out)

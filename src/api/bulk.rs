@@ -21,7 +21,7 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::limits::guard_submit;
-use super::selection::{make_cursor, metadata_filters, parse_cursor};
+use super::selection::{check_labels, metadata_filters, page, parse_cursor};
 use crate::model::JobStatus;
 use crate::queue::JobRecord;
 use crate::queue::{ListFilter, QueueError};
@@ -174,21 +174,7 @@ fn filter_of(
     }
     let metadata: Vec<(String, String)> =
         f.metadata.clone().unwrap_or_default().into_iter().collect();
-    if metadata.len() > ListFilter::MAX_METADATA {
-        return Err(bad(format!(
-            "filter.metadata: {} labels; at most {}",
-            metadata.len(),
-            ListFilter::MAX_METADATA
-        )));
-    }
-    if let Some((key, _)) = metadata
-        .iter()
-        .find(|(k, _)| !crate::model::metadata::is_key(k))
-    {
-        return Err(bad(format!(
-            "filter.metadata.{key}: a key is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
-        )));
-    }
+    check_labels(&metadata, "filter.metadata")?;
     Ok(ListFilter {
         tenant: caller.tenant.clone(),
         status: f.status,
@@ -219,13 +205,7 @@ async fn bulk(
         ));
     }
     let filter = filter_of(state, caller, &request, limit)?;
-    let mut rows = state.queue.list(&filter).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(make_cursor)
-    } else {
-        None
-    };
+    let (rows, next_cursor) = page(state.queue.list(&filter).await?, limit);
     let mut result = BulkResult {
         matched: rows.len() as u32,
         affected: 0,

@@ -152,6 +152,22 @@ pub enum FormField<T> {
     Unknown(String),
 }
 
+impl<T> FormField<T> {
+    /// The value of an optional field: `default` when it was not sent, the known value, or
+    /// the refusal `refuse` makes of the text this service does not know.
+    fn value_or(
+        field: Option<Self>,
+        default: T,
+        refuse: impl FnOnce(String) -> ApiError,
+    ) -> Result<T, ApiError> {
+        match field {
+            None => Ok(default),
+            Some(FormField::Known(value)) => Ok(value),
+            Some(FormField::Unknown(text)) => Err(refuse(text)),
+        }
+    }
+}
+
 impl<T: poem_openapi::types::Type> poem_openapi::types::Type for FormField<T> {
     const IS_REQUIRED: bool = true;
     type RawValueType = Self;
@@ -341,20 +357,16 @@ impl ExportsApi {
         idempotency_key: Header<Option<String>>,
     ) -> Result<ExportAccepted, CreateExportError> {
         let key = super::idempotency_key(idempotency_key.0, &caller)?;
-        let output = match form.format.unwrap_or(FormField::Known(OutputFormat::Pdf)) {
-            FormField::Known(format) => format,
-            FormField::Unknown(text) => {
-                let known: Vec<&str> = OutputFormat::ALL.iter().map(|f| f.name()).collect();
-                return Err(ApiError::invalid(
-                    ApiErrorCode::InvalidArguments,
-                    format!(
-                        "field format: unsupported output format {text:?}; supported: {}",
-                        known.join(", ")
-                    ),
-                )
-                .into());
-            }
-        };
+        let output = FormField::value_or(form.format, OutputFormat::Pdf, |text| {
+            let known: Vec<&str> = OutputFormat::ALL.iter().map(|f| f.name()).collect();
+            ApiError::invalid(
+                ApiErrorCode::InvalidArguments,
+                format!(
+                    "field format: unsupported output format {text:?}; supported: {}",
+                    known.join(", ")
+                ),
+            )
+        })?;
         let merge = form.merge.unwrap_or(false);
         if merge && output != OutputFormat::Pdf {
             return Err(ApiError::invalid(
@@ -383,29 +395,18 @@ impl ExportsApi {
             .into());
         }
         let options = checked_options(form.options.as_ref(), merge, output)?;
-        let cache = match form.cache.unwrap_or(FormField::Known(CacheMode::Use)) {
-            FormField::Known(mode) => mode,
-            FormField::Unknown(text) => {
-                return Err(ApiError::invalid(
-                    ApiErrorCode::InvalidOption,
-                    format!("field cache: {text:?} is not one of use, bypass, refresh"),
-                )
-                .into());
-            }
-        };
-        let priority = match form
-            .priority
-            .unwrap_or(FormField::Known(Default::default()))
-        {
-            FormField::Known(p) => p,
-            FormField::Unknown(text) => {
-                return Err(ApiError::invalid(
-                    ApiErrorCode::InvalidArguments,
-                    format!("field priority: {text:?} is not one of interactive, normal, bulk"),
-                )
-                .into());
-            }
-        };
+        let cache = FormField::value_or(form.cache, CacheMode::Use, |text| {
+            ApiError::invalid(
+                ApiErrorCode::InvalidOption,
+                format!("field cache: {text:?} is not one of use, bypass, refresh"),
+            )
+        })?;
+        let priority = FormField::value_or(form.priority, Default::default(), |text| {
+            ApiError::invalid(
+                ApiErrorCode::InvalidArguments,
+                format!("field priority: {text:?} is not one of interactive, normal, bulk"),
+            )
+        })?;
         let metadata = match &form.metadata {
             None => crate::model::Metadata::default(),
             Some(field) => field

@@ -10,7 +10,7 @@ use poem::web::Data;
 
 use super::auth::Caller;
 use super::bulk::{forget_files, retry_refusal};
-use super::selection::{make_cursor, metadata_filters, parse_cursor};
+use super::selection::{metadata_filters, page, parse_cursor};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, EventStream, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -422,13 +422,7 @@ impl JobsApi {
             created_before: None,
             batch: batch_id.0,
         };
-        let mut rows = state.queue.list(&filter).await?;
-        let next_cursor = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            rows.last().map(make_cursor)
-        } else {
-            None
-        };
+        let (rows, next_cursor) = page(state.queue.list(&filter).await?, limit);
         Ok(Json(JobPage {
             jobs: {
                 let mut jobs = Vec::with_capacity(rows.len());

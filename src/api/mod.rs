@@ -106,17 +106,22 @@ impl ApiState {
             .map(Job::from))
     }
 
-    /// Batch `id` with its jobs, if it is `caller`'s (another tenant's is as unknown).
-    async fn batch(
+    /// Batch `id` and its jobs' rows, if it is `caller`'s (another tenant's is as unknown).
+    async fn batch_rows(
         &self,
         id: uuid::Uuid,
         caller: &auth::Caller,
-    ) -> Result<crate::model::batch::Batch, ApiError> {
+    ) -> Result<
+        (
+            crate::model::batch::BatchRecord,
+            Vec<crate::queue::JobRecord>,
+        ),
+        ApiError,
+    > {
         self.queue
             .batch(id)
             .await?
             .filter(|(batch, _)| batch.tenant == caller.tenant)
-            .map(|(batch, jobs)| crate::model::batch::Batch::of(batch, jobs))
             .ok_or_else(|| ApiError::batch_not_found(id))
     }
 

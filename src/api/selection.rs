@@ -28,30 +28,44 @@ pub(super) fn make_cursor(row: &JobRecord) -> String {
 /// The `metadata.<key>=<value>` pairs of a listing's query, checked.
 pub(super) fn metadata_filters(req: &poem::Request) -> Result<Vec<(String, String)>, ApiError> {
     let query = req.uri().query().unwrap_or_default();
-    let mut pairs = Vec::new();
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let Some(key) = name.strip_prefix("metadata.") else {
-            continue;
-        };
-        if !crate::model::metadata::is_key(key) {
-            return Err(ApiError::bad_request(
-                ApiErrorCode::InvalidParameter,
-                format!(
-                    "parameter metadata.{key}: a key is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
-                ),
-            ));
-        }
-        pairs.push((key.to_string(), value.into_owned()));
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix("metadata.")?;
+            Some((key.to_string(), value.into_owned()))
+        })
+        .collect();
+    check_labels(&pairs, "parameter metadata")?;
+    Ok(pairs)
+}
+
+/// Label filters as a listing takes them: at most [`ListFilter::MAX_METADATA`], each key a
+/// label key; `field` names them in the error (`parameter metadata`, `filter.metadata`).
+pub(super) fn check_labels(pairs: &[(String, String)], field: &str) -> Result<(), ApiError> {
+    let bad = |why: String| ApiError::bad_request(ApiErrorCode::InvalidParameter, why);
+    if let Some((key, _)) = pairs
+        .iter()
+        .find(|(k, _)| !crate::model::metadata::is_key(k))
+    {
+        return Err(bad(format!(
+            "{field}.{key}: a key is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
+        )));
     }
     if pairs.len() > ListFilter::MAX_METADATA {
-        return Err(ApiError::bad_request(
-            ApiErrorCode::InvalidParameter,
-            format!(
-                "parameter metadata: {} label filters; at most {}",
-                pairs.len(),
-                ListFilter::MAX_METADATA
-            ),
-        ));
+        return Err(bad(format!(
+            "{field}: {} label filters; at most {}",
+            pairs.len(),
+            ListFilter::MAX_METADATA
+        )));
     }
-    Ok(pairs)
+    Ok(())
+}
+
+/// A newest-first page of at most `limit` jobs from `rows` (read with one extra row to tell
+/// whether more exist), and the cursor after it when they do.
+pub(super) fn page(mut rows: Vec<JobRecord>, limit: u32) -> (Vec<JobRecord>, Option<String>) {
+    let next = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(make_cursor)
+    });
+    (rows, next.flatten())
 }

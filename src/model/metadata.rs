@@ -44,10 +44,6 @@ impl Metadata {
         &self.0
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The stored column: compact JSON, keys in order (`None` when empty).
     pub fn to_column(&self) -> Option<String> {
         (!self.0.is_empty()).then(|| serde_json::to_string(&self.0).expect("strings serialize"))

@@ -33,8 +33,8 @@ impl Queue {
         id: Uuid,
         task_id: &str,
     ) -> Result<Option<JobRecord>, QueueError> {
-        // Started by the claim itself (Postgres); otherwise (SQLite, an in-process retry, a
-        // job that was not runnable at the claim) started here.
+        // Started by the claim itself; otherwise (an in-process retry, a job that was not
+        // runnable at the claim) started here.
         let row = match self.claims.take_started(task_id) {
             Some(row) if row.id == id => Some(row),
             _ => {

@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::conn::Conn;
-use super::{Db, JobRecord, NewJob, Queue, QueueError, now_micros};
+use super::{JobRecord, NewJob, Queue, QueueError, now_micros};
 use crate::model::batch::{BatchRecord, BatchRef, NewBatch};
 
 /// `$1` id, `$2` tenant, `$3` size, `$4` callback url, `$5` idempotency key, `$6` now.
@@ -83,10 +83,17 @@ impl Queue {
             })
             .await?;
         if let Some((inserted, enqueued)) = created {
-            // Read back: a batch answered all from the cache has its callback queued already.
-            let (batch, jobs) = match self.batch(inserted.id).await? {
-                Some(found) => found,
-                None => (inserted, enqueued.into_iter().map(|e| e.job).collect()),
+            let jobs: Vec<JobRecord> = enqueued.into_iter().map(|e| e.job).collect();
+            // A batch answered all from the cache has its callback queued already: its row is
+            // newer than the one inserted.
+            let batch = match jobs.iter().any(|j| j.cache_hit) {
+                false => inserted,
+                true => {
+                    let args = [inserted.id.to_string().into()];
+                    let sql = self.sql(GET_BATCH);
+                    let reread = self.read(async |c| Ok(c.batch(sql, &args).await?)).await?;
+                    reread.unwrap_or(inserted)
+                }
             };
             return Ok(BatchEnqueued {
                 batch,
@@ -109,15 +116,7 @@ impl Queue {
         &self,
         id: Uuid,
     ) -> Result<Option<(BatchRecord, Vec<JobRecord>)>, QueueError> {
-        let args = [id.to_string().into()];
-        let found = self
-            .read(async |conn| Ok(conn.batch(self.sql(GET_BATCH), &args).await?))
-            .await?;
-        let Some(batch) = found else {
-            return Ok(None);
-        };
-        let jobs = self.batch_jobs(id).await?;
-        Ok(Some((batch, jobs)))
+        self.batch_where(GET_BATCH, id.to_string()).await
     }
 
     /// The batch an idempotency key (stored form) created, with its jobs.
@@ -125,25 +124,24 @@ impl Queue {
         &self,
         key: &str,
     ) -> Result<Option<(BatchRecord, Vec<JobRecord>)>, QueueError> {
-        let args = [key.into()];
-        let found = self
-            .read(async |conn| Ok(conn.batch(self.sql(BATCH_BY_KEY), &args).await?))
-            .await?;
-        match found {
-            None => Ok(None),
-            Some(batch) => {
-                let jobs = self.batch_jobs(batch.id).await?;
-                Ok(Some((batch, jobs)))
-            }
-        }
+        self.batch_where(BATCH_BY_KEY, key.to_string()).await
     }
 
-    async fn batch_jobs(&self, id: Uuid) -> Result<Vec<JobRecord>, QueueError> {
-        let args = [id.to_string().into()];
-        let jobs = self
-            .read(async |conn| Ok(conn.rows(self.sql(BATCH_JOBS), &args).await?))
-            .await?;
-        Ok(jobs)
+    /// The batch `find` (binding `value`) names, and its jobs, read on one connection.
+    async fn batch_where(
+        &self,
+        find: &'static str,
+        value: String,
+    ) -> Result<Option<(BatchRecord, Vec<JobRecord>)>, QueueError> {
+        let (find, jobs) = (self.sql(find), self.sql(BATCH_JOBS));
+        self.read(async |conn| {
+            let Some(batch) = conn.batch(find, &[value.into()]).await? else {
+                return Ok(None);
+            };
+            let rows = conn.rows(jobs, &[batch.id.to_string().into()]).await?;
+            Ok(Some((batch, rows)))
+        })
+        .await
     }
 
     /// In the transaction where a job of batch `batch` ended (or was deleted): if that was the
@@ -174,18 +172,5 @@ impl Queue {
         let args = [delivery.id.to_string().into(), batch.to_string().into()];
         conn.execute(SET_DELIVERY, &args).await?;
         Ok(())
-    }
-}
-
-impl Queue {
-    /// Runs `work` on a connection of the pool (no transaction).
-    async fn read<T>(
-        &self,
-        work: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, QueueError>,
-    ) -> Result<T, QueueError> {
-        Ok(on_db!(&self.db, pool => {
-            let mut c = pool.acquire().await?;
-            work(&mut Conn::from(&mut *c)).await?
-        }))
     }
 }

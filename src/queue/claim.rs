@@ -21,7 +21,7 @@ use serde_json::Value;
 use sqlx::{PgPool, Row};
 
 use super::JobRecord;
-use super::claiming::{ClaimSource, Claimed, Slots};
+use super::claiming::{Claimed, Claimer};
 
 /// Claims up to `$3` due tasks of queue `$2` for worker `$1` and starts the attempts of
 /// those whose job is waiting for them (`queued`, or `running` under this very task: its
@@ -131,24 +131,7 @@ fn log_recovered(recovered: u64, worker: &WorkerContext) {
 }
 
 /// The Postgres persistence behind a worker's [`super::claiming::ClaimingStorage`].
-#[derive(Clone)]
-pub(super) struct ClaimingPersistence {
-    pub pool: PgPool,
-    pub config: Config,
-    pub slots: Slots,
-}
-
-impl ClaimSource for ClaimingPersistence {
-    type Config = Config;
-
-    fn settings(&self) -> &Config {
-        &self.config
-    }
-
-    fn slots(&self) -> &Slots {
-        &self.slots
-    }
-}
+pub(super) type ClaimingPersistence = Claimer<PgPool, Config>;
 
 impl ClaimingPersistence {
     fn task(&self, row: &sqlx::postgres::PgRow, worker: &str) -> Result<Task<Vec<u8>>, Error> {
@@ -214,7 +197,7 @@ impl Persistence for ClaimingPersistence {
             .bind(worker.name())
             .bind(self.slots.kind)
             .bind(room)
-            .bind(caps.exceptions.to_json())
+            .bind(self.slots.caps_json.as_str())
             .bind(i64::try_from(caps.default).unwrap_or(i64::MAX));
         let rows = if caps.active() {
             // Claims take turns, and each counts running jobs after the one before it

@@ -35,6 +35,30 @@ pub(super) trait ClaimSource:
     fn slots(&self) -> &Slots;
 }
 
+/// An engine's claiming persistence: its pool, its apalis configuration and the worker's
+/// slots (`claim` and `sqlite_claim` give it its `Persistence`).
+#[derive(Clone)]
+pub(super) struct Claimer<Pool, Config> {
+    pub pool: Pool,
+    pub config: Config,
+    pub slots: Slots,
+}
+
+impl<Pool, Config> ClaimSource for Claimer<Pool, Config>
+where
+    Self: Persistence<Compact = Vec<u8>, Response = Value> + Clone + Send + 'static,
+{
+    type Config = Config;
+
+    fn settings(&self) -> &Config {
+        &self.config
+    }
+
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+}
+
 /// One worker's slots: how many of its kind's tasks it runs at once, and what its claims
 /// handed over.
 #[derive(Clone)]
@@ -47,6 +71,8 @@ pub(super) struct Slots {
     pub claims: Arc<Claims>,
     /// Running-job caps per tenant.
     pub caps: super::RunningCaps,
+    /// The caps' exceptions as the Postgres claim binds them (`{tenant: cap}`), made once.
+    pub caps_json: String,
 }
 
 impl Slots {
@@ -59,6 +85,7 @@ impl Slots {
             heartbeat: queue.config.heartbeat(),
             claims: queue.claims.clone(),
             caps: queue.config.running_caps.clone(),
+            caps_json: queue.config.running_caps.exceptions.to_json(),
         }
     }
 

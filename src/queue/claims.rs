@@ -1,4 +1,5 @@
-//! What a worker's claim hands to the rest of this process (Postgres, [`super::claim`]):
+//! What a worker's claim hands to the rest of this process ([`super::claim`] on Postgres,
+//! [`super::sqlite_claim`] on SQLite):
 //! - the attempts the claim statement already started, waiting for their handler
 //!   ([`super::Queue::begin_attempt`] takes them instead of starting the attempt again);
 //! - how many claimed tasks of each kind are still being handled here, so that a claim never

@@ -148,7 +148,7 @@ pub struct Queue {
     config: Arc<QueueConfig>,
     /// Group commit for starting and ending attempts.
     writer: Arc<writer::Writer>,
-    /// What this process's Postgres claims handed over (attempts started, tasks acked).
+    /// What this process's claims handed over (attempts started, tasks acked).
     claims: Arc<claims::Claims>,
     /// The apalis worker names this process registered.
     workers: Arc<std::sync::Mutex<Vec<String>>>,
@@ -257,6 +257,17 @@ impl Queue {
         });
         self.announce(&changed);
         Ok((out, changed))
+    }
+
+    /// Runs `work` on a connection of the pool, outside a transaction (reads).
+    async fn read<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut conn::Conn<'_>) -> Result<T, QueueError>,
+    ) -> Result<T, QueueError> {
+        Ok(on_db!(&self.db, pool => {
+            let mut c = pool.acquire().await?;
+            work(&mut conn::Conn::from(&mut *c)).await?
+        }))
     }
 
     /// Publishes rows that changed on the feed and wakes the workers of their kinds.

@@ -17,7 +17,7 @@ use apalis_sqlite::{Config, Error};
 use serde_json::Value;
 use sqlx::{FromRow, Row, SqlitePool};
 
-use super::claiming::{ClaimSource, Claimed, Slots};
+use super::claiming::{Claimed, Claimer};
 use super::{JobRecord, TaskRef};
 
 /// The tenants with due tasks of queue `?1` at `?2` (unix seconds): a skip scan of the
@@ -71,24 +71,7 @@ WHERE offload_jobs.id = v.id AND offload_jobs.task_id = v.task_id
   AND offload_jobs.attempts = v.attempts AND +offload_jobs.status = 'running'";
 
 /// The SQLite persistence behind a worker's [`super::claiming::ClaimingStorage`].
-#[derive(Clone)]
-pub(super) struct SqliteClaims {
-    pub pool: SqlitePool,
-    pub config: Config,
-    pub slots: Slots,
-}
-
-impl ClaimSource for SqliteClaims {
-    type Config = Config;
-
-    fn settings(&self) -> &Config {
-        &self.config
-    }
-
-    fn slots(&self) -> &Slots {
-        &self.slots
-    }
-}
+pub(super) type SqliteClaims = Claimer<SqlitePool, Config>;
 
 /// One due task a tenant offers: `(id, priority, run_at)`.
 type Offer = (String, i64, i64);
