@@ -20,7 +20,7 @@ use super::Tag;
 use super::auth::Caller;
 use super::body::JsonBody;
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
-use super::limits::guard_submit;
+use super::limits::{guard_act, guard_submit};
 use super::selection::{check_labels, metadata_filters, page, parse_cursor};
 use crate::model::JobStatus;
 use crate::queue::JobRecord;
@@ -107,7 +107,7 @@ impl BulkApi {
         path = "/jobs/cancel",
         method = "post",
         operation_id = "cancel_jobs",
-        transform = "guard_submit"
+        transform = "guard_act"
     )]
     async fn cancel_jobs(
         &self,

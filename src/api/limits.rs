@@ -2,8 +2,10 @@
 //! operation's `#[oai(transform = ...)]` names its guard, so a new operation states its own):
 //!
 //! - [`guard_read`]: operations without a body — a time limit for the response head;
-//! - [`guard_submit`]: `POST /jobs`, `/jobs/batch` — a JSON body limit, the queue cap, a time
-//!   limit;
+//! - [`guard_submit`]: `POST /jobs`, `/jobs/batch`, `/jobs/retry` — a JSON body limit, the
+//!   queue cap, a time limit;
+//! - [`guard_act`]: `POST /jobs/cancel` — a JSON body limit and a time limit, no queue cap
+//!   (a tenant at its cap must still be able to cancel);
 //! - [`guard_upload`]: `POST /exports` — an upload body limit, the per-client upload rate, the
 //!   queue cap and the (longer) upload time limit.
 //!
@@ -299,6 +301,8 @@ impl Guards {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Guard {
     Read,
+    /// A JSON body that queues nothing (bulk cancel): its limit, no queue cap.
+    Act,
     Submit,
     Upload,
 }
@@ -322,7 +326,7 @@ async fn guarded<E: Endpoint>(ep: &E, mut req: Request, guard: Guard) -> poem::R
     let (g, limits) = (&state.guards, &state.guards.limits);
     let body = match guard {
         Guard::Read => None,
-        Guard::Submit => Some(limits.max_json_bytes),
+        Guard::Act | Guard::Submit => Some(limits.max_json_bytes),
         Guard::Upload => Some(limits.max_upload_bytes + MULTIPART_ROOM),
     };
     let cut = match body.map(|limit| (limit, body_limit(&mut req, limit))) {
@@ -343,7 +347,7 @@ async fn guarded<E: Endpoint>(ep: &E, mut req: Request, guard: Guard) -> poem::R
             return Ok(rate.refusal(wait));
         }
     }
-    if guard != Guard::Read
+    if matches!(guard, Guard::Submit | Guard::Upload)
         && let Some(full) = g.queue_full(&state.queue, &tenant).await
     {
         return Ok(full);
@@ -371,6 +375,12 @@ pub fn guard_read(ep: impl Endpoint + 'static) -> impl Endpoint {
 /// The guard of JSON submits.
 pub fn guard_submit(ep: impl Endpoint + 'static) -> impl Endpoint {
     ep.around(|ep, req| async move { guarded(&ep, req, Guard::Submit).await })
+}
+
+/// The guard of operations with a JSON body that queue nothing (bulk cancel): a tenant at
+/// its queued cap must still be able to cancel.
+pub fn guard_act(ep: impl Endpoint + 'static) -> impl Endpoint {
+    ep.around(|ep, req| async move { guarded(&ep, req, Guard::Act).await })
 }
 
 /// The guard of uploads.

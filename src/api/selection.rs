@@ -50,6 +50,16 @@ pub(super) fn check_labels(pairs: &[(String, String)], field: &str) -> Result<()
             "{field}.{key}: a key is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
         )));
     }
+    // A key given twice would match nothing in a listing, but only its last value once the
+    // pairs became a filter object (the bulk actions'): refused, so both read it alike.
+    if let Some((key, _)) = pairs
+        .iter()
+        .enumerate()
+        .find(|(i, (k, _))| pairs[..*i].iter().any(|(seen, _)| seen == k))
+        .map(|(_, pair)| pair)
+    {
+        return Err(bad(format!("{field}.{key}: given more than once")));
+    }
     if pairs.len() > ListFilter::MAX_METADATA {
         return Err(bad(format!(
             "{field}: {} label filters; at most {}",

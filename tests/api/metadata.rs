@@ -70,4 +70,24 @@ async fn labels_are_echoed_and_filter_the_listing(backend: Backend) {
     assert_eq!(submit(Value::Object(too_many)).await.0, 422);
     let resp = app.get("/api/v1/jobs?metadata.bad%20key=x").await;
     assert_eq!(resp.status(), 400);
+    // A key given twice is refused alike by the listing and by the bulk delete of the same
+    // query (which would otherwise have kept only its last value).
+    for resp in [
+        app.get("/api/v1/jobs?metadata.customer=acme&metadata.customer=globex")
+            .await,
+        app.delete("/api/v1/jobs?metadata.customer=acme&metadata.customer=globex")
+            .await,
+    ] {
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("given more than once"),
+            "{body}"
+        );
+    }
+    let kept = app.get(&format!("/api/v1/jobs/{acme_id}")).await;
+    assert_eq!(kept.status(), 200, "the refused delete deleted nothing");
 }

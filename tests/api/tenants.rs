@@ -198,6 +198,16 @@ async fn the_queued_cap_and_the_upload_rate_are_each_tenants_own(backend: Backen
         let body: Value = refused.json().await.unwrap();
         assert_eq!(body["code"], "overloaded", "{key}: {body}");
     }
+    // At its cap a tenant can still cancel what waits (a bulk cancel queues nothing).
+    let acme = Api::with_key(&app.api.base, ACME);
+    let cancel = acme
+        .post_json(
+            "/api/v1/jobs/cancel",
+            &json!({"filter": {"status": "queued"}}),
+        )
+        .await;
+    assert_eq!(cancel.status(), 200);
+    assert_eq!(cancel.json::<Value>().await.unwrap()["affected"], 3);
 
     // Uploads per minute count per key, not per address (every client here is 127.0.0.1).
     let app = spawn_app_with(backend, Role::Api, |s| {
