@@ -35,8 +35,11 @@ UPDATE offload_batches SET delivery_id = NULL
 WHERE id = $1 AND callback_url IS NOT NULL AND delivery_id IS NULL
 RETURNING *";
 
+/// By `offload_jobs_unfinished_in_batch` (its predicate: queued and running jobs have no
+/// `finished_at`), so a job's end reads what is left of its batch, not all of it.
 const UNFINISHED_IN_BATCH: &str = "\
-SELECT count(*) FROM offload_jobs WHERE batch_id = $1 AND status IN ('queued', 'running')";
+SELECT count(*) FROM offload_jobs
+WHERE batch_id = $1 AND finished_at IS NULL AND status IN ('queued', 'running')";
 
 /// `$1` the delivery job, `$2` the batch (in order of appearance: raw dialect text).
 const SET_DELIVERY: &str = "UPDATE offload_batches SET delivery_id = $1 WHERE id = $2";

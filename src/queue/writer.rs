@@ -318,7 +318,9 @@ WHERE offload_jobs.id = v.id AND offload_jobs.task_id = v.task_id
 RETURNING *";
 
 /// Ends attempts and, for those that succeeded, acks their apalis task in the same statement
-/// (`acked` says which; see `claim`).
+/// (`acked` says which; see `claim`). `acked` is a hashed `IN`: a join of the two CTEs was
+/// planned as a nested loop (their sizes are unknown to the planner), a comparison per pair —
+/// at 512 ends, 262,144 of them, a third of the statement's time.
 const PG_FINISH_MANY: &str = "\
 WITH fin AS (
 UPDATE offload_jobs AS j
@@ -344,7 +346,7 @@ RETURNING j.*
     WHERE t.id = f.task_id AND f.status = 'succeeded' AND t.status = 'Running'
     RETURNING t.id
 )
-SELECT fin.*, (ack.id IS NOT NULL) AS acked FROM fin LEFT JOIN ack ON ack.id = fin.task_id";
+SELECT fin.*, (fin.task_id IN (SELECT id FROM ack)) AS acked FROM fin";
 
 fn pg_finish_many(
     rows: &[Finish],

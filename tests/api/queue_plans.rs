@@ -209,3 +209,59 @@ async fn postgres_claims_start_attempts_and_their_ends_ack_the_tasks() {
     .unwrap();
     assert_eq!(duplicates, 0);
 }
+
+/// A batch job's end counts what is left of its batch (for the batch's callback) by the index
+/// of unfinished batch jobs: 1 row read with 999 of the 1,000 ended, not the whole batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_jobs_end_reads_only_what_is_left_of_its_batch() {
+    use sqlx::Connection;
+    let app = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
+    let jobs = (0..1000)
+        .map(|_| NewJob::new("noop", json!({}), 3))
+        .collect();
+    let batch = offload::model::batch::NewBatch::new(Default::default());
+    let id = app.queue.enqueue_batch(batch, jobs).await.unwrap().batch.id;
+    let mut conn = sqlx::PgConnection::connect(app.settings.database.url.expose())
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE offload_jobs SET status = 'succeeded', finished_at = created_at
+         WHERE batch_id = $1 AND batch_index > 0",
+    )
+    .bind(id.to_string())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::raw_sql("ANALYZE offload_jobs")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // The statement of `Queue::batch_job_ended` (src/queue/batches.rs).
+    let count = format!(
+        "SELECT count(*) FROM offload_jobs WHERE batch_id = '{id}' AND finished_at IS NULL \
+         AND status IN ('queued', 'running')"
+    );
+    let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+    use sqlx::Row;
+    let plan: Vec<String> = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {count}"
+    )))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>(0))
+    .collect();
+    let scan = plan
+        .iter()
+        .find(|line| line.contains("offload_jobs_unfinished_in_batch"));
+    assert!(
+        scan.is_some_and(|line| line.contains("rows=1 loops=1")),
+        "{}",
+        plan.join("\n")
+    );
+}
