@@ -130,14 +130,15 @@ impl Queue {
         self.batch_where(BATCH_BY_KEY, key.to_string()).await
     }
 
-    /// The batch `find` (binding `value`) names, and its jobs, read on one connection.
+    /// The batch `find` (binding `value`) names, and its jobs, read from one snapshot (so a
+    /// batch whose last job just ended never shows as ended with its callback not yet queued).
     async fn batch_where(
         &self,
         find: &'static str,
         value: String,
     ) -> Result<Option<(BatchRecord, Vec<JobRecord>)>, QueueError> {
         let (find, jobs) = (self.sql(find), self.sql(BATCH_JOBS));
-        self.read(async |conn| {
+        self.read_together(async |conn| {
             let Some(batch) = conn.batch(find, &[value.into()]).await? else {
                 return Ok(None);
             };

@@ -114,6 +114,8 @@ pub(crate) enum Db {
 #[derive(Debug)]
 pub(crate) struct Dialect {
     begin_write: &'static str,
+    /// A read-only transaction whose statements all see one snapshot.
+    begin_snapshot: &'static str,
     /// Binds `(task id, kind, payload, max attempts, run at, priority, tenant)` as `$1..$7`;
     /// run at is unix seconds or NULL for now, priority apalis's rank (`Priority::rank`).
     insert_task: &'static str,
@@ -257,6 +259,20 @@ impl Queue {
         });
         self.announce(&changed);
         Ok((out, changed))
+    }
+
+    /// Runs `work`'s reads in one read-only transaction: they all see the same snapshot.
+    async fn read_together<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut conn::Conn<'_>) -> Result<T, QueueError>,
+    ) -> Result<T, QueueError> {
+        let begin = self.dialect().begin_snapshot;
+        Ok(on_db!(&self.db, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let out = work(&mut conn::Conn::from(&mut *tx)).await?;
+            tx.commit().await?;
+            out
+        }))
     }
 
     /// Runs `work` on a connection of the pool, outside a transaction (reads).

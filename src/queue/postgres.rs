@@ -17,6 +17,8 @@ use super::{Db, Dialect, Queue, QueueError, TaskRef};
 /// apalis's side of the queue in Postgres.
 pub(super) const DIALECT: Dialect = Dialect {
     begin_write: "BEGIN",
+    // Read committed would give each statement its own snapshot.
+    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     insert_task: "\
 INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, tenant)
 VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE(to_timestamp($5), now()), $6, $7)",

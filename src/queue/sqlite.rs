@@ -25,6 +25,8 @@ pub(super) const DIALECT: Dialect = Dialect {
     // A transaction that writes more than once takes the write lock up front: a deferred one
     // that upgrades from read to write can fail with SQLITE_BUSY instead of waiting.
     begin_write: "BEGIN IMMEDIATE",
+    // In WAL mode a deferred transaction reads one snapshot from its first read on.
+    begin_snapshot: "BEGIN",
     insert_task: "\
 INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, tenant)
 VALUES (?3, ?1, ?2, 'Pending', 0, ?4, COALESCE(?5, strftime('%s', 'now')), ?6, ?7)",
