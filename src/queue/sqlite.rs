@@ -64,6 +64,10 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
+        // Statement journals and temporary b-trees in memory: by default each multi-row
+        // UPDATE of the hot path (a claim, a group commit of ends) created, wrote and
+        // deleted an `etilqs_` file — open, unlink and inode eviction per statement (#17).
+        .pragma("temp_store", "memory")
         .busy_timeout(Duration::from_secs(10));
     if let Some(dir) = options.get_filename().parent()
         && !dir.as_os_str().is_empty()
