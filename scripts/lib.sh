@@ -104,15 +104,19 @@ ensure_postgres_binaries() {
   export TEST_PG_BIN
 }
 
+# A Python virtualenv at $1 (made when missing; installs python3-venv if it has to).
+ensure_venv() {
+  [ -x "$1/bin/python" ] && return 0
+  log "creating $1"
+  python3 -m venv "$1" 2>/dev/null || { ensure_packages python3-venv && /usr/bin/python3 -m venv "$1"; } \
+    || die "could not create a Python virtualenv (install python3-venv)"
+}
+
 # The test suite's Python packages, in target/test-venv (re-installed when the requirements
 # file changes). Exports OFFLOAD_TEST_PYTHON for the tests.
 ensure_test_venv() {
   local venv=target/test-venv req=tests/requirements.txt
-  if [ ! -x "$venv/bin/python" ]; then
-    log "creating $venv"
-    python3 -m venv "$venv" 2>/dev/null || { ensure_packages python3-venv && /usr/bin/python3 -m venv "$venv"; } \
-      || die "could not create a Python virtualenv (install python3-venv)"
-  fi
+  ensure_venv "$venv"
   if ! cmp -s "$req" "$venv/.requirements"; then
     log "installing the tests' Python packages"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" || die "pip install -r $req failed"

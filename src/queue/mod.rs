@@ -249,14 +249,12 @@ impl Queue {
         &self,
         work: impl AsyncFnOnce(&mut conn::Conn<'_>, &mut Vec<JobRecord>) -> Result<T, QueueError>,
     ) -> Result<(T, Vec<JobRecord>), QueueError> {
-        let begin = self.dialect().begin_write;
         let mut changed = Vec::new();
-        let out = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(begin).await?;
-            let out = work(&mut conn::Conn::from(&mut *tx), &mut changed).await?;
-            tx.commit().await?;
-            out
-        });
+        let out = self
+            .in_transaction(self.dialect().begin_write, async |conn| {
+                work(conn, &mut changed).await
+            })
+            .await?;
         self.announce(&changed);
         Ok((out, changed))
     }
@@ -266,7 +264,16 @@ impl Queue {
         &self,
         work: impl AsyncFnOnce(&mut conn::Conn<'_>) -> Result<T, QueueError>,
     ) -> Result<T, QueueError> {
-        let begin = self.dialect().begin_snapshot;
+        self.in_transaction(self.dialect().begin_snapshot, work)
+            .await
+    }
+
+    /// Runs `work` in a transaction opened by `begin` and commits it.
+    async fn in_transaction<T>(
+        &self,
+        begin: &'static str,
+        work: impl AsyncFnOnce(&mut conn::Conn<'_>) -> Result<T, QueueError>,
+    ) -> Result<T, QueueError> {
         Ok(on_db!(&self.db, pool => {
             let mut tx = pool.begin_with(begin).await?;
             let out = work(&mut conn::Conn::from(&mut *tx)).await?;
