@@ -4,7 +4,8 @@
 //!
 //! Figures, per backend, with no-op jobs:
 //! - enqueue rate: one job per HTTP request (32 clients at once), 1,000-job batches over HTTP,
-//!   and 1,000-job batches through the library;
+//!   and 1,000-job batches through the library (timed as each drain queues its jobs, the
+//!   peers' likewise);
 //! - drain throughput: N jobs queued with no worker running, then one `offload worker`
 //!   process drains them (N = 10,000 and 100,000 by default), timed like every peer from the
 //!   first job's start to the last one's end as the rows record them (so start-up and the
@@ -247,19 +248,7 @@ async fn enqueue_figures(backend: &str) -> Vec<Figure> {
         "jobs/s",
     ));
 
-    // Batches through the library.
-    let started = Instant::now();
-    for _ in 0..n / BATCH {
-        svc.queue.enqueue(noops(BATCH)).await.unwrap();
-    }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    out.push(fig(
-        "offload",
-        backend,
-        "enqueue 10,000, library batches of 1,000",
-        rate,
-        "jobs/s",
-    ));
+    // Batches through the library: timed by each drain (`drain_figures`), beside the peers'.
     svc.shutdown().await;
     db.drop_it().await;
     out
@@ -267,6 +256,8 @@ async fn enqueue_figures(backend: &str) -> Vec<Figure> {
 
 /// What one drain measured.
 struct Drain {
+    /// Jobs per second queued before the drain, 1,000 per library call.
+    enqueue_rate: f64,
     /// Jobs per second from the first attempt's start to the last one's end, read from the
     /// rows (so neither the worker's start-up nor the completion poll is in it).
     rate: f64,
@@ -483,12 +474,14 @@ async fn offload_drain(backend: &str, n: usize, finished: usize, tenants: usize)
         finish_everything(&db.url).await;
     }
     let since = offload::queue::now_micros();
+    let queued = Instant::now();
     for _ in 0..n.div_ceil(BATCH) {
         api.queue
             .enqueue(noops_of(BATCH.min(n), tenants))
             .await
             .unwrap();
     }
+    let enqueue_rate = n as f64 / queued.elapsed().as_secs_f64();
     let wal_from = wal_lsn(&db.url).await;
     let db_cpu_from = postgres_cpu_us();
     let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_offload"))
@@ -539,6 +532,7 @@ async fn offload_drain(backend: &str, n: usize, finished: usize, tenants: usize)
     api.shutdown().await;
     db.drop_it().await;
     Drain {
+        enqueue_rate,
         rate: n as f64 / ((last_finish - first_start) as f64 / 1e6),
         cpu_us_per_job: cpu_us / n as f64,
         peak_rss_mib,
@@ -659,11 +653,16 @@ async fn drain_figures(backend: &str, n: usize, rounds: usize, peers: &[String])
     let mut cpu: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut wal: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut db_cpu: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut enqueue: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut rss = 0.0;
     for _ in 0..rounds {
         eprintln!("{backend}: drain {n}");
         let d = offload_drain(backend, n, 0, 1).await;
         rates.entry("offload".into()).or_default().push(d.rate);
+        enqueue
+            .entry("offload".into())
+            .or_default()
+            .push(d.enqueue_rate);
         cpu.entry("offload".into())
             .or_default()
             .push(d.cpu_us_per_job);
@@ -681,6 +680,9 @@ async fn drain_figures(backend: &str, n: usize, rounds: usize, peers: &[String])
             if let Some(r) = peer(p, "drain", n).await {
                 let rate = r["jobs_per_s"].as_f64().unwrap_or(0.0);
                 rates.entry(p.clone()).or_default().push(rate);
+                if let Some(e) = r["enqueue_jobs_per_s"].as_f64() {
+                    enqueue.entry(p.clone()).or_default().push(e);
+                }
                 if let Some(c) = r["cpu_us_per_job"].as_f64() {
                     cpu.entry(p.clone()).or_default().push(c);
                 }
@@ -694,6 +696,15 @@ async fn drain_figures(backend: &str, n: usize, rounds: usize, peers: &[String])
         }
     }
     let mut out = Vec::new();
+    for (system, e) in enqueue {
+        out.push(fig(
+            &system,
+            backend,
+            &format!("enqueue {}, library batches of 1,000", thousands(n)),
+            median(e),
+            "jobs/s",
+        ));
+    }
     for (system, r) in rates {
         out.push(fig(
             &system,
@@ -737,6 +748,19 @@ async fn drain_figures(backend: &str, n: usize, rounds: usize, peers: &[String])
         rss,
         "MiB",
     ));
+    out
+}
+
+/// `n` with a comma every three digits, as the figures' names spell counts.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
     out
 }
 

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::body::JsonAnswer;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use poem::web::Data;
 use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
-use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::payload::EventStream;
 use uuid::Uuid;
 
 use super::auth::Caller;
@@ -55,9 +56,9 @@ impl BatchesApi {
         state: Data<&Arc<ApiState>>,
         caller: Data<&Caller>,
         #[oai(example = "batch_id_example")] id: Path<Uuid>,
-    ) -> Result<Json<Batch>, BatchError> {
+    ) -> Result<JsonAnswer<Batch>, BatchError> {
         let (batch, jobs) = state.batch_rows(id.0, &caller).await?;
-        Ok(Json(Batch::of(batch, jobs)))
+        Ok(JsonAnswer(Batch::of(batch, jobs)))
     }
 
     /// Follow a batch live

@@ -3,6 +3,7 @@
 use std::io::Seek;
 use std::sync::Arc;
 
+use super::body::JsonAnswer;
 use poem::web::Data;
 use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
@@ -85,13 +86,13 @@ const MAX_BATCH_FILES: usize = 100;
 pub enum Accepted {
     /// Accepted; follow it at `Location`.
     #[oai(status = 202)]
-    Accepted(Json<Job>, #[oai(header = "Location")] String),
+    Accepted(JsonAnswer<Job>, #[oai(header = "Location")] String),
 }
 
 impl Accepted {
     pub fn job(job: Job) -> Self {
         let location = format!("/api/v1/jobs/{}", job.id);
-        Accepted::Accepted(Json(job), location)
+        Accepted::Accepted(JsonAnswer(job), location)
     }
 }
 

@@ -16,7 +16,7 @@ use poem_openapi::payload::{Binary, EventStream, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
-use super::body::JsonBody;
+use super::body::{JsonAnswer, JsonBody};
 use super::errors::{ApiError, ApiErrorCode, operation_errors};
 use super::exports::Accepted;
 use super::limits::{guard_read, guard_submit};
@@ -74,7 +74,7 @@ pub struct BatchRequest {
 }
 
 /// The batch created, with its jobs in request order.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Serialize)]
 pub struct BatchCreated {
     /// Follow it at `GET /api/v1/batches/{id}` (or its `events`).
     pub batch: crate::model::batch::Batch,
@@ -83,7 +83,7 @@ pub struct BatchCreated {
 }
 
 /// A page of jobs, newest first.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Serialize)]
 pub struct JobPage {
     pub jobs: Vec<Job>,
     /// Pass as `cursor` for the next page; `null` on the last page.
@@ -96,14 +96,14 @@ pub enum BatchAccepted {
     /// All jobs were created (or, for a repeated `Idempotency-Key`, found); follow the batch at
     /// `Location`.
     #[oai(status = 202)]
-    Accepted(Json<BatchCreated>, #[oai(header = "Location")] String),
+    Accepted(JsonAnswer<BatchCreated>, #[oai(header = "Location")] String),
 }
 
 impl BatchAccepted {
     fn of(batch: crate::model::batch::Batch) -> Self {
         let location = format!("/api/v1/batches/{}", batch.id);
         let jobs = batch.jobs.clone();
-        BatchAccepted::Accepted(Json(BatchCreated { batch, jobs }), location)
+        BatchAccepted::Accepted(JsonAnswer(BatchCreated { batch, jobs }), location)
     }
 }
 
@@ -360,9 +360,9 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
-    ) -> Result<Json<Job>, JobError> {
+    ) -> Result<JsonAnswer<Job>, JobError> {
         let row = state.job(id.0, &caller).await?;
-        Ok(Json(state.queue.view(row).await?))
+        Ok(JsonAnswer(state.queue.view(row).await?))
     }
 
     /// List jobs
@@ -396,7 +396,7 @@ impl JobsApi {
         cursor: Query<Option<String>>,
         /// Only the jobs of this batch.
         batch_id: Query<Option<Uuid>>,
-    ) -> Result<Json<JobPage>, ListError> {
+    ) -> Result<JsonAnswer<JobPage>, ListError> {
         if let Some(kind) = kind.0.as_deref()
             && state.registry.get(kind).is_none()
         {
@@ -423,7 +423,7 @@ impl JobsApi {
             batch: batch_id.0,
         };
         let (rows, next_cursor) = page(state.queue.list(&filter).await?, limit);
-        Ok(Json(JobPage {
+        Ok(JsonAnswer(JobPage {
             jobs: {
                 let mut jobs = Vec::with_capacity(rows.len());
                 for row in rows {

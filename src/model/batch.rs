@@ -60,7 +60,7 @@ pub struct BatchRecord {
 }
 
 /// Jobs of a batch per status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Object)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Object, serde::Serialize)]
 pub struct BatchCounts {
     pub queued: u32,
     pub running: u32,
@@ -92,10 +92,11 @@ impl BatchCounts {
 }
 
 /// A batch: its jobs in request order and how far they are.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 #[oai(rename = "Batch")]
 pub struct Batch {
     pub id: Uuid,
+    #[serde(serialize_with = "super::view::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Jobs it was created with (a deleted job leaves `jobs` and `counts`, not `size`).
     pub size: u32,
@@ -105,6 +106,7 @@ pub struct Batch {
     pub ended: bool,
     /// When the last job ended (`null` while some have not).
     #[oai(nullable)]
+    #[serde(serialize_with = "super::view::rfc3339_opt")]
     pub ended_at: Option<DateTime<Utc>>,
     /// Where the batch is POSTed, once, when every job in it has ended.
     #[oai(nullable)]

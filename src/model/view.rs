@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
+use serde::Serialize;
 
 use super::options::ExportOptions;
 use uuid::Uuid;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 use super::{JobRecord, JobStatus, StepStatus};
 
 /// Progress of the current attempt.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct Progress {
     /// 0 to 100.
     pub percent: u8,
@@ -19,7 +20,7 @@ pub struct Progress {
 }
 
 /// Why the job failed (or why its last attempt failed, while it waits to retry).
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct JobErrorInfo {
     /// Stable snake_case code: `document_corrupt` and `document_encrypted` mean the upload
     /// itself is bad; `timeout`, `converter_crashed` and `storage_unavailable` are retried.
@@ -29,18 +30,19 @@ pub struct JobErrorInfo {
 }
 
 /// One failed (or lost) attempt.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct AttemptErrorInfo {
     /// Which attempt (1-based).
     pub attempt: u32,
     /// As in `error.code`; `worker_lost` for an attempt whose worker stopped mid-way.
     pub code: String,
     pub message: String,
+    #[serde(serialize_with = "rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 /// The uploaded document.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct InputInfo {
     /// The client's filename, sanitised.
     pub filename: String,
@@ -54,7 +56,7 @@ pub struct InputInfo {
 }
 
 /// The result file.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct ResultInfo {
     pub filename: String,
     pub content_type: String,
@@ -66,11 +68,12 @@ pub struct ResultInfo {
     pub files: Vec<ResultPartInfo>,
     /// A PNG of page 1 (with `thumbnail` at submit).
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbnail: Option<ResultPartInfo>,
 }
 
 /// One image of a result.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct ResultPartInfo {
     /// The page of the PDF it shows (1-based).
     pub page: u32,
@@ -90,7 +93,7 @@ pub struct ResultPartInfo {
 /// `inspect` and `convert`), then `publish` (the result stored, the job `succeeded`) and, with a
 /// `callback_url`, `notify` (the webhook delivery queued). A new attempt resumes after the last
 /// `done` step.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct StepInfo {
     pub name: String,
     pub status: StepStatus,
@@ -98,8 +101,10 @@ pub struct StepInfo {
     #[oai(nullable)]
     pub attempt: Option<u32>,
     #[oai(nullable)]
+    #[serde(serialize_with = "rfc3339_opt")]
     pub started_at: Option<DateTime<Utc>>,
     #[oai(nullable)]
+    #[serde(serialize_with = "rfc3339_opt")]
     pub finished_at: Option<DateTime<Utc>>,
     /// Why its last run failed.
     #[oai(nullable)]
@@ -107,7 +112,7 @@ pub struct StepInfo {
 }
 
 /// One part of a merge job: a document converted on its own, merged in this order.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct PartInfo {
     /// The part's own job (`GET /api/v1/jobs/{id}`).
     pub id: Uuid,
@@ -117,7 +122,7 @@ pub struct PartInfo {
 }
 
 /// A job: what was asked, where it is, and what came out.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename = "Job", example)]
 pub struct Job {
     pub id: Uuid,
@@ -138,13 +143,17 @@ pub struct Job {
     pub input: Option<InputInfo>,
     #[oai(nullable)]
     pub result: Option<ResultInfo>,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     #[oai(nullable)]
+    #[serde(serialize_with = "rfc3339_opt")]
     pub started_at: Option<DateTime<Utc>>,
     #[oai(nullable)]
+    #[serde(serialize_with = "rfc3339_opt")]
     pub finished_at: Option<DateTime<Utc>>,
     /// When the job's files were deleted after the retention period (`null` until then).
     #[oai(nullable)]
+    #[serde(serialize_with = "rfc3339_opt")]
     pub expired_at: Option<DateTime<Utc>>,
     /// Every failed or lost attempt of this run, oldest first (empty when none failed).
     pub attempt_errors: Vec<AttemptErrorInfo>,
@@ -163,6 +172,7 @@ pub struct Job {
     pub callback_url: Option<String>,
     /// The job waits in `queued` until this time.
     #[oai(nullable)]
+    #[serde(serialize_with = "rfc3339_opt")]
     pub run_at: Option<DateTime<Utc>>,
     /// An export's options, as given (`null` when none were).
     #[oai(nullable)]
@@ -185,6 +195,24 @@ impl Job {
             })
             .collect();
         job
+    }
+}
+
+/// A timestamp as poem-openapi writes one (`to_rfc3339`: `+00:00`, where chrono's own serde
+/// writes `Z`), so that a view's serde encoding — what answers are written with, see
+/// `api::body::JsonAnswer` — is the JSON its `ToJSON` would give.
+pub fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339())
+}
+
+/// [`rfc3339`], or `null`.
+pub fn rfc3339_opt<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, s),
+        None => s.serialize_none(),
     }
 }
 
@@ -358,5 +386,140 @@ impl poem_openapi::types::Example for Job {
             options: None,
             cache_hit: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::types::ToJSON;
+
+    use super::*;
+    use crate::model::Priority;
+
+    fn at(second: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(1_764_633_600_000_000 + second * 1_000_123).unwrap()
+    }
+
+    fn part(page: u32) -> ResultPartInfo {
+        ResultPartInfo {
+            page,
+            filename: format!("page-{page}.png"),
+            content_type: "image/png".into(),
+            size: 1234,
+            width: 800,
+            height: 600,
+            url: format!("/api/v1/jobs/x/result/files/{page}"),
+        }
+    }
+
+    /// A job with every field set (and one whose optional fields are all empty).
+    fn jobs() -> Vec<Job> {
+        let full = Job {
+            id: Uuid::new_v4(),
+            kind: "export".into(),
+            status: JobStatus::Failed,
+            priority: Priority::Interactive,
+            metadata: [("team".to_string(), "a \"quoted\" é".to_string())].into(),
+            progress: Progress {
+                percent: 42,
+                message: "converting 5 slides".into(),
+            },
+            attempts: 2,
+            max_attempts: 5,
+            error: Some(JobErrorInfo {
+                code: "document_corrupt".into(),
+                message: "bad\nzip".into(),
+            }),
+            input: Some(InputInfo {
+                filename: "a.docx".into(),
+                content_type: "application/vnd.openxmlformats".into(),
+                size: u64::MAX,
+                sha256: Some("ab".repeat(32)),
+            }),
+            result: Some(ResultInfo {
+                filename: "a.pdf".into(),
+                content_type: "application/pdf".into(),
+                size: 99,
+                url: "/api/v1/jobs/x/result".into(),
+                files: vec![part(1), part(2)],
+                thumbnail: Some(part(1)),
+            }),
+            created_at: at(0),
+            started_at: Some(at(1)),
+            finished_at: Some(at(2)),
+            expired_at: Some(at(3)),
+            attempt_errors: vec![AttemptErrorInfo {
+                attempt: 1,
+                code: "timeout".into(),
+                message: "took too long".into(),
+                at: at(4),
+            }],
+            steps: vec![StepInfo {
+                name: "convert".into(),
+                status: StepStatus::Failed,
+                attempt: Some(2),
+                started_at: Some(at(5)),
+                finished_at: Some(at(6)),
+                error: Some("crashed".into()),
+            }],
+            parent_id: Some(Uuid::new_v4()),
+            parts: vec![PartInfo {
+                id: Uuid::new_v4(),
+                status: JobStatus::Succeeded,
+                filename: "b.odt".into(),
+            }],
+            batch_id: Some(Uuid::new_v4()),
+            callback_url: Some("https://example.com/hook".into()),
+            run_at: Some(at(7)),
+            options: Some(
+                serde_json::from_value(serde_json::json!({"page_range": "1-3"})).unwrap(),
+            ),
+            cache_hit: true,
+        };
+        let mut empty = full.clone();
+        empty.error = None;
+        empty.input = None;
+        empty.started_at = None;
+        empty.finished_at = None;
+        empty.expired_at = None;
+        empty.parent_id = None;
+        empty.batch_id = None;
+        empty.callback_url = None;
+        empty.run_at = None;
+        empty.options = None;
+        empty.metadata.clear();
+        empty.steps[0].attempt = None;
+        empty.steps[0].started_at = None;
+        empty.steps[0].error = None;
+        let mut no_thumbnail = full.clone();
+        no_thumbnail.result.as_mut().unwrap().thumbnail = None;
+        empty.result = None;
+        vec![full, no_thumbnail, empty]
+    }
+
+    #[test]
+    fn answers_written_with_serde_are_the_json_the_spec_types_give() {
+        for job in jobs() {
+            let ours = serde_json::to_value(&job).unwrap();
+            assert_eq!(Some(ours), job.to_json(), "{job:?}");
+        }
+        let batch = crate::model::batch::Batch {
+            id: Uuid::new_v4(),
+            created_at: at(0),
+            size: 3,
+            counts: crate::model::batch::BatchCounts {
+                queued: 1,
+                running: 0,
+                succeeded: 1,
+                failed: 1,
+                cancelled: 0,
+            },
+            ended: false,
+            ended_at: Some(at(9)),
+            callback_url: Some("https://example.com/b".into()),
+            callback_delivery: None,
+            jobs: jobs(),
+        };
+        assert_eq!(Some(serde_json::to_value(&batch).unwrap()), batch.to_json());
     }
 }
