@@ -49,7 +49,8 @@ impl Queue {
         // Rows that cached jobs' ends changed (merge jobs moved on, webhooks queued).
         let mut finished = Vec::new();
         let made = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
+            let begin = if jobs.len() == 1 { d.begin_submit_one } else { d.begin_write };
+            let mut tx = pool.begin_with(begin).await?;
             let mut conn = Conn::from(&mut *tx);
             let Some(made) = first(&mut conn).await? else {
                 return Ok(None);
