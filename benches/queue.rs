@@ -475,9 +475,9 @@ async fn offload_drain(backend: &str, n: usize, finished: usize, tenants: usize)
     }
     let since = offload::queue::now_micros();
     let queued = Instant::now();
-    for _ in 0..n.div_ceil(BATCH) {
+    for from in (0..n).step_by(BATCH) {
         api.queue
-            .enqueue(noops_of(BATCH.min(n), tenants))
+            .enqueue(noops_of(BATCH.min(n - from), tenants))
             .await
             .unwrap();
     }
@@ -751,7 +751,7 @@ async fn drain_figures(backend: &str, n: usize, rounds: usize, peers: &[String])
     out
 }
 
-/// `n` with a comma every three digits, as the figures' names spell counts.
+/// `n` with a comma every three digits, as the enqueue figures' names spell counts.
 fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();

@@ -113,7 +113,7 @@ impl<T: Type> Payload for JsonAnswer<T> {
     const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
 
     fn check_content_type(content_type: &str) -> bool {
-        content_type.starts_with("application/json")
+        JsonBody::<T>::check_content_type(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -127,16 +127,12 @@ impl<T: Type> Payload for JsonAnswer<T> {
 
 impl<T: Type + serde::Serialize + Send> poem::IntoResponse for JsonAnswer<T> {
     fn into_response(self) -> poem::Response {
-        match serde_json::to_vec(&self.0) {
-            Ok(body) => poem::Response::builder()
-                .content_type(<Self as Payload>::CONTENT_TYPE)
-                .body(body),
-            // Only a map with non-string keys or a failing `Serialize` impl can fail; no
-            // view has either.
-            Err(err) => poem::Response::builder()
-                .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
-                .body(err.to_string()),
-        }
+        // Only a map with non-string keys or a failing `Serialize` impl could fail; the views
+        // have neither (and a status set here would be overwritten by the operation's).
+        let body = serde_json::to_vec(&self.0).expect("views serialize");
+        poem::Response::builder()
+            .content_type(<Self as Payload>::CONTENT_TYPE)
+            .body(body)
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::body::JsonAnswer;
 use poem::web::Data;
 use poem_openapi::param::Header;
-use poem_openapi::payload::Json;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi};
 
@@ -98,15 +97,17 @@ impl Accepted {
 
 /// What `POST /exports` accepted: one job (one file, or a merge of several), or a batch
 /// (several files without `merge`).
-#[derive(Debug, poem_openapi::Union)]
+#[derive(Debug, poem_openapi::Union, serde::Serialize)]
 #[oai(one_of)]
+// poem-openapi writes a union without a discriminator as the variant's own object.
+#[serde(untagged)]
 pub enum ExportAnswer {
     Job(Box<Job>),
     Batch(BatchAccepted),
 }
 
 /// A batch was accepted (or, for a repeated `Idempotency-Key`, found).
-#[derive(Debug, poem_openapi::Object)]
+#[derive(Debug, poem_openapi::Object, serde::Serialize)]
 pub struct BatchAccepted {
     pub batch: Batch,
 }
@@ -117,18 +118,21 @@ pub enum ExportAccepted {
     /// Accepted: the job, or `{batch}` for several files without `merge`; follow it at
     /// `Location`.
     #[oai(status = 202)]
-    Accepted(Json<ExportAnswer>, #[oai(header = "Location")] String),
+    Accepted(JsonAnswer<ExportAnswer>, #[oai(header = "Location")] String),
 }
 
 impl ExportAccepted {
     fn job(job: Job) -> Self {
         let location = format!("/api/v1/jobs/{}", job.id);
-        ExportAccepted::Accepted(Json(ExportAnswer::Job(Box::new(job))), location)
+        ExportAccepted::Accepted(JsonAnswer(ExportAnswer::Job(Box::new(job))), location)
     }
 
     pub fn batch(batch: Batch) -> Self {
         let location = format!("/api/v1/batches/{}", batch.id);
-        ExportAccepted::Accepted(Json(ExportAnswer::Batch(BatchAccepted { batch })), location)
+        ExportAccepted::Accepted(
+            JsonAnswer(ExportAnswer::Batch(BatchAccepted { batch })),
+            location,
+        )
     }
 }
 
@@ -748,4 +752,35 @@ fn sha256_of(file: &mut std::fs::File) -> std::io::Result<String> {
     std::io::copy(file, &mut hash)?;
     file.rewind()?;
     Ok(hex::encode(hash.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::types::{Example, ToJSON};
+
+    use super::*;
+
+    /// `POST /exports` answers through `JsonAnswer`: its serde encoding must be the union's.
+    #[test]
+    fn an_export_answer_written_with_serde_is_the_unions_json() {
+        let job = Job::example();
+        let batch = Batch {
+            id: job.id,
+            created_at: job.created_at,
+            size: 1,
+            counts: Default::default(),
+            ended: false,
+            ended_at: None,
+            callback_url: None,
+            callback_delivery: None,
+            jobs: vec![job.clone()],
+        };
+        for answer in [
+            ExportAnswer::Job(Box::new(job)),
+            ExportAnswer::Batch(BatchAccepted { batch }),
+        ] {
+            let ours = serde_json::to_value(&answer).unwrap();
+            assert_eq!(Some(ours), answer.to_json(), "{answer:?}");
+        }
+    }
 }

@@ -111,7 +111,7 @@ impl BatchAccepted {
 pub enum Retried {
     /// Back in the queue.
     #[oai(status = 202)]
-    Accepted(Json<Job>),
+    Accepted(JsonAnswer<Job>),
 }
 
 #[derive(ApiResponse)]
@@ -572,10 +572,10 @@ impl JobsApi {
         state: Data<&Arc<ApiState>>,
         caller: Data<&Caller>,
         #[oai(example = "job_id_example")] id: Path<Uuid>,
-    ) -> Result<Json<Job>, JobStateError> {
+    ) -> Result<JsonAnswer<Job>, JobStateError> {
         state.job(id.0, &caller).await?;
         let row = state.queue.cancel(id.0).await?;
-        Ok(Json(state.queue.view(row).await?))
+        Ok(JsonAnswer(state.queue.view(row).await?))
     }
 
     /// Retry a job
@@ -598,7 +598,7 @@ impl JobsApi {
             return Err(refusal.into());
         }
         let row = state.queue.retry(id.0).await?;
-        Ok(Retried::Accepted(Json(state.queue.view(row).await?)))
+        Ok(Retried::Accepted(JsonAnswer(state.queue.view(row).await?)))
     }
 
     /// Delete many jobs

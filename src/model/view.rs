@@ -472,7 +472,12 @@ mod tests {
             callback_url: Some("https://example.com/hook".into()),
             run_at: Some(at(7)),
             options: Some(
-                serde_json::from_value(serde_json::json!({"page_range": "1-3"})).unwrap(),
+                serde_json::from_value(serde_json::json!({
+                    "page_range": "1-3", "pdf_a": "1b", "landscape": true, "image_quality": 80,
+                    "max_image_dpi": 300, "watermark": {"text": "draft", "tiled": true},
+                    "csv": {"sheet": 2, "separator": ";", "encoding": "windows-1252"}
+                }))
+                .unwrap(),
             ),
             cache_hit: true,
         };
@@ -521,5 +526,13 @@ mod tests {
             jobs: jobs(),
         };
         assert_eq!(Some(serde_json::to_value(&batch).unwrap()), batch.to_json());
+        let open = crate::model::batch::Batch {
+            ended_at: None,
+            callback_url: None,
+            callback_delivery: Some(Uuid::new_v4()),
+            jobs: Vec::new(),
+            ..batch
+        };
+        assert_eq!(Some(serde_json::to_value(&open).unwrap()), open.to_json());
     }
 }

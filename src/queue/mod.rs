@@ -114,8 +114,8 @@ pub(crate) enum Db {
 #[derive(Debug)]
 pub(crate) struct Dialect {
     begin_write: &'static str,
-    /// [`Self::begin_write`] for a submit of one job.
-    begin_submit_one: &'static str,
+    /// Run first in a submit's transaction, where the engine plans statements (Postgres).
+    submit_plans: Option<&'static str>,
     /// A read-only transaction whose statements all see one snapshot.
     begin_snapshot: &'static str,
     /// Binds `(task id, kind, payload, max attempts, run at, priority, tenant)` as `$1..$7`;

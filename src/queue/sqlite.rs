@@ -25,7 +25,7 @@ pub(super) const DIALECT: Dialect = Dialect {
     // A transaction that writes more than once takes the write lock up front: a deferred one
     // that upgrades from read to write can fail with SQLITE_BUSY instead of waiting.
     begin_write: "BEGIN IMMEDIATE",
-    begin_submit_one: "BEGIN IMMEDIATE",
+    submit_plans: None,
     // In WAL mode a deferred transaction reads one snapshot from its first read on.
     begin_snapshot: "BEGIN",
     insert_task: "\

@@ -49,8 +49,10 @@ impl Queue {
         // Rows that cached jobs' ends changed (merge jobs moved on, webhooks queued).
         let mut finished = Vec::new();
         let made = on_db!(&self.db, pool => {
-            let begin = if jobs.len() == 1 { d.begin_submit_one } else { d.begin_write };
-            let mut tx = pool.begin_with(begin).await?;
+            let mut tx = pool.begin_with(d.begin_write).await?;
+            if let Some(plans) = d.submit_plans {
+                sqlx::raw_sql(plans).execute(&mut *tx).await?;
+            }
             let mut conn = Conn::from(&mut *tx);
             let Some(made) = first(&mut conn).await? else {
                 return Ok(None);
