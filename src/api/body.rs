@@ -8,9 +8,9 @@
 
 use poem::{Request, RequestBody, Result};
 use poem_openapi::error::{ContentTypeError, ParseRequestPayloadError};
-use poem_openapi::payload::{ParsePayload, Payload};
+use poem_openapi::payload::{Json, ParsePayload, Payload};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry};
-use poem_openapi::types::Type;
+use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 
@@ -109,19 +109,20 @@ impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for JsonBody<T> {
 #[derive(Debug)]
 pub struct JsonAnswer<T>(pub T);
 
+// Spec side: exactly poem-openapi's `Json<T>` (content type, schema, response metadata).
 impl<T: Type> Payload for JsonAnswer<T> {
-    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+    const CONTENT_TYPE: &'static str = Json::<T>::CONTENT_TYPE;
 
     fn check_content_type(content_type: &str) -> bool {
-        JsonBody::<T>::check_content_type(content_type)
+        Json::<T>::check_content_type(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        T::schema_ref()
+        Json::<T>::schema_ref()
     }
 
     fn register(registry: &mut Registry) {
-        T::register(registry);
+        <Json<T> as Payload>::register(registry);
     }
 }
 
@@ -136,24 +137,13 @@ impl<T: Type + serde::Serialize + Send> poem::IntoResponse for JsonAnswer<T> {
     }
 }
 
-impl<T: Type + serde::Serialize + Send> poem_openapi::ApiResponse for JsonAnswer<T> {
+impl<T: ToJSON + serde::Serialize + Send> poem_openapi::ApiResponse for JsonAnswer<T> {
     fn meta() -> poem_openapi::registry::MetaResponses {
-        poem_openapi::registry::MetaResponses {
-            responses: vec![poem_openapi::registry::MetaResponse {
-                description: "",
-                status: Some(200),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: <Self as Payload>::CONTENT_TYPE,
-                    schema: <Self as Payload>::schema_ref(),
-                }],
-                headers: vec![],
-            }],
-        }
+        Json::<T>::meta()
     }
 
     fn register(registry: &mut Registry) {
-        T::register(registry);
+        <Json<T> as poem_openapi::ApiResponse>::register(registry);
     }
 }
 

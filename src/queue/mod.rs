@@ -296,7 +296,7 @@ impl Queue {
     }
 
     /// Publishes rows that changed on the feed and wakes the workers of their kinds.
-    pub(super) fn announce(&self, rows: &[JobRecord]) {
+    pub(super) fn announce<'a>(&self, rows: impl IntoIterator<Item = &'a JobRecord>) {
         let mut woken = std::collections::BTreeSet::new();
         for row in rows {
             self.publish(row);

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use super::conn::Conn;
-use super::{Db, JobRecord, NewJob, Queue, QueueError, ResultFile, now_micros, sql};
+use uuid::Uuid;
+
+use super::{JobRecord, NewJob, Queue, QueueError, ResultFile, now_micros, sql};
 use crate::model::steps::{self, StepStatus};
 
 /// A job answered from the result cache, done at creation: `$1` id, `$2..$5` the result,
@@ -35,8 +37,8 @@ impl Queue {
     }
 
     /// Creates `jobs` and their apalis tasks in one transaction, after `first` (a statement of
-    /// the same transaction: a batch's row) answered `Some`; its `None` rolls back and creates
-    /// nothing.
+    /// the same transaction: a batch's row) answered `Some`; on its `None` (a statement that
+    /// wrote nothing: the batch's key was taken) nothing is created.
     pub(super) async fn submit<T>(
         &self,
         jobs: &[NewJob],
@@ -48,58 +50,58 @@ impl Queue {
         let mut out = Vec::with_capacity(jobs.len());
         // Rows that cached jobs' ends changed (merge jobs moved on, webhooks queued).
         let mut finished = Vec::new();
-        let made = on_db!(&self.db, pool => {
-            let mut tx = pool.begin_with(d.begin_write).await?;
-            if let Some(plans) = d.submit_plans {
-                sqlx::raw_sql(plans).execute(&mut *tx).await?;
-            }
-            let mut conn = Conn::from(&mut *tx);
-            let Some(made) = first(&mut conn).await? else {
-                return Ok(None);
-            };
-            let mut created: HashMap<String, JobRecord> = conn
-                .insert_jobs(jobs, now)
-                .await?
-                .into_iter()
-                .map(|r| (r.id.to_string(), r))
-                .collect();
-            for job in jobs {
-                if let (Some(result), Some(row)) = (&job.cached, created.get(&job.id.to_string())) {
-                    let done = self
-                        .complete_cached(&mut conn, row, result, now, &mut finished)
-                        .await?;
-                    created.insert(job.id.to_string(), done);
+        let made = self
+            .in_transaction(d.begin_write, async |conn| {
+                if let Some(plans) = d.submit_plans {
+                    conn.execute(plans, &[]).await?;
                 }
-            }
-            // A merge job moved on by its cached parts is newer than its inserted row.
-            for row in finished.iter().filter(|r| r.is_parent()) {
-                if let Some(slot) = created.get_mut(&row.id.to_string()) {
-                    *slot = row.clone();
-                }
-            }
-            for job in jobs {
-                let enqueued = match created.remove(&job.id.to_string()) {
-                    Some(row) => Enqueued { job: row, created: true },
-                    // The idempotency key was used before: hand back that job.
-                    None => Enqueued {
-                        job: conn
-                            .row(by_key.clone(), &[job.idempotency_key.clone().into()])
-                            .await?
-                            .ok_or(QueueError::NotFound)?,
-                        created: false,
-                    },
+                let Some(made) = first(conn).await? else {
+                    return Ok(None);
                 };
-                out.push(enqueued);
-            }
-            tx.commit().await?;
-            made
-        });
-        let created: Vec<JobRecord> = out
-            .iter()
-            .filter(|e| e.created)
-            .map(|e| e.job.clone())
-            .collect();
-        self.announce(&created);
+                let mut created: HashMap<Uuid, JobRecord> = conn
+                    .insert_jobs(jobs, now)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.id, r))
+                    .collect();
+                for job in jobs {
+                    if let (Some(result), Some(row)) = (&job.cached, created.get(&job.id)) {
+                        let done = self
+                            .complete_cached(conn, row, result, now, &mut finished)
+                            .await?;
+                        created.insert(job.id, done);
+                    }
+                }
+                // A merge job moved on by its cached parts is newer than its inserted row.
+                for row in finished.iter().filter(|r| r.is_parent()) {
+                    if let Some(slot) = created.get_mut(&row.id) {
+                        *slot = row.clone();
+                    }
+                }
+                for job in jobs {
+                    let enqueued = match created.remove(&job.id) {
+                        Some(row) => Enqueued {
+                            job: row,
+                            created: true,
+                        },
+                        // The idempotency key was used before: hand back that job.
+                        None => Enqueued {
+                            job: conn
+                                .row(by_key.clone(), &[job.idempotency_key.clone().into()])
+                                .await?
+                                .ok_or(QueueError::NotFound)?,
+                            created: false,
+                        },
+                    };
+                    out.push(enqueued);
+                }
+                Ok(Some(made))
+            })
+            .await?;
+        let Some(made) = made else {
+            return Ok(None);
+        };
+        self.announce(out.iter().filter(|e| e.created).map(|e| &e.job));
         self.announce(&finished);
         Ok(Some((made, out)))
     }
