@@ -1,6 +1,8 @@
 //! Child-process isolation shared by the cold and warm LibreOffice paths.
 //!
-//! - its own process group, so one `killpg` takes LibreOffice and everything it started;
+//! - its own session and process group (`setsid` before the exec), so one `killpg` takes
+//!   LibreOffice and everything it started — inside a sandbox, bubblewrap's own processes too
+//!   (which is why the sandbox does not ask bubblewrap for a session: see `sandbox`);
 //! - `PR_SET_PDEATHSIG`, so the direct child dies with the worker even on `kill -9` (LibreOffice's
 //!   launcher forks `soffice.bin`, which that does not reach: the warm path's helper covers it);
 //! - an optional address-space cap (`RLIMIT_AS`), so a hostile document cannot eat the host;
@@ -35,11 +37,10 @@ pub(crate) fn kill_group(pgid: i32) {
     }
 }
 
-/// How a child is tied to the worker.
+/// How a child is tied to the worker (it always leads a session and process group of its
+/// own, whose id is its pid).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Isolation {
-    /// Process group to join (`0`: a new one led by the child).
-    pub group: i32,
     /// Cap of the child's address space, in bytes.
     pub memory_limit: Option<u64>,
     /// Kill the child when the worker dies (`PR_SET_PDEATHSIG`).
@@ -48,14 +49,34 @@ pub(crate) struct Isolation {
     pub cpu_limit: Option<u64>,
 }
 
+/// Makes `cmd`'s child lead a new session, and so a process group whose id is its pid, with
+/// no controlling terminal (nothing it starts can inject keystrokes into ours). Every
+/// sandboxed command gets it, and [`isolate`] again: the second time adds nothing.
+pub(crate) fn lead_session(cmd: &mut tokio::process::Command) {
+    let pre_exec = || {
+        // SAFETY: getsid, getpid and setsid are async-signal-safe. `setsid` refuses a process
+        // that leads a group already (so not `process_group(0)`) or a session.
+        unsafe {
+            if libc::getsid(0) != libc::getpid() && libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure above only makes async-signal-safe calls.
+    unsafe {
+        cmd.as_std_mut().pre_exec(pre_exec);
+    }
+}
+
 /// Applies `iso` to `cmd` (and kills the child if its handle is dropped).
 pub(crate) fn isolate(cmd: &mut tokio::process::Command, iso: Isolation) {
-    cmd.process_group(iso.group).kill_on_drop(true);
+    lead_session(cmd);
+    cmd.kill_on_drop(true);
     let Isolation {
         memory_limit,
         die_with_parent,
         cpu_limit,
-        ..
     } = iso;
     let pre_exec = move || {
         // SAFETY: only async-signal-safe libc calls between fork and exec.
@@ -96,21 +117,39 @@ pub(crate) fn alive(pid: i32) -> bool {
 #[derive(Debug, Clone, Copy)]
 struct Stat {
     pid: i32,
+    /// `R`, `S`, … `Z` (a zombie), `X` (dead).
+    state: char,
     ppid: i32,
+    pgrp: i32,
     /// User + system CPU time, in clock ticks.
     ticks: u64,
 }
 
 fn stat(pid: i32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command: state(3) ppid(4) … utime(14) stime(15).
+    // Fields after the parenthesised command: state(3) ppid(4) pgrp(5) … utime(14) stime(15).
     let after: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
     let field = |n: usize| after.get(n - 3)?.parse::<u64>().ok();
     Some(Stat {
         pid,
+        state: after.first()?.chars().next()?,
         ppid: i32::try_from(field(4)?).ok()?,
+        pgrp: i32::try_from(field(5)?).ok()?,
         ticks: field(14)? + field(15)?,
     })
+}
+
+impl Stat {
+    /// Not a zombie (nor dead): it still runs, or can.
+    fn is_live(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// A process's command line, its arguments joined by spaces.
+fn cmdline(pid: i32) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(String::from_utf8_lossy(&bytes).replace('\0', " "))
 }
 
 fn all_pids() -> Vec<i32> {
@@ -248,22 +287,13 @@ pub fn group_members(pgid: i32) -> Vec<(i32, String)> {
         .collect()
 }
 
-/// Every process as `(pid, process group, command line)`, from `/proc`.
+/// Every live process (not a zombie) as `(pid, process group, command line)`, from `/proc`.
 pub fn processes() -> Vec<(i32, i32, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // Fields after the parenthesised command: state, ppid, pgrp, ...
-            let after = &stat[stat.rfind(')')? + 2..];
-            let pgrp = after.split_whitespace().nth(2)?.parse().ok()?;
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            Some((pid, pgrp, cmd))
-        })
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, stat(pid)?, cmdline(pid)?)))
+        .filter(|(_, stat, _)| stat.is_live())
+        .map(|(pid, stat, cmd)| (pid, stat.pgrp, cmd))
         .collect()
 }
 
@@ -307,7 +337,6 @@ pub(crate) async fn run_isolated(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> std::io::Result<Ended> {
     let iso = Isolation {
-        group: 0,
         memory_limit: limits.memory,
         die_with_parent: true,
         cpu_limit: limits.cpu.map(|c| c.as_secs() + KERNEL_LIMIT_SLACK_SECS),
@@ -321,4 +350,90 @@ pub(crate) async fn run_isolated(
         () = cancel.cancelled() => Ended::Cancelled,
         used = spent(limits.cpu.map(|limit| CpuBudget::start(pid, limit))) => Ended::OverBudget(used),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::convert::sandbox::{Sandbox, SandboxConfig, SandboxMode};
+
+    /// Polls `/proc` (a process's birth or death is no event this test can await).
+    async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(found) = probe() {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A cancel kills the child's process group and nothing else; so everything the sandbox
+    /// runs must be in that group from its first moment. With bubblewrap's `--new-session`,
+    /// its init and the program left the group, and a cancel landing before the init armed its
+    /// parent-death signal left a cancelled job's LibreOffice running.
+    #[tokio::test]
+    async fn everything_a_sandboxed_child_runs_is_in_the_group_a_cancel_kills() {
+        let config = SandboxConfig {
+            mode: SandboxMode::Bubblewrap,
+            bwrap: "bwrap".into(),
+        };
+        let sleep = Path::new("/usr/bin/sleep");
+        let sandbox = Sandbox::new(&config, &[sleep]);
+        sandbox
+            .availability()
+            .expect("bubblewrap makes a sandbox here (scripts/test installs it)");
+        let marker = format!("600.{}", std::process::id());
+        let mut cmd = sandbox.command(sleep, &[]).unwrap();
+        cmd.arg(&marker);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let run = tokio::spawn({
+            let cancel = cancel.clone();
+            async move { run_isolated(cmd, ProcessLimits::default(), &cancel).await }
+        });
+        let ours = std::process::id() as i32;
+        let root = until("bubblewrap never started", || {
+            all_pids().into_iter().find(|&pid| {
+                stat(pid).is_some_and(|s| s.ppid == ours)
+                    && cmdline(pid).is_some_and(|c| c.contains(&marker))
+            })
+        })
+        .await;
+        let tree = until("the sandboxed program never started", || {
+            let tree = descendants(root);
+            let program = format!("{} {marker}", sleep.display());
+            let started = tree
+                .iter()
+                .any(|&pid| cmdline(pid).is_some_and(|c| c.starts_with(&program)));
+            started.then_some(tree)
+        })
+        .await;
+        assert!(
+            tree.len() >= 3,
+            "bubblewrap, its init, the program: {tree:?}"
+        );
+        for &pid in &tree {
+            let group = stat(pid).map(|s| s.pgrp);
+            assert_eq!(
+                group,
+                Some(root),
+                "{pid} ({:?}) in the child's group",
+                cmdline(pid)
+            );
+        }
+        cancel.cancel();
+        assert!(matches!(run.await.unwrap().unwrap(), Ended::Cancelled));
+        until("a process of the cancelled group is still alive", || {
+            let alive = all_pids()
+                .into_iter()
+                .filter_map(stat)
+                .any(|s| s.pgrp == root && s.is_live());
+            (!alive).then_some(())
+        })
+        .await;
+    }
 }

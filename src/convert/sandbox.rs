@@ -14,10 +14,14 @@
 //! - **a cleared environment**: `PATH`, `HOME`, `LANG`, `TMPDIR` and nothing else — never
 //!   `DATABASE_URL`, storage credentials, `WEBHOOK_SECRET` or API keys;
 //! - **no privileges**: uid/gid 65534 in a user namespace that cannot create further ones, all
-//!   capabilities dropped, its own session (no terminal injection), IPC and UTS namespaces;
+//!   capabilities dropped, a session without a terminal (no terminal injection: every command
+//!   built here calls `setsid` before it starts bubblewrap), IPC and UTS namespaces;
 //! - **its lifetime tied to ours**: `--die-with-parent`, and every process in the PID namespace
-//!   dies with the first one, so killing the `bwrap` process (its process group is the
-//!   caller's handle) takes everything inside.
+//!   dies with its first one, which stays in the caller's process group (the caller's handle):
+//!   one `killpg` takes everything inside, at any moment of the sandbox's setup. Not
+//!   `--new-session`: with it, bubblewrap moves that first process into a session of its own
+//!   before it sets its parent-death signal, and a kill of the group in between (a job
+//!   cancelled as LibreOffice starts) left the whole sandbox running.
 //!
 //! Why bubblewrap rather than Landlock + seccomp from Rust crates: Landlock restricts file
 //! access but cannot give the process a private `/proc`, an empty environment for its own
@@ -230,6 +234,7 @@ impl Sandbox {
             // bubblewrap itself needs nothing of ours either (the sandbox gets `--setenv`s).
             cmd.env_clear();
         }
+        super::process::lead_session(&mut cmd);
         Ok(cmd)
     }
 }
@@ -249,7 +254,6 @@ fn base_args(programs: &[&Path]) -> Vec<OsString> {
         "--hostname".as_ref(),
         "sandbox".as_ref(),
         "--die-with-parent".as_ref(),
-        "--new-session".as_ref(),
         "--cap-drop".as_ref(),
         "ALL".as_ref(),
         "--clearenv".as_ref(),

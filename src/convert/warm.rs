@@ -237,7 +237,6 @@ impl WarmLibreOffice {
         // moment, see its stdin close, and kill its group (LibreOffice included). Sandboxed,
         // bubblewrap's `--die-with-parent` takes everything at once.
         let iso = Isolation {
-            group: 0,
             memory_limit: self.cold.limits().memory,
             die_with_parent: false,
             cpu_limit: None,
