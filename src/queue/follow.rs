@@ -18,14 +18,33 @@ pub struct Follow {
     id: Uuid,
     changes: JobWatch,
     poll: Duration,
-    /// The last state handed out: `(updated_at, status)`.
-    last: Option<(i64, JobStatus)>,
+    /// The last state handed out.
+    last: Option<Stamp>,
+}
+
+/// What tells one state of a job from another: when it was written, its status, and the run
+/// (apalis task) it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+struct Stamp {
+    at: i64,
+    status: JobStatus,
+    run: String,
+}
+
+impl Stamp {
+    fn of(row: &JobRecord) -> Self {
+        Self {
+            at: row.updated_at,
+            status: row.status,
+            run: row.task_id.clone(),
+        }
+    }
 }
 
 /// What the next look at a followed job found.
 #[derive(Debug)]
 pub enum Seen {
-    /// A state newer than the last one handed out.
+    /// A state newer than the last one handed out (or its run's end, see [`is_stale`]).
     Changed(Box<JobRecord>),
     /// The job no longer exists.
     Deleted,
@@ -40,14 +59,15 @@ impl Queue {
             id: since.id,
             changes: self.feed().watch(since.id),
             poll,
-            last: Some((since.updated_at, since.status)),
+            last: Some(Stamp::of(since)),
         }
     }
 }
 
 impl Follow {
-    /// The next state of the job: waits for one that is neither a repeat nor older than the
-    /// last one handed out (writers race: a change can be published after a newer one).
+    /// The next state of the job: waits for one that is not stale (a repeat, or older than
+    /// the last one handed out and not its run's end: writers race, a change can be
+    /// published after a newer one).
     pub async fn next(&mut self) -> Seen {
         loop {
             let row = match tokio::time::timeout(self.poll, self.changes.next()).await {
@@ -63,10 +83,11 @@ impl Follow {
                     Err(_) => continue,
                 },
             };
-            let stamp = (row.updated_at, row.status);
+            let stamp = Stamp::of(&row);
             if self
                 .last
-                .is_some_and(|last| last == stamp || last.0 > stamp.0)
+                .as_ref()
+                .is_some_and(|last| is_stale(last, &stamp))
             {
                 continue;
             }
@@ -74,6 +95,17 @@ impl Follow {
             return Seen::Changed(Box::new(row));
         }
     }
+}
+
+/// Whether state `next` adds nothing to `last`: a repeat, or older — except the end of the
+/// run `last` belongs to, after a state that was not an end. Writers take their time before
+/// they wait for the row, so an end can carry an older stamp than the write it waited for (a
+/// cancel that queued behind an attempt's progress); skipping it would hide the end for good,
+/// from a stream and from the attempt's cancel watcher alike. An older end of an earlier run
+/// (a retry gives the job a new task) is stale like any older state.
+fn is_stale(last: &Stamp, next: &Stamp) -> bool {
+    let ends_the_run = next.status.is_final() && !last.status.is_final() && next.run == last.run;
+    last == next || (last.at > next.at && !ends_the_run)
 }
 
 /// See [`Queue::follow_batch`].
@@ -129,5 +161,44 @@ impl BatchFollow {
                 return Some((batch, jobs));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Stamp, is_stale};
+    use crate::model::JobStatus::{self, Cancelled, Running, Succeeded};
+
+    fn at(at: i64, status: JobStatus, run: &str) -> Stamp {
+        Stamp {
+            at,
+            status,
+            run: run.into(),
+        }
+    }
+
+    #[test]
+    fn an_end_of_the_run_is_news_even_with_an_older_stamp() {
+        let last = at(5, Running, "a");
+        assert!(is_stale(&last, &at(5, Running, "a")), "a repeat");
+        assert!(is_stale(&last, &at(4, Running, "a")), "an older progress");
+        assert!(!is_stale(&last, &at(6, Running, "a")), "a newer progress");
+        assert!(
+            !is_stale(&last, &at(4, Cancelled, "a")),
+            "a cancel that waited behind a progress"
+        );
+        let ended = at(5, Succeeded, "a");
+        assert!(
+            is_stale(&ended, &at(4, Running, "a")),
+            "a late progress after the end"
+        );
+        assert!(
+            is_stale(&ended, &at(4, Cancelled, "a")),
+            "an older end after an end"
+        );
+        assert!(
+            is_stale(&at(5, Running, "b"), &at(4, Cancelled, "a")),
+            "an earlier run's end, after a retry"
+        );
     }
 }
