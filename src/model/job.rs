@@ -9,7 +9,7 @@ use super::status::JobStatus;
 use super::steps::{self, Step};
 
 /// A job as stored: every column decoded once, when the row is read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
     pub id: Uuid,
     /// Whose job it is: only this tenant's keys reach it.

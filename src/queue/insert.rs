@@ -1,8 +1,13 @@
 //! Bulk insert: any number of jobs and their apalis tasks in one statement on Postgres (two on
 //! SQLite), in the caller's transaction, on either engine (`InsertJobs` on both engines'
-//! connections), so a submit of 1,000 jobs costs one round trip, not 2,000.
+//! connections), so a submit of 1,000 jobs costs one round trip, not 2,000. The statements
+//! hand back only the ids they created: the rows are built from what was bound (a new row has
+//! no column the database fills in), not read back and decoded again.
 
-use super::JobRecord;
+use std::collections::HashSet;
+
+use super::{JobRecord, JobStatus};
+use crate::model::steps::Step;
 
 /// The columns of one new job row, as bound to a bulk insert.
 #[derive(serde::Serialize)]
@@ -23,6 +28,9 @@ struct NewRow<'a> {
     input_format: Option<&'a str>,
     idempotency_key: Option<&'a str>,
     steps: String,
+    /// What `steps` encodes, for the row handed back.
+    #[serde(skip)]
+    step_list: Vec<Step>,
     callback_url: Option<&'a str>,
     run_at: Option<i64>,
     parent_id: Option<String>,
@@ -38,6 +46,7 @@ struct NewRow<'a> {
 impl<'a> NewRow<'a> {
     fn of(job: &'a super::NewJob, now: i64) -> Self {
         let input = job.input.as_ref();
+        let step_list = job.initial_steps();
         Self {
             id: job.id.to_string(),
             tenant: job.tenant.as_str(),
@@ -54,7 +63,8 @@ impl<'a> NewRow<'a> {
             input_size: input.map(|i| i.size),
             input_format: input.map(|i| i.format.as_str()),
             idempotency_key: job.idempotency_key.as_deref(),
-            steps: crate::model::steps::to_column(&job.initial_steps()),
+            steps: crate::model::steps::to_column(&step_list),
+            step_list,
             callback_url: job.callback_url.as_deref(),
             run_at: job.run_at,
             parent_id: job.part_of.map(|(p, _)| p.to_string()),
@@ -67,6 +77,62 @@ impl<'a> NewRow<'a> {
             batch_notify: job.batch.map(|b| i64::from(b.notify)),
         }
     }
+}
+
+impl NewRow<'_> {
+    /// The row this insert wrote for `job`, as a read of it would decode it.
+    fn into_record(self, job: &super::NewJob, now: i64) -> JobRecord {
+        JobRecord {
+            id: job.id,
+            tenant: job.tenant.clone(),
+            priority: job.priority,
+            metadata: job.metadata.clone(),
+            kind: job.kind.clone(),
+            status: JobStatus::Queued,
+            args: job.args.clone(),
+            task_id: self.task_id,
+            attempts: 0,
+            max_attempts: self.max_attempts,
+            progress_percent: 0,
+            progress_message: Some(self.message),
+            error_code: None,
+            error_message: None,
+            input: job.input.clone(),
+            result: None,
+            idempotency_key: job.idempotency_key.clone(),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+            expired_at: None,
+            attempt_errors: Vec::new(),
+            steps: self.step_list,
+            parent_id: job.part_of.map(|(p, _)| p),
+            part_index: job.part_of.map(|(_, i)| i),
+            waiting_parts: job.waiting_parts,
+            callback_url: job.callback_url.clone(),
+            run_at: job.run_at,
+            secret: job.secret.clone(),
+            cache_hit: false,
+            batch: job.batch,
+        }
+    }
+}
+
+/// The records of the rows among `rows` (bound for `jobs`, in order) whose ids the insert
+/// handed back: a job whose idempotency key was taken got no row.
+fn created(
+    rows: Vec<NewRow>,
+    jobs: &[super::NewJob],
+    ids: Vec<String>,
+    now: i64,
+) -> Vec<JobRecord> {
+    let ids: HashSet<String> = ids.into_iter().collect();
+    rows.into_iter()
+        .zip(jobs)
+        .filter(|(row, _)| ids.contains(&row.id))
+        .map(|(row, job)| row.into_record(job, now))
+        .collect()
 }
 
 /// The apalis task of an inserted row (none for a merge job waiting for its parts).
@@ -148,7 +214,7 @@ async fn insert_jobs_pg(
     fn col<'a, T>(rows: &'a [NewRow<'a>], f: impl Fn(&'a NewRow<'a>) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
-    let inserted = sqlx::query_as::<_, JobRecord>(PG_INSERT_MANY)
+    let ids = sqlx::query_scalar::<_, String>(PG_INSERT_MANY)
         .bind(col(&rows, |r| r.id.as_str()))
         .bind(col(&rows, |r| r.kind))
         .bind(col(&rows, |r| r.args.as_str()))
@@ -180,7 +246,7 @@ async fn insert_jobs_pg(
         .bind(col(&rows, |r| r.batch_notify))
         .fetch_all(&mut *tx)
         .await?;
-    Ok(inserted)
+    Ok(created(rows, jobs, ids, now))
 }
 
 /// [`insert_jobs_pg`] for SQLite: the rows travel as one JSON array.
@@ -190,11 +256,12 @@ async fn insert_jobs_sqlite(
     now: i64,
 ) -> Result<Vec<JobRecord>, sqlx::Error> {
     let rows: Vec<NewRow> = jobs.iter().map(|j| NewRow::of(j, now)).collect();
-    let inserted = sqlx::query_as::<_, JobRecord>(SQLITE_INSERT_MANY)
+    let ids = sqlx::query_scalar::<_, String>(SQLITE_INSERT_MANY)
         .bind(serde_json::to_string(&rows).expect("serializes"))
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
+    let inserted = created(rows, jobs, ids, now);
     let tasks = tasks_of(&inserted, jobs);
     if !tasks.is_empty() {
         sqlx::query(SQLITE_INSERT_TASKS)
@@ -234,7 +301,7 @@ WITH v AS (
         v.batch_id, v.batch_index, v.batch_notify
     FROM v
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, task_id, kind, max_attempts, run_at, waiting_parts, tenant
 ), tasks AS (
     INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority,
         tenant)
@@ -244,7 +311,7 @@ WITH v AS (
     FROM ins JOIN v ON v.id = ins.id
     WHERE v.queue AND ins.waiting_parts IS NULL
 )
-SELECT * FROM ins";
+SELECT id FROM ins";
 
 const SQLITE_INSERT_MANY: &str = "\
 INSERT INTO offload_jobs (
@@ -263,7 +330,7 @@ SELECT value ->> 'id', value ->> 'kind', 'queued', value ->> 'args', value ->> '
     value ->> 'metadata', value ->> 'batch_id', value ->> 'batch_index', value ->> 'batch_notify'
 FROM json_each(?1) WHERE true
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *";
+RETURNING id";
 
 const SQLITE_INSERT_TASKS: &str = "\
 INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, tenant)

@@ -19,6 +19,7 @@ on_both_backends!(
     retrying_a_merge_reruns_only_its_parts_that_did_not_succeed,
     a_delayed_job_is_queued_with_its_time,
     a_clean_shutdown_takes_its_workers_off_the_board,
+    a_submit_hands_back_its_rows_as_they_are_stored,
 );
 
 /// A merge job with `n` parts (argument-only `noop`s stand in for exports here), enqueued
@@ -433,4 +434,61 @@ async fn a_clean_shutdown_takes_its_workers_off_the_board(backend: Backend) {
     );
     app.stop().await;
     assert_eq!(worker_count(&app, backend).await, 0);
+}
+
+/// A submit builds the rows it hands back from what it bound (the insert returns only ids):
+/// every column of every kind of new row must read back the same, alone and in a batch.
+async fn a_submit_hands_back_its_rows_as_they_are_stored(backend: Backend) {
+    let (_app, queue) = queue_without_workers(backend).await;
+    // serde_json without its float_roundtrip feature reads this float back one step off
+    // (serde-rs/json#1336).
+    let n = json!([1, 1.5777777777770001_f64, null]);
+    let mut full = NewJob::new("export", json!({"format": "pdf", "n": n}), 4);
+    full.tenant = "acme".parse().unwrap();
+    full.priority = offload::model::Priority::Interactive;
+    full.metadata =
+        offload::model::Metadata::check([("order".into(), "42".into())].into(), "m").unwrap();
+    full.idempotency_key = Some("acme:hand-back".into());
+    full.input = Some(offload::queue::InputFile {
+        key: "inputs/x".into(),
+        filename: "report.docx".into(),
+        content_type: "application/octet-stream".into(),
+        size: 1234,
+        format: "docx".into(),
+        sha256: Some("ab".repeat(32)),
+    });
+    full.steps = vec!["convert"];
+    full.callback_url = Some("https://example.com/hook".into());
+    full.run_at = Some((chrono::Utc::now() + chrono::Duration::hours(1)).timestamp_micros());
+    full.secret = Some(offload::model::Sealed::new("sealed-text".into()));
+    let mut merge = NewJob::new("merge", json!({"format": "pdf"}), 3);
+    merge.waiting_parts = Some(1);
+    let mut part = new_job("noop", None);
+    part.part_of = Some((merge.id, 0));
+    let enqueued = queue.enqueue(vec![full, merge, part]).await.unwrap();
+    assert!(enqueued.iter().all(|e| e.created));
+    let batch = offload::model::batch::NewBatch::new(Default::default());
+    let in_batch = vec![new_job("noop", Some("in-batch")), new_job("noop", None)];
+    let batched = queue.enqueue_batch(batch, in_batch).await.unwrap();
+    // A key taken before, beside a new job: the earlier job comes back, the new one is made.
+    let again = queue
+        .enqueue(vec![
+            new_job("noop", Some("in-batch")),
+            new_job("noop", None),
+        ])
+        .await
+        .unwrap();
+    assert!(!again[0].created && again[1].created);
+    assert_eq!(again[0].job, batched.jobs[0]);
+    let handed: Vec<_> = enqueued
+        .into_iter()
+        .chain(again)
+        .map(|e| e.job)
+        .chain(batched.jobs)
+        .collect();
+    assert_eq!(handed.len(), 7);
+    for job in handed {
+        let stored = queue.get(job.id).await.unwrap().unwrap();
+        assert_eq!(job, stored, "the {} job as handed back", stored.kind);
+    }
 }
