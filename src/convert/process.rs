@@ -1,8 +1,9 @@
 //! Child-process isolation shared by the cold and warm LibreOffice paths.
 //!
-//! - its own session and process group (`setsid` before the exec), so one `killpg` takes
-//!   LibreOffice and everything it started — inside a sandbox, bubblewrap's own processes too
-//!   (which is why the sandbox does not ask bubblewrap for a session: see `sandbox`);
+//! - its own session and process group ([`lead_session`], which `Sandbox::command` applies to
+//!   every command it builds), so one `killpg` takes LibreOffice and everything it started —
+//!   inside a sandbox, bubblewrap's own processes too (which is why the sandbox does not ask
+//!   bubblewrap for a session: see `sandbox`);
 //! - `PR_SET_PDEATHSIG`, so the direct child dies with the worker even on `kill -9` (LibreOffice's
 //!   launcher forks `soffice.bin`, which that does not reach: the warm path's helper covers it);
 //! - an optional address-space cap (`RLIMIT_AS`), so a hostile document cannot eat the host;
@@ -37,8 +38,8 @@ pub(crate) fn kill_group(pgid: i32) {
     }
 }
 
-/// How a child is tied to the worker (it always leads a session and process group of its
-/// own, whose id is its pid).
+/// How a child is tied to the worker. Its command comes from `Sandbox::command`, so the child
+/// leads a session and a process group of its own, whose id is its pid.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Isolation {
     /// Cap of the child's address space, in bytes.
@@ -50,16 +51,14 @@ pub(crate) struct Isolation {
 }
 
 /// Makes `cmd`'s child lead a new session, and so a process group whose id is its pid, with
-/// no controlling terminal (nothing it starts can inject keystrokes into ours). Every
-/// sandboxed command gets it, and [`isolate`] again: the second time adds nothing.
+/// no controlling terminal (nothing it starts can inject keystrokes into ours). Every command
+/// `Sandbox::command` builds gets it, so every child this service starts.
 pub(crate) fn lead_session(cmd: &mut tokio::process::Command) {
     let pre_exec = || {
-        // SAFETY: getsid, getpid and setsid are async-signal-safe. `setsid` refuses a process
-        // that leads a group already (so not `process_group(0)`) or a session.
-        unsafe {
-            if libc::getsid(0) != libc::getpid() && libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
+        // SAFETY: setsid is async-signal-safe. It refuses a process that already leads a
+        // group, so the command must not also ask for `process_group(0)`.
+        if unsafe { libc::setsid() } == -1 {
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     };
@@ -71,7 +70,6 @@ pub(crate) fn lead_session(cmd: &mut tokio::process::Command) {
 
 /// Applies `iso` to `cmd` (and kills the child if its handle is dropped).
 pub(crate) fn isolate(cmd: &mut tokio::process::Command, iso: Isolation) {
-    lead_session(cmd);
     cmd.kill_on_drop(true);
     let Isolation {
         memory_limit,
