@@ -10,7 +10,8 @@ on one connection. It prints jobs/s, Postgres backend CPU per job (from /proc), 
 job of each statement and WAL per job. Run through `scripts/bench-replay`.
 
 Settings (environment): DATABASE_URL (admin URL of the server), OFFLOAD_BIN, N (10000),
-BATCH (64), FINISHED (0), JIT (off).
+BATCH (64), FINISHED (0), SEED (fresh, or bench: see `fill`), IDS (v4, or v7:
+time-ordered job ids), JIT (off).
 """
 
 import os
@@ -51,19 +52,62 @@ def scratch_db(admin_url):
     return name, url
 
 
-def fill(c, n, finished, now):
-    """n queued no-op jobs (rows shaped like the service's) and `finished` succeeded ones."""
+def job_id(ids):
+    """SQL for the id of generated job `g`: random (UUIDv4), or time-ordered like a UUIDv7
+    (its first 48 bits the creation time, so new ids land at the right edge of the primary
+    key)."""
+    if ids == "v4":
+        return "gen_random_uuid()::text"
+    return ("overlay(gen_random_uuid()::text placing "
+            "lpad(to_hex((($2 + g) / 1000)::bigint), 12, '0') from 1 for 12)")
+
+
+def queue(c, n, now, ids, prefix="T"):
+    """n queued no-op jobs shaped like the service's, created from `now` on."""
+    c.execute(
+        f"""WITH v AS (SELECT {job_id(ids)} AS id, '{prefix}' || lpad(g::text, 25, '0') AS task_id, g
+                      FROM generate_series(1, $1) g),
+           ins AS (INSERT INTO offload_jobs (id, kind, status, args, task_id, attempts, max_attempts,
+                     progress_percent, progress_message, created_at, updated_at, steps, tenant, priority)
+                   SELECT id, 'noop', 'queued', '{{}}', task_id, 0, 3, 0, 'queued', $2 + g, $2 + g,
+                     '[{{"name":"publish","status":"pending"}}]', 'default', 'normal' FROM v
+                   RETURNING *)
+           INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, tenant)
+           SELECT task_id, kind, convert_to('{{"job_id":"' || id || '"}}', 'UTF8'), 'Pending', 0, 3,
+             now() - interval '1 second', 1, tenant FROM ins""",
+        (n, now),
+    )
+
+
+def fill(c, n, finished, now, seed, ids):
+    """n queued no-op jobs and `finished` succeeded ones. SEED=fresh writes the finished rows
+    as such and analyzes the tables after queueing; SEED=bench does what `scripts/bench` does:
+    queues them, marks them all finished, VACUUM ANALYZEs, then queues n (no ANALYZE after)."""
     c.execute(
         "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) "
         "VALUES ('replay', 'noop', 'PgStorage', '', now())"
     )
-    if finished:
+    if finished and seed == "bench":
+        queue(c, finished, now - 10**9, ids, prefix="F")
         c.execute(
-            """INSERT INTO offload_jobs (id, kind, status, args, task_id, attempts, max_attempts,
+            "UPDATE offload_jobs SET status = 'succeeded', attempts = 1, progress_percent = 100, "
+            "progress_message = 'done', started_at = created_at, finished_at = created_at, "
+            "updated_at = created_at"
+        )
+        c.execute(
+            "UPDATE apalis.jobs SET status = 'Done', attempts = 1, done_at = now(), "
+            "last_result = '{\"Ok\":null}'"
+        )
+        c.execute("VACUUM ANALYZE offload_jobs")
+        c.execute("VACUUM ANALYZE apalis.jobs")
+    elif finished:
+        c.execute(
+            f"""INSERT INTO offload_jobs (id, kind, status, args, task_id, attempts, max_attempts,
                  progress_percent, progress_message, created_at, updated_at, started_at,
                  finished_at, steps, tenant, priority)
-               SELECT gen_random_uuid()::text, 'noop', 'succeeded', '{}', 'F' || lpad(g::text, 25, '0'),
-                 1, 3, 100, 'done', $2 - g, $2 - g, $2 - g, $2 - g, '[]', 'default', 'normal'
+               SELECT {job_id(ids).replace("$2 + g", "$2 - $1 + g")}, 'noop', 'succeeded', '{{}}',
+                 'F' || lpad(g::text, 25, '0'), 1, 3, 100, 'done', $2 - g, $2 - g, $2 - g, $2 - g,
+                 '[]', 'default', 'normal'
                FROM generate_series(1, $1) g""",
             (finished, now),
         )
@@ -74,26 +118,16 @@ def fill(c, n, finished, now):
                  'default', now(), 'replay' FROM generate_series(1, $1) g""",
             (finished,),
         )
-    c.execute(
-        """WITH v AS (SELECT gen_random_uuid()::text AS id, 'T' || lpad(g::text, 25, '0') AS task_id, g
-                      FROM generate_series(1, $1) g),
-           ins AS (INSERT INTO offload_jobs (id, kind, status, args, task_id, attempts, max_attempts,
-                     progress_percent, progress_message, created_at, updated_at, steps, tenant, priority)
-                   SELECT id, 'noop', 'queued', '{}', task_id, 0, 3, 0, 'queued', $2 + g, $2 + g,
-                     '[{"name":"publish","status":"pending"}]', 'default', 'normal' FROM v
-                   RETURNING *)
-           INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, tenant)
-           SELECT task_id, kind, convert_to('{"job_id":"' || id || '"}', 'UTF8'), 'Pending', 0, 3,
-             now() - interval '1 second', 1, tenant FROM ins""",
-        (n, now),
-    )
-    c.execute("ANALYZE")
+    queue(c, n, now, ids)
+    if seed != "bench":
+        c.execute("ANALYZE")
 
 
 def main():
     admin = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     n, batch = int(os.environ.get("N", "10000")), int(os.environ.get("BATCH", "64"))
     finished = int(os.environ.get("FINISHED", "0"))
+    seed, ids = os.environ.get("SEED", "fresh"), os.environ.get("IDS", "v4")
     claim = statement("CLAIM_SQL", "src/queue/claim.rs", "CLAIM")
     finish = statement("FINISH_SQL", "src/queue/writer.rs", "PG_FINISH_MANY")
     name, url = scratch_db(admin)
@@ -103,8 +137,9 @@ def main():
                 c.execute(open(variant).read())
             c.execute("SET jit = " + os.environ.get("JIT", "off"))
             now = int(time.time() * 1e6)
-            fill(c, n, finished, now)
-            print(run(c, claim, finish, n, batch, now), "variants:", sys.argv[1:] or "none")
+            fill(c, n, finished, now, seed, ids)
+            print(run(c, claim, finish, n, batch, now), f"(FINISHED={finished} SEED={seed} IDS={ids})",
+                  "variants:", sys.argv[1:] or "none")
     finally:
         with psycopg.connect(admin, autocommit=True) as adm:
             adm.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

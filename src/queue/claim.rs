@@ -37,8 +37,9 @@ use super::claiming::{Claimed, Claimer};
 /// running cap (`$4`: `{tenant: cap}`, `$5`: everyone else's, 0 for none) offers no more than
 /// its cap leaves beside its running jobs. Locks taken and not
 /// claimed end with the statement. The claimed tasks are updated by primary key (see
-/// `get_jobs.sql` for why not by a join).
-pub const CLAIM: &str = "\
+/// `get_jobs.sql` for why not by a join), and so are their jobs: the status test is written
+/// `status || ''` so that no index can serve it (see UNINDEXED_STATUS in `writer.rs`).
+pub(super) const CLAIM: &str = "\
 WITH RECURSIVE waiting(tenant) AS (
     (SELECT tenant FROM apalis.jobs
      WHERE job_type = $2 AND status = 'Pending' AND run_at < now()
@@ -82,7 +83,7 @@ started AS (
     FROM claimed c,
          (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint AS now) AS n
     WHERE j.id = convert_from(c.job, 'UTF8')::jsonb ->> 'job_id'
-      AND j.task_id = c.id AND j.status IN ('queued', 'running')
+      AND j.task_id = c.id AND (j.status || '') IN ('queued', 'running')
     RETURNING j.*
 )
 SELECT c.id AS claimed_id, c.job AS claimed_job, c.attempts AS claimed_attempts,
@@ -111,13 +112,13 @@ SET worker_type = EXCLUDED.worker_type, storage_name = EXCLUDED.storage_name,
 WHERE pg_try_advisory_lock(hashtext(workers.id))";
 
 /// Undoes the attempts a claim started for tasks that never reached their handler.
-const UNDO_STARTS: &str = "\
+pub(super) const UNDO_STARTS: &str = "\
 UPDATE offload_jobs AS j
 SET status = 'queued', attempts = j.attempts - 1, progress_message = 'queued',
     started_at = CASE WHEN j.attempts = 1 THEN NULL ELSE j.started_at END, updated_at = $4
 FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(id, task_id, attempts)
 WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts
-  AND j.status = 'running'";
+  AND (j.status || '') = 'running'";
 
 /// Notes the tasks of dead workers that orphan recovery put back in the queue.
 fn log_recovered(recovered: u64, worker: &WorkerContext) {

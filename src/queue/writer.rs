@@ -296,12 +296,20 @@ async fn write(
     Ok(rows)
 }
 
-const PG_BEGIN_MANY: &str = "\
+// UNINDEXED_STATUS. Postgres has the same temptation as SQLite below, whenever its statistics
+// were taken while few jobs were queued or running (a table of finished jobs, analyzed, then
+// a burst of submissions): it plans these multi-row updates as a scan of
+// `offload_jobs_by_status` for every queued (or running) job, hashed against the batch —
+// 12.6 ms instead of 3.5 ms per claim of 64 beside a backlog of 10,000 (EXPLAIN ANALYZE), cost
+// growing with the backlog. `status || ''` is Postgres's unary `+`: the same test, which no
+// index can serve, so the batch drives and each of its rows is one primary-key lookup.
+// tests/api/queue_plans.rs checks the plans in that state.
+pub(super) const PG_BEGIN_MANY: &str = "\
 UPDATE offload_jobs AS j
 SET status = 'running', attempts = j.attempts + 1, progress_percent = 0,
     progress_message = 'started', started_at = COALESCE(j.started_at, $3), updated_at = $3
 FROM UNNEST($1::text[], $2::text[]) AS v(id, task_id)
-WHERE j.id = v.id AND j.task_id = v.task_id AND j.status IN ('queued', 'running')
+WHERE j.id = v.id AND j.task_id = v.task_id AND (j.status || '') IN ('queued', 'running')
 RETURNING j.*";
 
 // SQLite's planner would rather walk `offload_jobs_by_status` — every queued job — and scan
@@ -321,7 +329,7 @@ RETURNING *";
 /// (`acked` says which; see `claim`). `acked` is a hashed `IN`: a join of the two CTEs was
 /// planned as a nested loop (their sizes are unknown to the planner), a comparison per pair —
 /// at 512 ends, 262,144 of them, a third of the statement's time.
-const PG_FINISH_MANY: &str = "\
+pub(super) const PG_FINISH_MANY: &str = "\
 WITH fin AS (
 UPDATE offload_jobs AS j
 SET status = v.status, progress_percent = COALESCE(v.percent, j.progress_percent),
@@ -337,7 +345,8 @@ FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::
     AS v(id, task_id, attempts, status, percent, message, error_code, error_message,
          result_key, result_filename, result_content_type, result_size, finished_at,
          history, steps, result_parts)
-WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts AND j.status = 'running'
+WHERE j.id = v.id AND j.task_id = v.task_id AND j.attempts = v.attempts
+  AND (j.status || '') = 'running'
 RETURNING j.*
 ), ack AS (
     UPDATE apalis.jobs t

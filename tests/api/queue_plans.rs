@@ -156,6 +156,87 @@ async fn postgres_fetches_claim_tasks_by_id_at_any_table_size() {
     assert!(stock.contains("Seq Scan on jobs"), "the control: {stock}");
 }
 
+/// Finished jobs, analyzed, then a burst of 10,000 submissions: Postgres's statistics say
+/// almost no job is queued or running. The claim, the attempts' starts, ends and undos still
+/// find their batch's jobs by primary key, not by walking `offload_jobs_by_status` over the
+/// whole backlog for every batch (which made a drain beside 100,000 finished jobs ~30%
+/// slower than on an empty table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batch_updates_find_jobs_by_id_after_a_burst() {
+    use sqlx::Connection;
+    let app = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
+    let mut conn = sqlx::PgConnection::connect(app.settings.database.url.expose())
+        .await
+        .unwrap();
+    let jobs = |status: &str, count: u32| {
+        format!(
+            "INSERT INTO offload_jobs (id, kind, status, args, task_id, max_attempts,
+               created_at, updated_at)
+             SELECT gen_random_uuid()::text, 'noop', '{status}', '{{}}', '{status}-' || g, 3, g, g
+             FROM generate_series(1, {count}) g;"
+        )
+    };
+    let seed = format!(
+        "{} ANALYZE offload_jobs; {}",
+        jobs("succeeded", 50_000),
+        jobs("queued", 10_000)
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for (name, sql) in offload::queue::POSTGRES_BATCH_UPDATES {
+        let plan = generic_plan_of(&mut conn, name, sql).await;
+        let update = subtree(&plan, "Update on offload_jobs");
+        assert!(
+            update.contains("offload_jobs_pkey") && !update.contains("offload_jobs_by_status"),
+            "{name}: {plan}"
+        );
+    }
+}
+
+/// The generic plan of `sql`, prepared as `name` and explained with every parameter NULL.
+async fn generic_plan_of(conn: &mut sqlx::PgConnection, name: &str, sql: &str) -> String {
+    use sqlx::Row;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {sql}")))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let params: i64 = sqlx::query_scalar(
+        "SELECT cardinality(parameter_types)::bigint FROM pg_prepared_statements WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    let nulls = vec!["NULL"; params as usize].join(", ");
+    let explain = format!("EXPLAIN (COSTS OFF) EXECUTE {name}({nulls})");
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(explain))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let lines: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+    lines.join("\n")
+}
+
+/// The lines of `plan` from the node whose line contains `node` to the end of its children.
+fn subtree(plan: &str, node: &str) -> String {
+    let depth = |line: &str| line.len() - line.trim_start().len();
+    let mut lines = plan.lines().skip_while(|line| !line.contains(node));
+    let Some(head) = lines.next() else {
+        return String::new();
+    };
+    let children = lines.take_while(|line| depth(line) > depth(head));
+    std::iter::once(head)
+        .chain(children)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// offload's Postgres backend (#17): the claim starts the attempt and marks the task
 /// `Running` in one statement; the attempt's end acks its task in the statement that records
 /// it. After a drain every task is `Done` with apalis's success result, was locked by a worker
