@@ -98,31 +98,23 @@ async fn generic_plan(conn: &mut sqlx::PgConnection, name: &str, body: &str) -> 
         .replace("worker_id", "$1")
         .replace("v_job_type", "$2")
         .replace("v_job_count", "$3");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET plan_cache_mode = force_generic_plan; PREPARE {name}(text, text, int) AS {sql}"
-    )))
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    use sqlx::Row;
-    let explain = format!("EXPLAIN (COSTS OFF) EXECUTE {name}('w', 'noop', 64)");
-    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(explain))
-        .fetch_all(&mut *conn)
+    generic_plan_of(conn, name, &sql).await
+}
+
+/// A connection of its own to `app`'s Postgres database.
+async fn connect(app: &TestApp) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(app.settings.database.url.expose())
         .await
-        .unwrap();
-    let lines: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
-    lines.join("\n")
+        .unwrap()
 }
 
 /// The fetch that claims a worker's next tasks (here from a backlog of 10,000 beside 50,000
 /// finished ones) finds them by id however large the table; the stock body's generic plan hashes every row of apalis.jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_fetches_claim_tasks_by_id_at_any_table_size() {
-    use sqlx::Connection;
     let app = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
-    let mut conn = sqlx::PgConnection::connect(app.settings.database.url.expose())
-        .await
-        .unwrap();
+    let mut conn = connect(&app).await;
     sqlx::raw_sql(
         "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, run_at, done_at)
          SELECT '\\x00'::bytea, 'done-' || g, 'noop', 'Done', 1, 5, now(), now()
@@ -163,11 +155,8 @@ async fn postgres_fetches_claim_tasks_by_id_at_any_table_size() {
 /// slower than on an empty table).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_batch_updates_find_jobs_by_id_after_a_burst() {
-    use sqlx::Connection;
     let app = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
-    let mut conn = sqlx::PgConnection::connect(app.settings.database.url.expose())
-        .await
-        .unwrap();
+    let mut conn = connect(&app).await;
     let jobs = |status: &str, count: u32| {
         format!(
             "INSERT INTO offload_jobs (id, kind, status, args, task_id, max_attempts,
@@ -185,10 +174,6 @@ async fn postgres_batch_updates_find_jobs_by_id_after_a_burst() {
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
-        .execute(&mut conn)
-        .await
-        .unwrap();
     for (name, sql) in offload::queue::POSTGRES_BATCH_UPDATES {
         let plan = generic_plan_of(&mut conn, name, sql).await;
         let update = subtree(&plan, "Update on offload_jobs");
@@ -199,13 +184,16 @@ async fn postgres_batch_updates_find_jobs_by_id_after_a_burst() {
     }
 }
 
-/// The generic plan of `sql`, prepared as `name` and explained with every parameter NULL.
+/// The generic plan of `sql` (as a prepared statement run often gets), prepared as `name` and
+/// explained with every parameter NULL.
 async fn generic_plan_of(conn: &mut sqlx::PgConnection, name: &str, sql: &str) -> String {
     use sqlx::Row;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {sql}")))
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET plan_cache_mode = force_generic_plan; PREPARE {name} AS {sql}"
+    )))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
     let params: i64 = sqlx::query_scalar(
         "SELECT cardinality(parameter_types)::bigint FROM pg_prepared_statements WHERE name = $1",
     )
@@ -243,7 +231,6 @@ fn subtree(plan: &str, node: &str) -> String {
 /// of this process, and no job ran twice; an index apalis left twice is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_claims_start_attempts_and_their_ends_ack_the_tasks() {
-    use sqlx::Connection;
     let app = spawn_app_with(Backend::Postgres, Role::Serve, |_| {}).await;
     let noops = (0..300)
         .map(|_| NewJob::new("noop", json!({}), 3))
@@ -255,9 +242,7 @@ async fn postgres_claims_start_attempts_and_their_ends_ack_the_tasks() {
             "succeeded"
         );
     }
-    let mut conn = sqlx::PgConnection::connect(app.settings.database.url.expose())
-        .await
-        .unwrap();
+    let mut conn = connect(&app).await;
     let tasks: Vec<(String, i32, Option<Value>, Option<String>)> = sqlx::query_as(
         "SELECT status, attempts, last_result, lock_by FROM apalis.jobs WHERE job_type = 'noop'",
     )
@@ -295,16 +280,13 @@ async fn postgres_claims_start_attempts_and_their_ends_ack_the_tasks() {
 /// of unfinished batch jobs: 1 row read with 999 of the 1,000 ended, not the whole batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_jobs_end_reads_only_what_is_left_of_its_batch() {
-    use sqlx::Connection;
     let app = spawn_app_with(Backend::Postgres, Role::Api, |_| {}).await;
     let jobs = (0..1000)
         .map(|_| NewJob::new("noop", json!({}), 3))
         .collect();
     let batch = offload::model::batch::NewBatch::new(Default::default());
     let id = app.queue.enqueue_batch(batch, jobs).await.unwrap().batch.id;
-    let mut conn = sqlx::PgConnection::connect(app.settings.database.url.expose())
-        .await
-        .unwrap();
+    let mut conn = connect(&app).await;
     sqlx::query(
         "UPDATE offload_jobs SET status = 'succeeded', finished_at = created_at
          WHERE batch_id = $1 AND batch_index > 0",
