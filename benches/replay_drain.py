@@ -58,8 +58,9 @@ def job_id(ids):
     key)."""
     if ids == "v4":
         return "gen_random_uuid()::text"
-    return ("overlay(gen_random_uuid()::text placing "
-            "lpad(to_hex((($2 + g) / 1000)::bigint), 12, '0') from 1 for 12)")
+    ms = "lpad(to_hex((($2 + g) / 1000)::bigint), 12, '0')"
+    return (f"substr({ms}, 1, 8) || '-' || substr({ms}, 9, 4) || '-7' "
+            "|| substr(gen_random_uuid()::text, 16)")
 
 
 def queue(c, n, now, ids, prefix="T"):

@@ -92,14 +92,15 @@ SELECT c.id AS claimed_id, c.job AS claimed_job, c.attempts AS claimed_attempts,
 FROM claimed c LEFT JOIN started s ON s.task_id = c.id";
 
 /// Acks completions by primary key (apalis's own ack first reads every task the worker ever
-/// locked). Rows: `{task_id, attempt, status, result}`.
-const ACK: &str = "\
+/// locked; the worker test is written `lock_by || ''` so that `idx_apalis_jobs_lock_by` cannot
+/// lead Postgres back there). Rows: `{task_id, attempt, status, result}`.
+pub(super) const ACK: &str = "\
 UPDATE apalis.jobs t
 SET status = v.status, attempts = v.attempt, last_result = v.result, done_at = now()
 FROM (SELECT value ->> 'task_id' AS task_id, (value ->> 'attempt')::integer AS attempt,
              value ->> 'status' AS status, value -> 'result' AS result
       FROM jsonb_array_elements($1::jsonb) AS value) AS v
-WHERE t.id = v.task_id AND t.lock_by = $2";
+WHERE t.id = v.task_id AND (t.lock_by || '') = $2";
 
 /// apalis-postgres's worker registration (its query function takes a type it does not
 /// export), unchanged.

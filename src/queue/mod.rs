@@ -59,13 +59,15 @@ mod workers;
 mod workflow;
 mod writer;
 
-/// offload's Postgres statements that update a batch of `offload_jobs` rows found through a
-/// join, by name: for tests/api/queue_plans.rs to check the plans Postgres makes of the very
-/// text the queue runs (each row must be found by primary key, whatever the statistics say).
+/// offload's Postgres statements that update a batch of rows (ours or apalis's tasks) found
+/// through a join, by name: for tests/api/queue_plans.rs to check the plans Postgres makes of
+/// the very text the queue runs (each row must be found by primary key, whatever the
+/// statistics say).
 #[doc(hidden)]
 pub const POSTGRES_BATCH_UPDATES: &[(&str, &str)] = &[
     ("claim", claim::CLAIM),
     ("undo_starts", claim::UNDO_STARTS),
+    ("ack", claim::ACK),
     ("begin_many", writer::PG_BEGIN_MANY),
     ("finish_many", writer::PG_FINISH_MANY),
 ];
