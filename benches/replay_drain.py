@@ -52,13 +52,13 @@ def scratch_db(admin_url):
     return name, url
 
 
-def job_id(ids):
-    """SQL for the id of generated job `g`: random (UUIDv4), or time-ordered like a UUIDv7
-    (its first 48 bits the creation time, so new ids land at the right edge of the primary
-    key)."""
+def job_id(ids, created_at):
+    """SQL for the id of a generated job created at `created_at` (SQL, µs): random (UUIDv4),
+    or time-ordered like a UUIDv7 (its first 48 bits the creation time, so new ids land at
+    the right edge of the primary key)."""
     if ids == "v4":
         return "gen_random_uuid()::text"
-    ms = "lpad(to_hex((($2 + g) / 1000)::bigint), 12, '0')"
+    ms = f"lpad(to_hex((({created_at}) / 1000)::bigint), 12, '0')"
     return (f"substr({ms}, 1, 8) || '-' || substr({ms}, 9, 4) || '-7' "
             "|| substr(gen_random_uuid()::text, 16)")
 
@@ -66,7 +66,7 @@ def job_id(ids):
 def queue(c, n, now, ids, prefix="T"):
     """n queued no-op jobs shaped like the service's, created from `now` on."""
     c.execute(
-        f"""WITH v AS (SELECT {job_id(ids)} AS id, '{prefix}' || lpad(g::text, 25, '0') AS task_id, g
+        f"""WITH v AS (SELECT {job_id(ids, '$2 + g')} AS id, '{prefix}' || lpad(g::text, 25, '0') AS task_id, g
                       FROM generate_series(1, $1) g),
            ins AS (INSERT INTO offload_jobs (id, kind, status, args, task_id, attempts, max_attempts,
                      progress_percent, progress_message, created_at, updated_at, steps, tenant, priority)
@@ -106,7 +106,7 @@ def fill(c, n, finished, now, seed, ids):
             f"""INSERT INTO offload_jobs (id, kind, status, args, task_id, attempts, max_attempts,
                  progress_percent, progress_message, created_at, updated_at, started_at,
                  finished_at, steps, tenant, priority)
-               SELECT {job_id(ids).replace("$2 + g", "$2 - $1 + g")}, 'noop', 'succeeded', '{{}}',
+               SELECT {job_id(ids, "$2 - g")}, 'noop', 'succeeded', '{{}}',
                  'F' || lpad(g::text, 25, '0'), 1, 3, 100, 'done', $2 - g, $2 - g, $2 - g, $2 - g,
                  '[]', 'default', 'normal'
                FROM generate_series(1, $1) g""",

@@ -59,19 +59,6 @@ mod workers;
 mod workflow;
 mod writer;
 
-/// offload's Postgres statements that update a batch of rows (ours or apalis's tasks) found
-/// through a join, by name: for tests/api/queue_plans.rs to check the plans Postgres makes of
-/// the very text the queue runs (each row must be found by primary key, whatever the
-/// statistics say).
-#[doc(hidden)]
-pub const POSTGRES_BATCH_UPDATES: &[(&str, &str)] = &[
-    ("claim", claim::CLAIM),
-    ("undo_starts", claim::UNDO_STARTS),
-    ("ack", claim::ACK),
-    ("begin_many", writer::PG_BEGIN_MANY),
-    ("finish_many", writer::PG_FINISH_MANY),
-];
-
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -91,6 +78,19 @@ pub use follow::{BatchFollow, Follow, Seen};
 pub use reads::ListFilter;
 pub use submit::Enqueued;
 pub use workers::{AttemptEnd, Attempts};
+
+/// offload's Postgres statements that update a batch of rows (ours or apalis's tasks) found
+/// through a join, by name: for tests/api/queue_plans.rs to check the plans Postgres makes of
+/// the very text the queue runs (each row must be found by primary key, whatever the
+/// statistics say).
+#[doc(hidden)]
+pub const POSTGRES_BATCH_UPDATES: &[(&str, &str)] = &[
+    ("claim", claim::CLAIM),
+    ("undo_starts", claim::UNDO_STARTS),
+    ("ack", claim::ACK),
+    ("begin_many", writer::PG_BEGIN_MANY),
+    ("finish_many", writer::PG_FINISH_MANY),
+];
 
 /// The payload apalis carries for every job: a pointer to our row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
